@@ -1,0 +1,133 @@
+"""Token endpoint requests and responses (RFC 6749 §4.4, §5, §6; RFC 8628 §3.4; C3–C9, C11)."""
+
+from __future__ import annotations
+
+import enum
+import logging
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .._redact import redact
+from ..exceptions import InvalidResponse, UnexpectedTokenType
+from .client_auth import ClientAuth
+from .errors import coerce_seconds, decode_json_object, optional_str, required_str
+from .messages import FormPairs, HttpRequest, HttpResponse
+from .params import ScopeInput, add_param, normalize_scope
+
+logger = logging.getLogger("tokensmith.protocol")
+
+
+class GrantType(str, enum.Enum):
+    """Grant types (the first three are the seed module's members, with the same values)."""
+
+    CLIENT_CREDS = "client_credentials"
+    DEVICE_CODE = "urn:ietf:params:oauth:grant-type:device_code"
+    REFRESH_TOKEN = "refresh_token"
+    TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
+    JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+    AUTHORIZATION_CODE = "authorization_code"
+
+
+#: RFC 6750 §2.1 b64token: what may follow "Bearer " without breaking the header (C11).
+_B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
+
+JSON_ACCEPT = {"Accept": "application/json"}
+
+
+def token_request(
+    url: str,
+    grant_type: str,
+    auth: ClientAuth,
+    *,
+    scope: ScopeInput = None,
+    params: Iterable[tuple[str, str | Iterable[str] | None]] = (),
+) -> HttpRequest:
+    """Build a token request: grant type, client authentication (exactly one method, C2), scope, then any
+    grant-specific parameters. Empty values are left out (C3)."""
+    form: FormPairs = [("grant_type", str(grant_type.value if isinstance(grant_type, GrantType) else grant_type))]
+    headers = dict(JSON_ACCEPT)
+    secrets = list(auth.apply(form, headers))
+    add_param(form, "scope", normalize_scope(scope))
+    for name, value in params:
+        add_param(form, name, value)
+        if name in ("refresh_token", "device_code", "subject_token", "actor_token", "assertion", "code"):
+            secrets.extend([value] if isinstance(value, str) else list(value or ()))
+    return HttpRequest(url=url, form=form, headers=headers, secrets=tuple(s for s in secrets if s))
+
+
+@dataclass(frozen=True)
+class TokenResponse:
+    """A successful token response (RFC 6749 §5.1), validated. Secrets are hidden from ``repr``."""
+
+    access_token: str = field(repr=False)
+    token_type: str
+    expires_in: int | None = None
+    refresh_token: str | None = field(default=None, repr=False)
+    scope: str | None = None
+    id_token: str | None = field(default=None, repr=False)
+    issued_token_type: str | None = None
+    raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    #: Wall-clock receipt time; ``expires_at`` is computed from it once.
+    received_at: float = 0.0
+
+    @property
+    def expires_at(self) -> float | None:
+        return None if self.expires_in is None else self.received_at + self.expires_in
+
+    def __repr__(self) -> str:
+        return (
+            f"TokenResponse(access_token={redact(self.access_token)}, token_type={self.token_type!r}, "
+            f"expires_in={self.expires_in!r}, refresh_token={redact(self.refresh_token)}, scope={self.scope!r})"
+        )
+
+
+def parse_token_response(
+    response: HttpResponse,
+    secrets: Iterable[str] = (),
+    *,
+    accepted_token_types: Iterable[str] = ("bearer",),
+) -> TokenResponse:
+    """Validate a token endpoint response into a ``TokenResponse`` or raise a typed error.
+
+    - errors, including HTTP-200 error bodies, raise their RFC 6749 §5.2 / RFC 8628 §3.5 class (C8);
+    - ``access_token`` is required and must be a valid b64token (C11), so it can never inject a header;
+    - ``token_type`` is compared case-insensitively against ``accepted_token_types`` (C7). A response with no
+      ``token_type`` at all is taken as Bearer, with a warning: several IdPs and many test doubles omit it,
+      and refusing would break callers of the seed module, which never looked;
+    - ``expires_in`` may be absent or a numeric string (C6); unknown members are ignored but kept in ``raw``.
+    """
+    what = "token endpoint"
+    obj = decode_json_object(response, what, secrets)
+    status = response.status_code
+    access_token = required_str(obj, "access_token", what, status=status)
+    if not _B64TOKEN.fullmatch(access_token):
+        raise InvalidResponse(f"{what}: access_token is not a valid RFC 6750 b64token", status_code=status)
+    token_type = optional_str(obj, "token_type", what, status=status)
+    accepted = {t.lower() for t in accepted_token_types}
+    if token_type is None:
+        logger.warning("token endpoint response has no token_type (RFC 6749 §5.1 requires it); assuming Bearer")
+        token_type = "Bearer"
+    elif token_type.lower() not in accepted:
+        raise UnexpectedTokenType(
+            f"{what}: token_type {token_type[:40]!r} is not one this client can use "
+            f"({', '.join(sorted(accepted))}) (RFC 6749 §7.1)",
+            status_code=status,
+        )
+    scope = obj.get("scope")
+    if isinstance(scope, list) and all(isinstance(s, str) for s in scope):
+        scope = " ".join(scope)  # non-conforming servers send an array; the meaning is unambiguous
+    elif scope is not None and not isinstance(scope, str):
+        raise InvalidResponse(f"{what}: scope is a {type(scope).__name__}, not a string", status_code=status)
+    return TokenResponse(
+        access_token=access_token,
+        token_type=token_type,
+        expires_in=coerce_seconds(obj, "expires_in", what, status=status),
+        refresh_token=optional_str(obj, "refresh_token", what, status=status),
+        scope=scope or None,
+        id_token=optional_str(obj, "id_token", what, status=status),
+        issued_token_type=optional_str(obj, "issued_token_type", what, status=status),
+        raw=obj,
+        received_at=response.received_at,
+    )

@@ -1,0 +1,297 @@
+"""Typed errors.
+
+The three seed names (``AuthenticationError``, ``AuthenticationPending``, ``AccessTokenNotFoundError``) keep
+their original ``RuntimeError`` ancestry so existing ``except`` clauses still match. Below them sits one class
+per error code of RFC 6749 §5.2, RFC 8628 §3.5, RFC 7009 §2.2.1 and RFC 8693 §2.2.2 (C8), plus transport and
+response errors, so a caller can tell "the user said no" from "a network blip" from "a dead refresh token".
+
+Messages never contain request secrets: the server's ``error_description`` is scrubbed of anything we sent.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AccessDenied",
+    "AccessTokenNotFoundError",
+    "AuthenticationError",
+    "AuthenticationPending",
+    "AuthorizationPending",
+    "ConnectError",
+    "DeviceFlowCancelled",
+    "DeviceFlowTimeout",
+    "ExpiredToken",
+    "InsecureEndpointError",
+    "InvalidClient",
+    "InvalidEndpointError",
+    "InvalidGrant",
+    "InvalidRequest",
+    "InvalidResponse",
+    "InvalidScope",
+    "InvalidTarget",
+    "OAuthError",
+    "PersistentSlowDown",
+    "RequestTimeout",
+    "ResponseTooLarge",
+    "ServerError",
+    "SlowDown",
+    "TLSError",
+    "TemporarilyUnavailable",
+    "TokensmithError",
+    "TransportError",
+    "UnauthorizedClient",
+    "UnexpectedRedirect",
+    "UnexpectedTokenType",
+    "UnsupportedGrantType",
+    "UnsupportedTokenType",
+    "error_class_for",
+]
+
+import builtins
+
+
+class TokensmithError(RuntimeError):
+    """Base of every error tokensmith raises.
+
+    ``transient`` is True when retrying the same request later may succeed (network failures, 5xx, 429,
+    ``temporarily_unavailable``); False for rejections that need a different request or a new login.
+    ``retry_after`` is the server's ``Retry-After`` in seconds, when it sent one.
+    """
+
+    transient: bool = False
+    retry_after: float | None = None
+
+
+class AuthenticationError(TokensmithError):
+    """Raised for any failure to obtain a token (seed name, kept for compatibility)."""
+
+
+class AuthenticationPending(TokensmithError):
+    """The token endpoint said "not yet" (seed name, kept for compatibility)."""
+
+
+class AccessTokenNotFoundError(TokensmithError):
+    """No access token is available, or refreshing it failed (seed name, kept for compatibility)."""
+
+
+class InsecureEndpointError(TokensmithError, ValueError):
+    """An endpoint is plain ``http://`` on a non-loopback host (C24). Raised before any network access.
+
+    Set ``TOKENSMITH_ALLOW_INSECURE_HTTP=1`` to opt out (for test rigs only).
+    """
+
+
+class InvalidEndpointError(TokensmithError, ValueError):
+    """An endpoint URL cannot be used at all (no scheme, unsupported scheme, no host)."""
+
+
+# --- transport ---------------------------------------------------------------------------------------------
+
+
+class TransportError(AuthenticationError):
+    """The request did not complete: the server may never have seen it. Always transient."""
+
+    transient = True
+
+
+class RequestTimeout(TransportError, builtins.TimeoutError):
+    """Connecting or reading took longer than the configured timeout."""
+
+
+class ConnectError(TransportError, ConnectionError):
+    """The connection could not be established or was dropped."""
+
+
+class TLSError(TransportError):
+    """TLS handshake or certificate verification failed. Not transient in practice, but never a rejection."""
+
+    transient = False
+
+
+# --- responses that are not valid OAuth --------------------------------------------------------------------
+
+
+class InvalidResponse(AuthenticationError):
+    """The server answered, but not with something a conforming client can use (HTML, non-object JSON,
+    missing or ill-typed members). Transient when the status says so (5xx, 429)."""
+
+    def __init__(self, message: str, *, status_code: int | None = None, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.retry_after = retry_after
+        self.transient = status_code is not None and (status_code >= 500 or status_code == 429)
+
+
+class ResponseTooLarge(InvalidResponse):
+    """The body exceeded the size cap; it was not read into memory."""
+
+
+class UnexpectedRedirect(InvalidResponse):
+    """A POST was answered with a redirect. It is not followed: a 307/308 would re-send credentials (C27)."""
+
+
+class UnexpectedTokenType(InvalidResponse):
+    """The token response carries a ``token_type`` this client does not understand (C7)."""
+
+
+# --- OAuth error responses (C8) ----------------------------------------------------------------------------
+
+
+class _OAuthErrorFields:
+    """The members of an RFC 6749 §5.2 error response, shared by rejections and "pending" answers."""
+
+    error: str
+    error_description: str | None
+    error_uri: str | None
+    status_code: int | None
+
+    def _init_fields(
+        self,
+        error: str,
+        error_description: str | None,
+        error_uri: str | None,
+        status_code: int | None,
+        retry_after: float | None,
+    ) -> str:
+        self.error = error
+        self.error_description = error_description
+        self.error_uri = error_uri
+        self.status_code = status_code
+        self.retry_after = retry_after
+        parts = [error]
+        if error_description:
+            parts.append(f": {error_description}")
+        if status_code is not None:
+            parts.append(f" (HTTP {status_code})")
+        return "".join(parts)
+
+
+class OAuthError(_OAuthErrorFields, AuthenticationError):
+    """An RFC 6749 §5.2 error response. Subclasses name each registered code; unknown codes use this class."""
+
+    def __init__(
+        self,
+        error: str,
+        error_description: str | None = None,
+        error_uri: str | None = None,
+        *,
+        status_code: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(self._init_fields(error, error_description, error_uri, status_code, retry_after))
+        self.transient = type(self)._transient_code or (status_code is not None and status_code >= 500)
+
+    _transient_code: bool = False
+
+
+class InvalidRequest(OAuthError):
+    """``invalid_request``: the request is malformed."""
+
+
+class InvalidClient(OAuthError):
+    """``invalid_client``: client authentication failed (wrong secret, unknown client, wrong auth method)."""
+
+
+class InvalidGrant(OAuthError):
+    """``invalid_grant``: the grant (refresh token, device code, ...) is invalid, expired or revoked.
+    For a refresh token this means the user must log in again (C9)."""
+
+
+class UnauthorizedClient(OAuthError):
+    """``unauthorized_client``: this client may not use this grant type."""
+
+
+class UnsupportedGrantType(OAuthError):
+    """``unsupported_grant_type``."""
+
+
+class InvalidScope(OAuthError):
+    """``invalid_scope``."""
+
+
+class AccessDenied(OAuthError):
+    """``access_denied``: the user (or policy) refused the authorization (RFC 8628 §3.5)."""
+
+
+class ExpiredToken(OAuthError):
+    """``expired_token``: the device code expired before the user approved (RFC 8628 §3.5). Also raised when
+    the client's own deadline (``expires_in`` on the monotonic clock) passes."""
+
+
+class InvalidTarget(OAuthError):
+    """``invalid_target`` (RFC 8693 §2.2.2, RFC 8707)."""
+
+
+class UnsupportedTokenType(OAuthError):
+    """``unsupported_token_type`` (RFC 7009 §2.2.1)."""
+
+
+class ServerError(OAuthError):
+    """``server_error``: transient by definition."""
+
+    _transient_code = True
+
+
+class TemporarilyUnavailable(OAuthError):
+    """``temporarily_unavailable``: transient by definition."""
+
+    _transient_code = True
+
+
+class AuthorizationPending(_OAuthErrorFields, AuthenticationPending):
+    """``authorization_pending``: the user has not finished yet; keep polling (RFC 8628 §3.5)."""
+
+    def __init__(
+        self,
+        error: str = "authorization_pending",
+        error_description: str | None = None,
+        error_uri: str | None = None,
+        *,
+        status_code: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(self._init_fields(error, error_description, error_uri, status_code, retry_after))
+
+
+class SlowDown(AuthorizationPending):
+    """``slow_down``: keep polling, 5 s slower for this and every later request (RFC 8628 §3.5, C17)."""
+
+    #: A new interval the server sent with the error (GitHub does), if any.
+    interval: int | None = None
+
+
+# --- device-flow outcomes decided by the client ------------------------------------------------------------
+
+
+class PersistentSlowDown(AuthenticationError):
+    """The server kept answering ``slow_down`` although the client waited longer each time."""
+
+
+class DeviceFlowCancelled(AuthenticationError):
+    """The caller cancelled device polling."""
+
+
+class DeviceFlowTimeout(AuthenticationError):
+    """The caller's own timeout passed before the user approved (shorter than the device code lifetime)."""
+
+
+_ERROR_TABLE: dict[str, type[OAuthError] | type[AuthorizationPending]] = {
+    "invalid_request": InvalidRequest,
+    "invalid_client": InvalidClient,
+    "invalid_grant": InvalidGrant,
+    "unauthorized_client": UnauthorizedClient,
+    "unsupported_grant_type": UnsupportedGrantType,
+    "invalid_scope": InvalidScope,
+    "access_denied": AccessDenied,
+    "expired_token": ExpiredToken,
+    "invalid_target": InvalidTarget,
+    "unsupported_token_type": UnsupportedTokenType,
+    "server_error": ServerError,
+    "temporarily_unavailable": TemporarilyUnavailable,
+    "authorization_pending": AuthorizationPending,
+    "slow_down": SlowDown,
+}
+
+
+def error_class_for(error: str) -> type[OAuthError] | type[AuthorizationPending]:
+    """The exception class for an error code; ``OAuthError`` for codes no RFC we implement registers."""
+    return _ERROR_TABLE.get(error, OAuthError)

@@ -1,0 +1,243 @@
+#!/usr/bin/env node
+// Local OAuth 2.0 / OpenID Connect authorization server for tokensmith's
+// integration tests, built on the `oidc-provider` npm package (pinned in
+// package.json / package-lock.json; install with `npm ci --prefix tests/idp`).
+//
+// Usage:
+//   node tests/idp/server.mjs --port N [--device-ttl SECONDS] [--access-ttl SECONDS]
+//
+// --port 0 picks a free port. The issuer is http://127.0.0.1:<port> (plain
+// HTTP on loopback only). Once listening, exactly one line is written to
+// stdout:  READY {"issuer": ..., "port": ..., ...}
+// Everything else oidc-provider prints (development-mode notices and
+// warnings) goes to stderr. SIGTERM / SIGINT close the server and exit 0.
+//
+// This is a TEST FIXTURE: in-memory storage, ephemeral keys, dev login pages
+// that accept any username/password. Never expose it beyond 127.0.0.1.
+
+import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import { createServer } from 'node:http';
+import { parseArgs } from 'node:util';
+
+import { errors, Provider } from 'oidc-provider';
+
+// oidc-provider prints its "you SHOULD change ..." notices with console.info,
+// i.e. to stdout. Keep stdout reserved for the READY line.
+console.info = console.error;
+console.log = console.error;
+
+// --- command line -----------------------------------------------------------
+
+function positiveInt(name, raw, { allowZero = false } = {}) {
+  const value = Number(raw);
+  if (!Number.isInteger(value) || value < (allowZero ? 0 : 1)) {
+    console.error(`server.mjs: --${name} must be an integer ${allowZero ? '>= 0' : '>= 1'}, got ${JSON.stringify(raw)}`);
+    process.exit(2);
+  }
+  return value;
+}
+
+let args;
+try {
+  ({ values: args } = parseArgs({
+    options: {
+      port: { type: 'string' },
+      'device-ttl': { type: 'string', default: '600' },
+      'access-ttl': { type: 'string', default: '3600' },
+    },
+    strict: true,
+  }));
+} catch (err) {
+  console.error(`server.mjs: ${err.message}`);
+  process.exit(2);
+}
+if (args.port === undefined) {
+  console.error('server.mjs: --port is required (use --port 0 for a free port)');
+  process.exit(2);
+}
+const requestedPort = positiveInt('port', args.port, { allowZero: true });
+const deviceTtl = positiveInt('device-ttl', args['device-ttl']);
+const accessTtl = positiveInt('access-ttl', args['access-ttl']);
+
+// --- static test data (mirrored in tests/idp_harness.py) --------------------
+
+const DEVICE_CODE_GRANT = 'urn:ietf:params:oauth:grant-type:device_code';
+
+// Resource servers (RFC 8707 resource indicators). Client-credentials
+// requests without `resource` get DEFAULT_RESOURCE (see defaultResource).
+const DEFAULT_RESOURCE = 'https://api.tokensmith.test/';
+const RESOURCE_SERVERS = new Map([
+  [DEFAULT_RESOURCE, { scope: 'api:read api:write' }],
+  ['https://other-api.tokensmith.test/', { scope: 'other:read' }],
+]);
+
+const clients = [
+  {
+    // RFC 6749 §2.3.1 HTTP Basic. The secret deliberately contains ':', '%',
+    // '+' and a space, so only a correctly form-encoded header authenticates.
+    client_id: 'cc-client',
+    client_secret: 's3cr:t%25 +x/~',
+    grant_types: ['client_credentials'],
+    token_endpoint_auth_method: 'client_secret_basic',
+  },
+  {
+    client_id: 'cc-post-client',
+    client_secret: 'post-secret-1',
+    grant_types: ['client_credentials'],
+    token_endpoint_auth_method: 'client_secret_post',
+  },
+  {
+    // client_id with '/' and ':' (both must be form-encoded in Basic auth).
+    client_id: 'urn:tokensmith/cc:odd',
+    client_secret: 'odd secret+1',
+    grant_types: ['client_credentials'],
+    token_endpoint_auth_method: 'client_secret_basic',
+  },
+  {
+    // Public device client (RFC 8628); refresh tokens rotate (see
+    // rotateRefreshToken below).
+    client_id: 'device-public',
+    grant_types: [DEVICE_CODE_GRANT, 'refresh_token'],
+    token_endpoint_auth_method: 'none',
+    scope: 'openid offline_access profile email',
+  },
+  {
+    client_id: 'device-confidential',
+    client_secret: 'device-secret-1',
+    grant_types: [DEVICE_CODE_GRANT, 'refresh_token'],
+    token_endpoint_auth_method: 'client_secret_basic',
+    scope: 'openid offline_access profile email',
+  },
+].map((client) => ({ redirect_uris: [], response_types: [], ...client }));
+
+// --- provider configuration -------------------------------------------------
+
+// Ephemeral signing key (ID Tokens) and cookie keys: avoids the dev keystore
+// and makes every run independent.
+const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+const signingKey = { ...privateKey.export({ format: 'jwk' }), kid: 'test-es256', alg: 'ES256', use: 'sig' };
+
+const configuration = {
+  clients,
+  jwks: { keys: [signingKey] },
+  cookies: { keys: [randomBytes(32).toString('base64url')] },
+  enabledJWA: { idTokenSigningAlgValues: ['ES256'] },
+  clientDefaults: { id_token_signed_response_alg: 'ES256' },
+  routes: { code_verification: '/device' },
+  scopes: ['openid', 'offline_access', 'profile', 'email'],
+  claims: {
+    openid: ['sub'],
+    profile: ['name', 'preferred_username'],
+    email: ['email', 'email_verified'],
+  },
+  async findAccount(_ctx, sub) {
+    // The dev login page accepts any login; the login becomes the subject.
+    return {
+      accountId: sub,
+      async claims() {
+        return {
+          sub,
+          name: sub,
+          preferred_username: sub,
+          email: `${sub}@example.test`,
+          email_verified: true,
+        };
+      },
+    };
+  },
+  features: {
+    devInteractions: { enabled: true }, // built-in login/consent pages
+    deviceFlow: { enabled: true }, // RFC 8628
+    clientCredentials: { enabled: true }, // RFC 6749 §4.4
+    revocation: { enabled: true }, // RFC 7009
+    introspection: { enabled: true }, // RFC 7662
+    // Resource indicators (RFC 8707). With this feature on but no resource
+    // resolved, oidc-provider silently drops every non-OpenID scope from a
+    // client_credentials request (and the token has no audience). So
+    // client_credentials requests without `resource` default to
+    // DEFAULT_RESOURCE; an explicit `resource=` naming one of
+    // RESOURCE_SERVERS also works (an unknown one -> invalid_target).
+    // Only one resource per client_credentials request is supported.
+    // Tokens are opaque so that revocation and introspection work
+    // (oidc-provider refuses to revoke/introspect JWT access tokens).
+    resourceIndicators: {
+      enabled: true,
+      async defaultResource(ctx, _client, oneOf) {
+        if (oneOf) return oneOf;
+        if (ctx.oidc.params?.grant_type === 'client_credentials') return DEFAULT_RESOURCE;
+        return undefined;
+      },
+      async getResourceServerInfo(_ctx, resourceIndicator) {
+        const info = RESOURCE_SERVERS.get(URL.parse(resourceIndicator)?.href);
+        if (!info) throw new errors.InvalidTarget();
+        return {
+          ...info,
+          audience: resourceIndicator,
+          accessTokenFormat: 'opaque',
+          accessTokenTTL: accessTtl,
+        };
+      },
+      async useGrantedResource() {
+        return false;
+      },
+    },
+  },
+  // Always rotate refresh tokens. Presenting a rotated (consumed) refresh
+  // token again yields invalid_grant and revokes the whole grant (reuse
+  // detection), so the newest refresh token dies too.
+  rotateRefreshToken: true,
+  ttl: {
+    AccessToken: accessTtl,
+    ClientCredentials: accessTtl,
+    DeviceCode: deviceTtl,
+    AuthorizationCode: 60,
+    IdToken: 3600,
+    RefreshToken: 14 * 24 * 60 * 60,
+    Interaction: 60 * 60,
+    Session: 14 * 24 * 60 * 60,
+    Grant: 14 * 24 * 60 * 60,
+  },
+};
+
+// --- start ------------------------------------------------------------------
+
+// Bind first so that --port 0 resolves to a concrete port, then build the
+// provider with the final issuer and hand it the requests.
+let handler = (_req, res) => {
+  res.statusCode = 503;
+  res.end();
+};
+const server = createServer((req, res) => handler(req, res));
+
+server.on('error', (err) => {
+  console.error(`server.mjs: ${err.message}`);
+  process.exit(1);
+});
+
+server.listen(requestedPort, '127.0.0.1', () => {
+  const { port } = server.address();
+  const issuer = `http://127.0.0.1:${port}`;
+  const provider = new Provider(issuer, configuration);
+  provider.on('server_error', (_ctx, err) => console.error('server_error:', err));
+  handler = provider.callback();
+
+  const ready = {
+    issuer,
+    port,
+    pid: process.pid,
+    discovery: `${issuer}/.well-known/openid-configuration`,
+    verification_uri: `${issuer}/device`,
+    device_ttl: deviceTtl,
+    access_ttl: accessTtl,
+    default_resource: DEFAULT_RESOURCE,
+  };
+  process.stdout.write(`READY ${JSON.stringify(ready)}\n`);
+});
+
+function shutdown() {
+  server.close(() => process.exit(0));
+  server.closeAllConnections();
+  setTimeout(() => process.exit(0), 2000).unref();
+}
+process.on('SIGTERM', shutdown);
+process.on('SIGINT', shutdown);
