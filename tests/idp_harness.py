@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import IO, Any
 from urllib.parse import urljoin
 
 import pytest
@@ -288,7 +288,10 @@ class _Browser:
             if clicked is None:
                 raise page.fail(f"expected a button for step {step!r}, not found")
         action = urljoin(page.url, form.action or page.url)
-        data = form.payload(fill or {}, clicked)
+        try:
+            data = form.payload(fill or {}, clicked)
+        except ValueError as exc:
+            raise page.fail(str(exc)) from None
         if form.method == "post":
             response = self.session.post(action, data=data, timeout=HTTP_TIMEOUT)
         else:
@@ -337,9 +340,7 @@ class LocalIdP:
         if node is None:
             raise IdPStartError("`node` was not found on PATH; the test IdP needs Node.js")
         if not (NODE_MODULES / "oidc-provider").is_dir():
-            raise IdPStartError(
-                f"{NODE_MODULES} is missing oidc-provider; run `npm ci --prefix tests/idp` first"
-            )
+            raise IdPStartError(f"{NODE_MODULES} is missing oidc-provider; run `npm ci --prefix tests/idp` first")
 
         command = [node, str(SERVER_SCRIPT), "--port", "0"]
         if self.device_ttl is not None:
@@ -413,7 +414,7 @@ class LocalIdP:
         """The last lines the server wrote to stderr (for debugging)."""
         return "\n".join(list(self._stderr)[-lines:])
 
-    def _read_stdout(self, stream: Any, ready_lines: queue.Queue[str | None]) -> None:
+    def _read_stdout(self, stream: IO[str], ready_lines: queue.Queue[str | None]) -> None:
         for line in stream:
             if line.startswith("READY "):
                 ready_lines.put(line)
@@ -421,7 +422,7 @@ class LocalIdP:
                 self._stderr.append(f"[stdout] {line.rstrip()}")
         ready_lines.put(None)
 
-    def _read_stderr(self, stream: Any) -> None:
+    def _read_stderr(self, stream: IO[str]) -> None:
         for line in stream:
             self._stderr.append(line.rstrip())
 
@@ -513,7 +514,12 @@ class LocalIdP:
 
     def approve(self, user_code: str, login: str = "alice") -> None:
         """Enter ``user_code`` on the verification page, sign in as ``login``
-        and grant consent, like a user in a browser (RFC 8628 §3.3)."""
+        and grant consent, like a user in a browser (RFC 8628 §3.3).
+
+        The device authorization request must have asked for some scope (e.g.
+        ``openid``): oidc-provider ends a scope-less request with
+        ``access_denied`` right after login, and this raises
+        :class:`IdPInteractionError` (no consent page)."""
         browser = _Browser()
         try:
             consent = self._sign_in(browser, user_code, login)

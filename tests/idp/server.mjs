@@ -14,6 +14,20 @@
 //
 // This is a TEST FIXTURE: in-memory storage, ephemeral keys, dev login pages
 // that accept any username/password. Never expose it beyond 127.0.0.1.
+//
+// oidc-provider behaviours the tests depend on or should know about:
+// - Basic client auth: both halves are form-decoded ('+' -> space, then
+//   percent-decoding), as RFC 6749 §2.3.1 requires; the header is split at
+//   the first ':'. client_secret_basic and client_secret_post clients may
+//   each use either method (the registered one is not enforced).
+// - Unknown parameters (e.g. `audience`) are ignored.
+// - Device authorization responses carry no `interval`; slow_down is never
+//   sent. A device authorization request without any scope is ended with
+//   access_denied after the user logs in, so always request a scope.
+// - Redeeming an already redeemed device code -> invalid_grant, and the
+//   tokens issued from it (incl. refresh tokens) are revoked.
+// - Refresh responses carry `scope`, a new `refresh_token` and, when the
+//   grant has `openid`, an `id_token`.
 
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { createServer } from 'node:http';
@@ -151,13 +165,17 @@ const configuration = {
     clientCredentials: { enabled: true }, // RFC 6749 §4.4
     revocation: { enabled: true }, // RFC 7009
     introspection: { enabled: true }, // RFC 7662
-    // Resource indicators (RFC 8707). With this feature on but no resource
-    // resolved, oidc-provider silently drops every non-OpenID scope from a
-    // client_credentials request (and the token has no audience). So
-    // client_credentials requests without `resource` default to
+    // Resource indicators (RFC 8707). client_credentials works without any
+    // resource, but then oidc-provider silently drops every non-OpenID
+    // scope (`scope=api:read` -> no scope) and the token has no audience.
+    // So client_credentials requests without `resource` default to
     // DEFAULT_RESOURCE; an explicit `resource=` naming one of
-    // RESOURCE_SERVERS also works (an unknown one -> invalid_target).
-    // Only one resource per client_credentials request is supported.
+    // RESOURCE_SERVERS also works (an unknown one -> invalid_target). Only
+    // one resource per client_credentials request is supported, and the
+    // granted scope is the requested scopes that the resource server knows
+    // (others, incl. `openid`, are dropped silently; `scope` is omitted
+    // from the response when none remain). Device-flow requests get no
+    // default resource, so their tokens are plain OpenID/userinfo tokens.
     // Tokens are opaque so that revocation and introspection work
     // (oidc-provider refuses to revoke/introspect JWT access tokens).
     resourceIndicators: {

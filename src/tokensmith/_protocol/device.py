@@ -60,7 +60,7 @@ class DeviceAuthorization:
 
     def __repr__(self) -> str:
         return (
-            f"DeviceAuthorization(device_code={redact(self.device_code)}, user_code={self.user_code!r}, "
+            f"{type(self).__name__}(device_code={redact(self.device_code)}, user_code={self.user_code!r}, "
             f"verification_uri={self.verification_uri!r}, expires_in={self.expires_in}, interval={self.interval})"
         )
 

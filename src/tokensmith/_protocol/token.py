@@ -35,6 +35,9 @@ _B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
 
 JSON_ACCEPT = {"Accept": "application/json"}
 
+# Warn about a server omitting token_type once per process, not on every request.
+_warned_missing_type: list[bool] = []
+
 
 def token_request(
     url: str,
@@ -78,7 +81,7 @@ class TokenResponse:
 
     def __repr__(self) -> str:
         return (
-            f"TokenResponse(access_token={redact(self.access_token)}, token_type={self.token_type!r}, "
+            f"{type(self).__name__}(access_token={redact(self.access_token)}, token_type={self.token_type!r}, "
             f"expires_in={self.expires_in!r}, refresh_token={redact(self.refresh_token)}, scope={self.scope!r})"
         )
 
@@ -107,7 +110,9 @@ def parse_token_response(
     token_type = optional_str(obj, "token_type", what, status=status)
     accepted = {t.lower() for t in accepted_token_types}
     if token_type is None:
-        logger.warning("token endpoint response has no token_type (RFC 6749 §5.1 requires it); assuming Bearer")
+        log = logger.debug if _warned_missing_type else logger.warning
+        _warned_missing_type.append(True)
+        log("token endpoint response has no token_type (RFC 6749 §5.1 requires it); assuming Bearer")
         token_type = "Bearer"
     elif token_type.lower() not in accepted:
         raise UnexpectedTokenType(

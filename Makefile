@@ -1,0 +1,40 @@
+# The two commands the README promises:
+#   make demo   run the main job end to end against the bundled local IdP
+#   make test   lint, type-check and run every test
+# Both install what they need (Python venv, npm packages) on first use.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+PY_STAMP  := $(VENV)/.installed
+IDP_STAMP := tests/idp/node_modules/.installed
+DEMO_ARGS ?=
+
+.PHONY: install test lint demo bench clean
+
+$(PY_STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,all]'
+	touch $@
+
+$(IDP_STAMP): tests/idp/package.json tests/idp/package-lock.json
+	npm ci --prefix tests/idp --no-audit --no-fund --loglevel=error
+	touch $@
+
+install: $(PY_STAMP) $(IDP_STAMP)
+
+lint: $(PY_STAMP)
+	$(BIN)/ruff check src tests benchmarks demo
+	$(BIN)/mypy
+
+test: install lint
+	$(BIN)/python -m pytest
+
+demo: install
+	$(BIN)/python demo/run_demo.py $(DEMO_ARGS)
+
+bench: install
+	$(BIN)/python benchmarks/bench_client_credentials.py
+
+clean:
+	rm -rf $(VENV) tests/idp/node_modules
