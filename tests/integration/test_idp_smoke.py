@@ -6,10 +6,6 @@ than at the library. They also pin down the server behaviours that the
 library's integration tests rely on.
 """
 
-# Test parameters named like the imported fixtures "redefine" them (F811);
-# drop this together with the fixture import once conftest provides them.
-# ruff: noqa: F811
-
 from __future__ import annotations
 
 import base64
@@ -21,10 +17,6 @@ from urllib.parse import quote_plus
 import pytest
 import requests
 
-# Fixtures (the conftest may import these centrally instead).
-from idp_harness import idp, idp_short_device_ttl  # noqa: F401
-
-# isort: split
 from idp_harness import (
     API_RESOURCE,
     CC_CLIENT,

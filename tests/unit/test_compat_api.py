@@ -14,7 +14,10 @@ from tokensmith import token_client as tc
 
 # Parameters of the seed functions, in order, with defaults (copied from the seed module's signatures).
 SEED_SIGNATURES = {
-    "get_basic_authorization_header": [("client_id", inspect.Parameter.empty), ("client_secret", inspect.Parameter.empty)],
+    "get_basic_authorization_header": [
+        ("client_id", inspect.Parameter.empty),
+        ("client_secret", inspect.Parameter.empty),
+    ],
     "get_token": [
         ("token_endpoint", inspect.Parameter.empty),
         ("scopes", None),
