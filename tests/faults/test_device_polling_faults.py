@@ -11,8 +11,8 @@ import time
 
 import pytest
 import requests
-from fault_server import FaultServer, Reply
 
+from fault_server import FaultServer, Reply
 from tokensmith import exceptions as exc
 from tokensmith import token_client as tc
 from tokensmith._device_flow import PollProgress, poll_device_token
@@ -180,7 +180,7 @@ def test_cancel_from_another_thread_stops_a_sleeping_poller(fault_server: FaultS
     def run() -> None:
         try:
             tc.poll_token_endpoint(resp, fault_server.url("/token"), "pub", cancel=cancel)
-        except BaseException as e:  # noqa: BLE001 - collected for the assertion below
+        except BaseException as e:
             errors.append(e)
 
     thread = threading.Thread(target=run)

@@ -11,8 +11,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import pytest
-from idp_harness import CC_CLIENT, DEVICE_CONFIDENTIAL, DEVICE_PUBLIC, ODD_CLIENT, LocalIdP
 
+from idp_harness import CC_CLIENT, DEVICE_CONFIDENTIAL, DEVICE_PUBLIC, ODD_CLIENT, LocalIdP
 from tokensmith import exceptions as exc
 from tokensmith import token_client as tc
 from tokensmith._device_flow import PollProgress
@@ -36,7 +36,7 @@ def user_acts(action: Callable[[str], None], user_code: str) -> Iterator[None]:
     def run() -> None:
         try:
             action(user_code)
-        except BaseException as e:  # noqa: BLE001 - re-raised below
+        except BaseException as e:
             errors.append(e)
 
     thread = threading.Thread(target=run, daemon=True)
