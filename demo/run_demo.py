@@ -17,12 +17,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from idp_harness import CC_CLIENT, DEVICE_PUBLIC, LocalIdP  # noqa: E402
-
-from tokensmith import token_client as tc  # noqa: E402
-from tokensmith._device_flow import PollProgress  # noqa: E402
-from tokensmith._protocol.client_auth import basic_authorization  # noqa: E402
-from tokensmith.exceptions import TokensmithError  # noqa: E402
+from idp_harness import CC_CLIENT, DEVICE_PUBLIC, LocalIdP
+from tokensmith import token_client as tc
+from tokensmith._device_flow import PollProgress
+from tokensmith._protocol.client_auth import basic_authorization
+from tokensmith.exceptions import TokensmithError
 
 
 def say(message: str) -> None:
