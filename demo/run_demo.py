@@ -19,8 +19,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from idp_harness import CC_CLIENT, DEVICE_PUBLIC, LocalIdP
 from tokensmith import token_client as tc
-from tokensmith._device_flow import PollProgress
 from tokensmith._protocol.client_auth import basic_authorization
+from tokensmith.device import PollProgress
 from tokensmith.exceptions import TokensmithError
 
 

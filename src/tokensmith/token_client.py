@@ -19,7 +19,6 @@ import urllib.parse
 
 import requests
 
-from ._device_flow import PollProgress, poll_device_token
 from ._protocol.client_auth import ClientAuth, NoClientAuth, PrebuiltAuthorization
 from ._protocol.device import (
     DeviceAuthorization,
@@ -30,6 +29,7 @@ from ._protocol.device import (
 )
 from ._protocol.token import GrantType, parse_token_response, token_request
 from ._transport import DEFAULT_TIMEOUT, Timeout, Transport, pooled_session
+from .device import PollProgress, poll_device_token
 from .exceptions import AuthenticationError, AuthenticationPending
 
 __all__ = [

@@ -15,11 +15,11 @@ import requests
 from fault_server import FaultServer, Reply
 from tokensmith import exceptions as exc
 from tokensmith import token_client as tc
-from tokensmith._device_flow import PollProgress, poll_device_token
 from tokensmith._protocol.client_auth import NoClientAuth
 from tokensmith._protocol.device import DeviceAuthorization, device_token_request
 from tokensmith._protocol.polling import DEFAULT_MARGIN
 from tokensmith._transport import Transport
+from tokensmith.device import PollProgress, poll_device_token
 
 TOKEN = {"access_token": "at-1", "token_type": "Bearer", "expires_in": 300, "refresh_token": "rt-1"}
 PENDING = Reply(status=400, json={"error": "authorization_pending"})

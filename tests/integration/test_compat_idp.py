@@ -15,8 +15,8 @@ import pytest
 from idp_harness import CC_CLIENT, DEVICE_CONFIDENTIAL, DEVICE_PUBLIC, ODD_CLIENT, LocalIdP
 from tokensmith import exceptions as exc
 from tokensmith import token_client as tc
-from tokensmith._device_flow import PollProgress
 from tokensmith._protocol.client_auth import basic_authorization
+from tokensmith.device import PollProgress
 
 pytestmark = pytest.mark.idp
 

@@ -1,0 +1,221 @@
+"""Device login (RFC 8628): start, show a prompt, poll to a token.
+
+The protocol rules live in the sans-IO core (``_protocol.device``, ``_protocol.polling``); this module drives
+them with real time and the transport. It never prints: the caller gets a ``DevicePrompt`` through
+``on_prompt`` *before* polling starts, ``PollProgress`` after every poll, and may cancel from another thread.
+``tokensmith.cli.presenter.TerminalPresenter`` is a ready-made terminal UI for those callbacks.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ._protocol.client_auth import ClientAuth
+from ._protocol.device import (
+    DeviceAuthorization,
+    device_authorization_request,
+    device_token_request,
+    parse_device_authorization,
+)
+from ._protocol.messages import HttpRequest
+from ._protocol.params import ScopeInput
+from ._protocol.polling import DEFAULT_MARGIN, PollOutcome, PollSchedule
+from ._protocol.token import TokenResponse, parse_token_response
+from ._transport import Transport
+from .exceptions import AuthorizationPending, DeviceFlowCancelled, SlowDown, TokensmithError
+
+logger = logging.getLogger("tokensmith.device")
+
+
+__all__ = [
+    "DeviceAuthorization",
+    "DevicePrompt",
+    "PollProgress",
+    "device_login",
+    "poll_device_token",
+    "start_device_login",
+]
+
+
+@dataclass(frozen=True)
+class DevicePrompt:
+    """What the person must see (RFC 8628 §3.3, C15): always ``user_code`` and ``verification_uri``;
+    ``verification_uri_complete`` may additionally be shown as a QR code or opened in a browser. Never the
+    device code."""
+
+    user_code: str
+    verification_uri: str
+    verification_uri_complete: str | None
+    expires_in: int
+    #: Wall-clock expiry (``time.time()`` based), for display.
+    expires_at: float
+    interval: int
+    #: Azure AD's ready-made instruction text, when the server sent one.
+    message: str | None = None
+    raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_authorization(cls, authorization: DeviceAuthorization) -> DevicePrompt:
+        received = authorization.received_at or time.time()
+        raw = {k: v for k, v in authorization.raw.items() if k != "device_code"}
+        return cls(
+            user_code=authorization.user_code,
+            verification_uri=authorization.verification_uri,
+            verification_uri_complete=authorization.verification_uri_complete,
+            expires_in=authorization.expires_in,
+            expires_at=received + authorization.expires_in,
+            interval=authorization.interval,
+            message=authorization.message,
+            raw=raw,
+        )
+
+
+@dataclass(frozen=True)
+class PollProgress:
+    """What a UI may show after each poll."""
+
+    polls: int
+    outcome: PollOutcome
+    interval: float
+    time_left: float
+    next_poll_in: float
+
+
+def poll_device_token(
+    transport: Transport,
+    request: HttpRequest,
+    authorization: DeviceAuthorization,
+    *,
+    timeout: float | None = None,
+    cancel: threading.Event | None = None,
+    on_progress: Callable[[PollProgress], None] | None = None,
+    accepted_token_types: Iterable[str] = ("bearer",),
+    margin: float = DEFAULT_MARGIN,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], bool] | None = None,
+) -> TokenResponse:
+    """Poll the token endpoint until the user approves, denies, or time runs out (RFC 8628 §3.4–§3.5).
+
+    ``sleep(seconds)`` returns True when cancelled; by default it waits on ``cancel`` (so another thread can
+    stop a sleeping poller at once) or plain ``time.sleep``. Terminal answers (``access_denied``,
+    ``expired_token``, unknown errors) stop at once; transient ones back off and continue until the deadline.
+    """
+    if sleep is None:
+        sleep = cancel.wait if cancel is not None else _plain_sleep
+    now = clock()
+    # The code started expiring when the response arrived, which may be a while ago (the caller showed a prompt).
+    elapsed = max(0.0, time.time() - authorization.received_at) if authorization.received_at else 0.0
+    schedule = PollSchedule.start(
+        authorization.interval, authorization.expires_in - elapsed, now, timeout=timeout, margin=margin
+    )
+    accepted = tuple(accepted_token_types)
+    while True:
+        if cancel is not None and cancel.is_set():
+            raise DeviceFlowCancelled(f"device login cancelled ({schedule.polls} polls made)")
+        wait = schedule.next_wait(clock())
+        if wait > 0 and sleep(wait):
+            raise DeviceFlowCancelled(f"device login cancelled ({schedule.polls} polls made)")
+        if cancel is not None and cancel.is_set():
+            raise DeviceFlowCancelled(f"device login cancelled ({schedule.polls} polls made)")
+        retry_after: float | None = None
+        new_interval: float | None = None
+        try:
+            token = parse_token_response(transport.post(request), request.secrets, accepted_token_types=accepted)
+        except SlowDown as exc:
+            outcome, new_interval, retry_after = PollOutcome.SLOW_DOWN, exc.interval, exc.retry_after
+        except AuthorizationPending as exc:
+            outcome, retry_after = PollOutcome.PENDING, exc.retry_after
+        except TokensmithError as exc:
+            if not exc.transient:
+                raise
+            outcome, retry_after = PollOutcome.TRANSIENT, exc.retry_after
+            logger.warning("device polling: transient failure, backing off: %s", exc)
+        else:
+            logger.info("device login approved after %d polls", schedule.polls + 1)
+            return token
+        at = clock()
+        schedule.record(outcome, at, new_interval=new_interval, retry_after=retry_after)
+        logger.debug(
+            "device polling: %s; interval %.1f s; %.0f s left", outcome.value, schedule.interval, schedule.time_left(at)
+        )
+        if on_progress is not None:
+            on_progress(
+                PollProgress(
+                    schedule.polls,
+                    outcome,
+                    schedule.interval,
+                    schedule.time_left(at),
+                    max(0.0, schedule.not_before - at),
+                )
+            )
+
+
+def _plain_sleep(seconds: float) -> bool:
+    time.sleep(seconds)
+    return False
+
+
+def start_device_login(
+    device_authorization_endpoint: str,
+    auth: ClientAuth,
+    *,
+    scope: ScopeInput = None,
+    audience: str | None = None,
+    resource: str | Iterable[str] | None = None,
+    transport: Transport | None = None,
+) -> DeviceAuthorization:
+    """The device authorization request (RFC 8628 §3.1): client authentication as configured (a confidential
+    client such as Google's sends its secret), ``scope``, ``audience`` (Auth0) and RFC 8707 ``resource``."""
+    transport = transport or Transport()
+    request = device_authorization_request(
+        device_authorization_endpoint, auth, scope=scope, params=[("audience", audience), ("resource", resource)]
+    )
+    authorization = parse_device_authorization(transport.post(request), request.secrets, cls=DeviceAuthorization)
+    logger.info(
+        "device login started: user code %s, code valid for %d s, interval %d s",
+        authorization.user_code,
+        authorization.expires_in,
+        authorization.interval,
+    )
+    return authorization
+
+
+def device_login(
+    device_authorization_endpoint: str,
+    token_endpoint: str,
+    auth: ClientAuth,
+    *,
+    on_prompt: Callable[[DevicePrompt], None],
+    scope: ScopeInput = None,
+    audience: str | None = None,
+    resource: str | Iterable[str] | None = None,
+    on_progress: Callable[[PollProgress], None] | None = None,
+    cancel: threading.Event | None = None,
+    timeout: float | None = None,
+    transport: Transport | None = None,
+    accepted_token_types: Iterable[str] = ("bearer",),
+) -> TokenResponse:
+    """Run a whole device login: start it, hand the prompt to ``on_prompt`` (before the first poll), then
+    poll until the user approves. Raises ``AccessDenied``, ``ExpiredToken``, ``DeviceFlowTimeout`` (the
+    caller's ``timeout``), ``DeviceFlowCancelled`` (``cancel`` was set) or another typed error.
+    ``KeyboardInterrupt`` passes through untouched; nothing is stored before a token arrives."""
+    transport = transport or Transport()
+    authorization = start_device_login(
+        device_authorization_endpoint, auth, scope=scope, audience=audience, resource=resource, transport=transport
+    )
+    on_prompt(DevicePrompt.from_authorization(authorization))
+    request = device_token_request(token_endpoint, auth, authorization.device_code)
+    return poll_device_token(
+        transport,
+        request,
+        authorization,
+        timeout=timeout,
+        cancel=cancel,
+        on_progress=on_progress,
+        accepted_token_types=accepted_token_types,
+    )
