@@ -278,6 +278,15 @@ def machine() -> dict[str, Any]:
     }
 
 
+def rounded(value: Any) -> Any:
+    """``value`` with every float rounded to 4 decimals, for the JSON report."""
+    if isinstance(value, float):
+        return round(value, 4)
+    if isinstance(value, dict):
+        return {key: rounded(item) for key, item in value.items()}
+    return value
+
+
 def verdict(ok: bool) -> str:
     return "PASS" if ok else "FAIL"
 
@@ -390,7 +399,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "verdicts": verdicts,
         }
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+        args.json.write_text(json.dumps(rounded(report), indent=2, ensure_ascii=False) + "\n")
         print(f"figures written to {args.json}")
     return 0
 

@@ -1,0 +1,141 @@
+"""``tokensmith``: print a fresh access token on stdout; everything for the person goes to stderr.
+
+Secrets never come from argv (visible in ``ps``): the client secret is read from an environment variable.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+try:
+    import click
+except ImportError:  # pragma: no cover - exercised only without the extra
+    click = None  # type: ignore[assignment]
+
+from ..exceptions import (
+    AccessDenied,
+    DeviceFlowCancelled,
+    DeviceFlowTimeout,
+    ExpiredToken,
+    TokensmithError,
+)
+
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+def _client_auth(client_id: str, secret_env: str, method: str, encoding: str) -> Any:
+    from .._protocol.client_auth import ClientSecretBasic, ClientSecretPost, NoClientAuth
+
+    secret = os.environ.get(secret_env) or None
+    if secret is None:
+        return NoClientAuth(client_id)
+    if method == "post":
+        return ClientSecretPost(client_id, secret)
+    return ClientSecretBasic(client_id, secret, encoding)  # type: ignore[arg-type]
+
+
+def _explain(error: TokensmithError) -> str:
+    if isinstance(error, AccessDenied):
+        return "the sign-in was denied"
+    if isinstance(error, ExpiredToken):
+        return "the code expired before the sign-in was approved; run the command again"
+    if isinstance(error, DeviceFlowTimeout):
+        return "gave up waiting for approval (--timeout)"
+    if isinstance(error, DeviceFlowCancelled):
+        return "cancelled"
+    return f"{type(error).__name__}: {error}"
+
+
+def _build() -> Any:
+    assert click is not None
+
+    @click.group(context_settings={"help_option_names": ["-h", "--help"]})
+    @click.version_option(package_name="tokensmith")
+    def cli() -> None:
+        """Fetch OAuth 2.0 tokens. The token goes to stdout; prompts and progress go to stderr."""
+
+    @cli.command("device-login")
+    @click.option("--device-authorization-endpoint", required=True, help="RFC 8628 device authorization URL.")
+    @click.option("--token-endpoint", required=True, help="Token endpoint URL.")
+    @click.option("--client-id", required=True)
+    @click.option(
+        "--client-secret-env",
+        default="TOKENSMITH_CLIENT_SECRET",
+        show_default=True,
+        help="Environment variable holding the client secret, for confidential clients (Google).",
+    )
+    @click.option("--auth-method", type=click.Choice(["basic", "post"]), default="basic", show_default=True)
+    @click.option(
+        "--basic-encoding",
+        type=click.Choice(["rfc6749", "secret_only", "raw"]),
+        default="rfc6749",
+        show_default=True,
+        help="How the Basic header encodes id and secret (servers disagree).",
+    )
+    @click.option("--scope", "scopes", multiple=True, help="Scope to request; repeat or space-separate.")
+    @click.option("--audience", help="Audience (Auth0).")
+    @click.option("--resource", "resources", multiple=True, help="RFC 8707 resource indicator; may repeat.")
+    @click.option("--timeout", type=float, help="Give up after this many seconds (default: when the code expires).")
+    @click.option("--qr/--no-qr", default=None, help="Show a QR code (default: when stderr is a terminal).")
+    @click.option(
+        "--browser/--no-browser",
+        default=None,
+        help="Open the browser (default: only with a local display and not over SSH).",
+    )
+    def device_login(**opts: Any) -> None:
+        """Sign in with the device authorization grant and print the access token."""
+        from ..device import device_login as run
+        from .presenter import TerminalPresenter
+
+        auth = _client_auth(opts["client_id"], opts["client_secret_env"], opts["auth_method"], opts["basic_encoding"])
+        cancel = threading.Event()
+        with TerminalPresenter(sys.stderr, qr=opts["qr"], open_browser=opts["browser"]) as presenter:
+            token = run(
+                opts["device_authorization_endpoint"],
+                opts["token_endpoint"],
+                auth,
+                on_prompt=presenter.show_prompt,
+                on_progress=presenter.on_progress,
+                scope=list(opts["scopes"]) or None,
+                audience=opts["audience"],
+                resource=list(opts["resources"]) or None,
+                timeout=opts["timeout"],
+                cancel=cancel,
+            )
+        sys.stdout.write(token.access_token + "\n")
+        sys.stdout.flush()
+
+    return cli
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Console entry point. Returns the exit status: 0 ok, 1 failed, 2 usage, 130 interrupted."""
+    if click is None:
+        sys.stderr.write("tokensmith: the command line needs click: pip install 'tokensmith[cli]'\n")
+        return EXIT_USAGE
+    try:
+        _build().main(args=list(argv) if argv is not None else None, prog_name="tokensmith", standalone_mode=False)
+    except KeyboardInterrupt:
+        sys.stderr.write("\ntokensmith: interrupted\n")
+        return EXIT_INTERRUPTED
+    except click.exceptions.Abort:
+        sys.stderr.write("\ntokensmith: interrupted\n")
+        return EXIT_INTERRUPTED
+    except click.ClickException as error:
+        error.show()
+        return EXIT_USAGE
+    except (TokensmithError, ValueError) as error:
+        message = _explain(error) if isinstance(error, TokensmithError) else str(error)
+        sys.stderr.write(f"tokensmith: {message}\n")
+        return EXIT_ERROR
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,107 @@
+"""The ``tokensmith device-login`` command in a pseudo-terminal against the real IdP (RFC 8628 §3.3, C15):
+the person sees the link, the code and a QR block on the terminal; stdout carries the token and nothing else;
+Ctrl-C ends cleanly."""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pexpect
+import pytest
+
+from idp_harness import DEVICE_PUBLIC, LocalIdP
+
+pytestmark = pytest.mark.idp
+
+CODE = re.compile(rb"([A-Z]{4}-[A-Z]{4})")
+B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
+
+
+def _argv(idp: LocalIdP, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "tokensmith", "device-login",
+            "--device-authorization-endpoint", idp.device_authorization_endpoint,
+            "--token-endpoint", idp.token_endpoint, "--client-id", DEVICE_PUBLIC.client_id,
+            "--scope", "openid offline_access", *extra]
+
+
+def _env(**overrides: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("DISPLAY", "WAYLAND_DISPLAY", "BROWSER", "NO_COLOR", "SSH_CONNECTION", "SSH_TTY")}
+    env.update({"TERM": "xterm-256color", "COLUMNS": "160", "LINES": "60", **overrides})
+    return env
+
+
+def _spawn(idp: LocalIdP, stdout_file: Path, env: dict[str, str]) -> pexpect.spawn:
+    """stderr is the terminal; stdout goes to a file so we can check it holds only the token."""
+    command = f"exec {shlex.join(_argv(idp))} > {shlex.quote(str(stdout_file))}"
+    child = pexpect.spawn("/bin/sh", ["-c", command], env=env, dimensions=(60, 160), timeout=30)
+    child.logfile_read = io.BytesIO()  # the whole screen, for assertions
+    return child
+
+
+def _screen(child: pexpect.spawn) -> bytes:
+    log = child.logfile_read
+    assert isinstance(log, io.BytesIO)
+    return log.getvalue()
+
+
+def test_terminal_shows_link_code_and_qr_and_stdout_holds_only_the_token(idp: LocalIdP, tmp_path: Path) -> None:
+    out = tmp_path / "stdout"
+    child = _spawn(idp, out, _env())
+    child.expect(rb"enter the code:")
+    child.expect(CODE)
+    user_code = child.match.group(1).decode()
+    child.expect(rb"scan this QR code")
+    child.expect("█".encode())  # the QR block itself
+    idp.approve(user_code)
+    child.expect(rb"Signed in\.")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0
+    screen = _screen(child)
+    assert f"    {idp.verification_uri}".encode() in screen.replace(b"\x1b[4m", b"")  # the link, on its own line
+    assert f"user_code={user_code}".encode() in screen  # the complete link too
+    stdout = out.read_text()
+    assert stdout.endswith("\n") and stdout.count("\n") == 1
+    assert B64TOKEN.fullmatch(stdout.strip())
+
+
+def test_no_color_and_ctrl_c(idp: LocalIdP, tmp_path: Path) -> None:
+    out = tmp_path / "stdout"
+    child = _spawn(idp, out, _env(NO_COLOR="1"))
+    child.expect(CODE)
+    child.expect(rb"left")  # the live status line is running
+    child.sendintr()
+    child.expect(rb"interrupted")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 130
+    transcript = _screen(child)
+    assert b"\x1b[1m" not in transcript and b"\x1b[4m" not in transcript  # no colour with NO_COLOR
+    assert b"Traceback" not in transcript
+    assert out.read_text() == ""  # nothing on stdout
+
+
+def test_plain_text_when_stderr_is_not_a_terminal(idp: LocalIdP) -> None:
+    proc = subprocess.Popen(_argv(idp, "--no-browser"), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=_env(), text=True)
+    assert proc.stderr is not None
+    seen = ""
+    while "enter the code" not in seen or not CODE.search(seen.encode()):
+        line = proc.stderr.readline()
+        assert line, f"command ended early: {seen}"
+        seen += line
+    match = CODE.search(seen.encode())
+    assert match
+    idp.approve(match.group(1).decode())
+    stdout, stderr = proc.communicate(timeout=30)
+    seen += stderr
+    assert proc.returncode == 0
+    assert "\x1b" not in seen and "\r" not in seen and "█" not in seen
+    assert B64TOKEN.fullmatch(stdout.strip()) and stdout.count("\n") == 1
