@@ -1,0 +1,114 @@
+"""``tokensmith.device.device_login`` against the real IdP: approve, deny, expire, confidential client, and
+cancellation mid-poll (RFC 8628; C13-C17). Requests are counted with a real ``requests.Session`` subclass."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import pytest
+import requests
+from idp_harness import DEVICE_CONFIDENTIAL, DEVICE_PUBLIC, LocalIdP
+
+from tokensmith import exceptions as exc
+from tokensmith._protocol.client_auth import ClientSecretBasic, NoClientAuth
+from tokensmith._transport import Transport
+from tokensmith.device import DevicePrompt, PollProgress, device_login
+
+pytestmark = pytest.mark.idp
+SCOPE = ["openid", "offline_access"]
+
+
+class CountingSession(requests.Session):
+    """A real session that remembers which URLs it posted to, and when."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.posts: list[tuple[str, float]] = []
+
+    def post(self, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:  # type: ignore[override]
+        self.posts.append((str(url), time.monotonic()))
+        return super().post(url, *args, **kwargs)
+
+    def count(self, url: str) -> int:
+        return sum(1 for u, _ in self.posts if u == url)
+
+
+def _login(idp: LocalIdP, user_action: str | None, session: CountingSession, **kwargs: Any) -> Any:
+    prompts: list[DevicePrompt] = []
+
+    def on_prompt(prompt: DevicePrompt) -> None:
+        prompts.append(prompt)
+        if user_action is not None:
+            act = getattr(idp, user_action)
+            threading.Thread(target=act, args=(prompt.user_code,), daemon=True).start()
+
+    kwargs.setdefault("auth", NoClientAuth(DEVICE_PUBLIC.client_id))
+    token = device_login(idp.device_authorization_endpoint, idp.token_endpoint, kwargs.pop("auth"),
+                         on_prompt=on_prompt, scope=SCOPE, transport=Transport(session), **kwargs)
+    return token, prompts
+
+
+def test_approve(idp: LocalIdP) -> None:
+    session = CountingSession()
+    progress: list[PollProgress] = []
+    token, prompts = _login(idp, "approve", session, on_progress=progress.append)
+    assert token.refresh_token and token.token_type.lower() == "bearer" and token.expires_in == 3600
+    (prompt,) = prompts  # the prompt came before polling, once
+    assert prompt.user_code and prompt.verification_uri.startswith(idp.issuer) and prompt.interval == 5
+    assert "device_code" not in prompt.raw  # never handed to the UI (C15)
+    assert session.count(idp.token_endpoint) == len(progress) + 1
+
+
+def test_deny(idp: LocalIdP) -> None:
+    session = CountingSession()
+    with pytest.raises(exc.AccessDenied):
+        _login(idp, "deny", session)
+    assert session.count(idp.token_endpoint) == 1  # stopped at once
+
+
+def test_expire(idp_short_device_ttl: LocalIdP) -> None:
+    """The 3 s code expires before the first 5 s poll could go out: no poll at all."""
+    session = CountingSession()
+    with pytest.raises(exc.ExpiredToken):
+        _login(idp_short_device_ttl, None, session)
+    assert session.count(idp_short_device_ttl.token_endpoint) == 0
+
+
+def test_confidential_device_client(idp: LocalIdP) -> None:
+    assert DEVICE_CONFIDENTIAL.client_secret
+    auth = ClientSecretBasic(DEVICE_CONFIDENTIAL.client_id, DEVICE_CONFIDENTIAL.client_secret)
+    token, _ = _login(idp, "approve", CountingSession(), auth=auth)
+    assert token.refresh_token
+
+
+def test_cancel_mid_poll_stops_within_half_a_second_and_sends_nothing_more(idp: LocalIdP) -> None:
+    session = CountingSession()
+    cancel = threading.Event()
+    first_poll_done = threading.Event()
+    result: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            _login(idp, None, session, cancel=cancel, on_progress=lambda p: first_poll_done.set())
+        except BaseException as e:  # noqa: BLE001 - checked below
+            result.append(e)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    assert first_poll_done.wait(15)  # one poll answered authorization_pending; now sleeping 5 s
+    polls_before = session.count(idp.token_endpoint)
+    cancel.set()
+    thread.join(timeout=0.5)
+    assert not thread.is_alive(), "the poller did not stop within 0.5 s of cancellation"
+    assert len(result) == 1 and isinstance(result[0], exc.DeviceFlowCancelled)
+    time.sleep(0.2)
+    assert session.count(idp.token_endpoint) == polls_before == 1
+
+
+def test_caller_timeout(idp: LocalIdP) -> None:
+    session = CountingSession()
+    with pytest.raises(exc.DeviceFlowTimeout):
+        _login(idp, None, session, timeout=6)  # room for one poll at ~5 s, not for a second at ~10 s
+    assert session.count(idp.token_endpoint) == 1
