@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 import requests
-from idp_harness import DEVICE_CONFIDENTIAL, DEVICE_PUBLIC, LocalIdP
 
+from idp_harness import DEVICE_CONFIDENTIAL, DEVICE_PUBLIC, LocalIdP
 from tokensmith import exceptions as exc
 from tokensmith._protocol.client_auth import ClientSecretBasic, NoClientAuth
 from tokensmith._transport import Transport
@@ -92,7 +92,7 @@ def test_cancel_mid_poll_stops_within_half_a_second_and_sends_nothing_more(idp: 
     def run() -> None:
         try:
             _login(idp, None, session, cancel=cancel, on_progress=lambda p: first_poll_done.set())
-        except BaseException as e:  # noqa: BLE001 - checked below
+        except BaseException as e:
             result.append(e)
 
     thread = threading.Thread(target=run)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import inspect
 import json
 from unittest.mock import MagicMock, patch
+from urllib.parse import parse_qsl
 
 import pytest
 
@@ -137,7 +138,8 @@ def test_patched_session_get_token(mock_session: MagicMock) -> None:
     assert tc.get_token("https://corp.idp.net", client_id="abc123", scopes=["my_scope"]) == ("abc", "r1", 60)
     (url,), kwargs = mock_session.return_value.post.call_args
     assert url == "https://corp.idp.net"
-    assert ("scope", "my_scope") in kwargs["data"] and ("client_id", "abc123") in kwargs["data"]
+    form = parse_qsl(kwargs["data"].decode())
+    assert ("scope", "my_scope") in form and ("client_id", "abc123") in form
     assert kwargs["timeout"] and kwargs["allow_redirects"] is False  # C32, C27
 
 

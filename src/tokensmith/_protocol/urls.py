@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import os
 from urllib.parse import urlsplit
@@ -24,6 +25,16 @@ def is_loopback_host(host: str) -> bool:
 
 
 def check_endpoint(url: str, *, allow_insecure: bool | None = None) -> str:
+    """Return ``url`` if a token client may send credentials to it; raise otherwise (see ``_check``)."""
+    if not isinstance(url, str):
+        raise InvalidEndpointError(f"endpoint must be a string URL, not {type(url).__name__}")
+    if allow_insecure is None:
+        allow_insecure = os.environ.get(ALLOW_INSECURE_ENV, "") == "1"
+    return _check(url, allow_insecure)
+
+
+@functools.lru_cache(maxsize=256)  # the same few endpoints, on every request
+def _check(url: str, allow_insecure: bool) -> str:
     """Return ``url`` if a token client may send credentials to it; raise otherwise.
 
     ``https`` is always fine; ``http`` only for loopback hosts, unless ``allow_insecure`` (default: the
@@ -31,15 +42,11 @@ def check_endpoint(url: str, *, allow_insecure: bool | None = None) -> str:
     without a scheme are left for the HTTP layer to reject (it raises before sending anything), which keeps
     callers that patch the HTTP session in tests working with bare names such as ``"test.com"``.
     """
-    if not isinstance(url, str):
-        raise InvalidEndpointError(f"endpoint must be a string URL, not {type(url).__name__}")
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     if scheme == "http":
         if not parts.hostname:
             raise InvalidEndpointError(f"endpoint URL has no host: {url!r}")
-        if allow_insecure is None:
-            allow_insecure = os.environ.get(ALLOW_INSECURE_ENV, "") == "1"
         if not allow_insecure and not is_loopback_host(parts.hostname):
             raise InsecureEndpointError(
                 f"refusing plain http:// for non-loopback host {parts.hostname!r}: OAuth endpoints need TLS "
