@@ -212,12 +212,33 @@ def _from_test_double(raw: Any) -> HttpResponse:
 def _map_transport_error(exc: Exception, method: str, shown: str, timeout: Timeout) -> Exception:
     if isinstance(exc, requests.exceptions.SSLError):
         return TLSError(f"{method} {shown}: TLS failed ({type(exc).__name__}); check the CA bundle or `verify`")
+    if isinstance(exc, requests.exceptions.ConnectTimeout):
+        return RequestTimeout(f"{method} {shown}: timed out connecting (timeout={timeout})", request_sent=False)
     if isinstance(exc, requests.exceptions.Timeout):
         return RequestTimeout(f"{method} {shown}: timed out (timeout={timeout})")
     if isinstance(exc, requests.exceptions.ConnectionError | requests.exceptions.ChunkedEncodingError):
-        return ConnectError(f"{method} {shown}: connection failed ({type(exc).__name__})")
+        return ConnectError(
+            f"{method} {shown}: connection failed ({type(exc).__name__})",
+            request_sent=False if _never_connected(exc) else None,
+        )
     if isinstance(
         exc, requests.exceptions.MissingSchema | requests.exceptions.InvalidSchema | requests.exceptions.InvalidURL
     ):
         return InvalidEndpointError(f"{method} {shown}: not a usable URL ({type(exc).__name__})")
     return TransportError(f"{method} {shown}: {type(exc).__name__}")
+
+
+def _never_connected(exc: BaseException) -> bool:
+    """True when the chain shows the TCP connection was never made (refused, unresolvable)."""
+    seen: BaseException | None = exc
+    for _ in range(8):
+        if seen is None:
+            return False
+        if isinstance(seen, urllib3.exceptions.NewConnectionError | urllib3.exceptions.NameResolutionError):
+            return True
+        if isinstance(seen, urllib3.exceptions.MaxRetryError):
+            seen = seen.reason
+            continue
+        arg = seen.args[0] if seen.args and isinstance(seen.args[0], BaseException) else None
+        seen = arg or seen.__cause__ or seen.__context__
+    return False

@@ -19,6 +19,7 @@ __all__ = [
     "ConnectError",
     "DeviceFlowCancelled",
     "DeviceFlowTimeout",
+    "DiscoveryError",
     "ExpiredToken",
     "InsecureEndpointError",
     "InvalidClient",
@@ -28,6 +29,7 @@ __all__ = [
     "InvalidResponse",
     "InvalidScope",
     "InvalidTarget",
+    "LoginRequired",
     "OAuthError",
     "PersistentSlowDown",
     "RequestTimeout",
@@ -84,13 +86,30 @@ class InvalidEndpointError(TokensmithError, ValueError):
     """An endpoint URL cannot be used at all (no scheme, unsupported scheme, no host)."""
 
 
+class DiscoveryError(TokensmithError):
+    """Authorization server metadata could not be fetched or must not be used (RFC 8414 §3.3: wrong issuer)."""
+
+
+class LoginRequired(AccessTokenNotFoundError):
+    """No usable token, no way to renew it without the user, and the caller did not allow an interactive
+    login. Run the login (e.g. ``client.login()``) and try again."""
+
+
 # --- transport ---------------------------------------------------------------------------------------------
 
 
 class TransportError(AuthenticationError):
-    """The request did not complete: the server may never have seen it. Always transient."""
+    """The request did not complete. Always transient.
+
+    ``request_sent`` is False when the failure happened before the request could reach the server
+    (connecting, resolving): repeating it is then safe even for a rotating refresh token. None means unknown.
+    """
 
     transient = True
+
+    def __init__(self, message: str, *, request_sent: bool | None = None) -> None:
+        super().__init__(message)
+        self.request_sent = request_sent
 
 
 class RequestTimeout(TransportError, builtins.TimeoutError):

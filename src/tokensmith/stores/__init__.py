@@ -1,0 +1,33 @@
+"""Token stores: ``MemoryStore``, ``FileStore`` (atomic, locked, 0600), ``KeyringStore`` (with file fallback).
+
+Imported lazily so that ``import tokensmith.stores`` costs nothing until a store is used.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .base import TokenStore, cache_key
+
+if TYPE_CHECKING:
+    from .file import FileStore
+    from .keyring import KeyringStore
+    from .memory import MemoryStore
+
+__all__ = ["FileStore", "KeyringStore", "MemoryStore", "TokenStore", "cache_key"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "MemoryStore":
+        from .memory import MemoryStore
+
+        return MemoryStore
+    if name == "FileStore":
+        from .file import FileStore
+
+        return FileStore
+    if name == "KeyringStore":
+        from .keyring import KeyringStore
+
+        return KeyringStore
+    raise AttributeError(name)

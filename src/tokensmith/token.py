@@ -1,0 +1,133 @@
+"""``Token``: what a client keeps after a successful token response (RFC 6749 §5.1, C6, C7, C9)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from ._protocol.token import TokenResponse
+from ._redact import redact
+
+#: Refresh ahead of expiry by a tenth of the token's lifetime, at most this much (seconds). A 60 s token is
+#: refreshed 6 s early, a 1 h token 60 s early: never a fresh short-lived token treated as expired.
+MAX_LEEWAY = 60.0
+LEEWAY_FRACTION = 0.1
+_B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
+
+
+@dataclass(frozen=True)
+class Token:
+    """An access token with what is needed to use and renew it. Secrets are hidden from ``repr``."""
+
+    access_token: str = field(repr=False)
+    token_type: str = "Bearer"
+    #: Absolute expiry, wall clock (``time.time()``), computed once from ``expires_in`` at receipt.
+    expires_at: float | None = None
+    #: Wall-clock receipt time.
+    issued_at: float | None = None
+    refresh_token: str | None = field(default=None, repr=False)
+    #: The scope actually granted (C4), when the server said.
+    scope: str | None = None
+    id_token: str | None = field(default=None, repr=False)
+    raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if not _B64TOKEN.fullmatch(self.access_token):
+            raise ValueError("access_token is not an RFC 6750 b64token")
+
+    @classmethod
+    def from_response(cls, response: TokenResponse, *, previous_refresh_token: str | None = None) -> Token:
+        """Build from a token response. Keeps ``previous_refresh_token`` when the server sent no new one
+        (RFC 6749 §6: "If none is returned, keep the old one", C9)."""
+        return cls(
+            access_token=response.access_token,
+            token_type=response.token_type,
+            expires_at=response.expires_at,
+            issued_at=response.received_at or None,
+            refresh_token=response.refresh_token or previous_refresh_token,
+            scope=response.scope,
+            id_token=response.id_token,
+            raw={k: v for k, v in response.raw.items() if k not in ("access_token", "refresh_token", "id_token")},
+        )
+
+    @property
+    def authorization(self) -> str:
+        """The ``Authorization`` header value (RFC 6750 §2.1)."""
+        return f"Bearer {self.access_token}"
+
+    @property
+    def lifetime(self) -> float | None:
+        if self.expires_at is None or self.issued_at is None:
+            return None
+        return max(0.0, self.expires_at - self.issued_at)
+
+    @property
+    def refresh_at(self) -> float | None:
+        """When to renew: ``expires_at`` minus a leeway that adapts to the lifetime; None if no expiry is known."""
+        if self.expires_at is None:
+            return None
+        lifetime = self.lifetime
+        leeway = MAX_LEEWAY if lifetime is None else min(MAX_LEEWAY, lifetime * LEEWAY_FRACTION)
+        return self.expires_at - leeway
+
+    def is_fresh(self, now: float) -> bool:
+        """Usable without renewal at ``now`` (wall clock)."""
+        refresh_at = self.refresh_at
+        return refresh_at is None or now < refresh_at
+
+    def is_expired(self, now: float) -> bool:
+        return self.expires_at is not None and now >= self.expires_at
+
+    def with_refresh_token(self, refresh_token: str | None) -> Token:
+        return replace(self, refresh_token=refresh_token)
+
+    def to_dict(self) -> dict[str, Any]:
+        """For stores: plain JSON types only."""
+        return {
+            "access_token": self.access_token,
+            "token_type": self.token_type,
+            "expires_at": self.expires_at,
+            "issued_at": self.issued_at,
+            "refresh_token": self.refresh_token,
+            "scope": self.scope,
+            "id_token": self.id_token,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Token:
+        """Inverse of ``to_dict``. Raises ``ValueError``/``TypeError``/``KeyError`` on anything malformed."""
+
+        def opt_str(name: str) -> str | None:
+            value = data.get(name)
+            if value is not None and not isinstance(value, str):
+                raise TypeError(f"{name} must be a string")
+            return value
+
+        def opt_float(name: str) -> float | None:
+            value = data.get(name)
+            if value is None:
+                return None
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise TypeError(f"{name} must be a number")
+            return float(value)
+
+        access_token = data["access_token"]
+        if not isinstance(access_token, str):
+            raise TypeError("access_token must be a string")
+        return cls(
+            access_token=access_token,
+            token_type=opt_str("token_type") or "Bearer",
+            expires_at=opt_float("expires_at"),
+            issued_at=opt_float("issued_at"),
+            refresh_token=opt_str("refresh_token"),
+            scope=opt_str("scope"),
+            id_token=opt_str("id_token"),
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"Token(access_token={redact(self.access_token)}, token_type={self.token_type!r}, "
+            f"expires_at={self.expires_at!r}, refresh_token={redact(self.refresh_token)}, scope={self.scope!r})"
+        )
