@@ -24,7 +24,7 @@ from ._protocol.urls import check_endpoint
 from ._retry import RetryPolicy
 from ._transport import DEFAULT_TIMEOUT, Timeout, Transport, Verify
 from .device import DevicePrompt, PollProgress, device_login
-from .exceptions import DiscoveryError, InvalidGrant, InvalidResponse, LoginRequired, TokensmithError
+from .exceptions import DiscoveryError, InvalidGrant, InvalidResponse, LoginRequired, OAuthError, TokensmithError
 from .stores.base import TokenStore, cache_key
 from .stores.memory import MemoryStore
 from .token import Token
@@ -343,7 +343,7 @@ def discover(issuer: str, transport: Transport) -> ServerMetadata:
     for url in metadata_urls(issuer):
         try:
             metadata = parse_metadata(transport.get(url), issuer)
-        except InvalidResponse as error:
+        except (InvalidResponse, OAuthError) as error:
             if error.status_code in (404, 405, 400):
                 errors.append(f"{url}: HTTP {error.status_code}")
                 continue

@@ -197,7 +197,9 @@ class OAuthError(_OAuthErrorFields, AuthenticationError):
         retry_after: float | None = None,
     ) -> None:
         super().__init__(self._init_fields(error, error_description, error_uri, status_code, retry_after))
-        self.transient = type(self)._transient_code or (status_code is not None and status_code >= 500)
+        self.transient = type(self)._transient_code or (
+            status_code is not None and (status_code >= 500 or status_code == 429)
+        )
 
     _transient_code: bool = False
 
