@@ -1,0 +1,122 @@
+"""``requests`` auth handler: ``requests.get(url, auth=TokenAuth(client))``.
+
+Every request gets ``Authorization: Bearer <token>`` from the :class:`~tokensmith.integrations.TokenSource`
+(C11; never a URI query parameter, C25). A ``401`` with ``WWW-Authenticate: Bearer error="invalid_token"``
+(C12) makes the handler report the token as stale, once, and re-send the request, once, with the new token; the
+rejected response ends up in ``response.history``. Nothing else is retried.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from http.cookiejar import CookieJar
+from typing import Any
+
+from requests.auth import AuthBase
+from requests.cookies import extract_cookies_to_jar
+from requests.exceptions import UnrewindableBodyError
+from requests.models import PreparedRequest, Response
+from requests.utils import rewind_body
+
+from ..token import Token
+from . import TokenSource, is_invalid_token
+
+__all__ = ["TokenAuth"]
+
+# Per-request state, kept on the PreparedRequest itself: the token it was sent with (the ``stale`` to report if
+# the server rejects it; the source may have moved on by then) and whether it is already the one retry.
+_SENT_TOKEN = "_tokensmith_token"
+_IS_RETRY = "_tokensmith_retry"
+
+# Untyped in the stubs; this is its signature.
+_extract_cookies: Callable[[CookieJar, PreparedRequest, Any], None] = extract_cookies_to_jar
+
+
+def _replayable(request: PreparedRequest) -> bool:
+    """Can the body be sent a second time? ``None``, ``bytes`` and ``str`` can; a file-like body can if
+    ``requests`` recorded its start position (it then rewinds it, as for redirects); a generator or other
+    iterator cannot: it was consumed by the first send."""
+    body = request.body
+    if body is None or isinstance(body, bytes | str):
+        return True
+    try:
+        rewind_body(request)
+    except UnrewindableBodyError:
+        return False
+    return True
+
+
+class TokenAuth(AuthBase):
+    """Bearer-token auth for ``requests``, backed by a :class:`~tokensmith.integrations.TokenSource`.
+
+    >>> session.auth = TokenAuth(token_client)        # doctest: +SKIP
+
+    - C11 (RFC 6750 §2.1): sets ``Authorization: Bearer <b64token>``; ``Token`` validated the b64token syntax
+      when it was built, so the header cannot be used for injection.
+    - C25 (RFC 9700 §4.3.2): the token is never put in the URL.
+    - C12 (RFC 6750 §3.1): on a ``401`` whose ``WWW-Authenticate`` has a ``Bearer`` challenge with
+      ``error="invalid_token"``, calls ``source.get_token(stale=<the token that was sent>)`` once and re-sends
+      the request once, returning the new response with the rejected one in ``history``. A second rejection is
+      returned as is (no loop). A ``401`` without ``error``, ``invalid_request`` and ``403 insufficient_scope``
+      are returned untouched, without renewal.
+    - A body that cannot be replayed (a generator or iterator, an unseekable stream) is not re-sent: the ``401``
+      is returned. The source is still told the token is stale, so the *next* request uses a new token instead
+      of failing the same way.
+    - Errors from the source (``tokensmith.exceptions.TokensmithError`` subclasses, e.g. ``InvalidGrant`` when
+      the user must log in again) propagate to the caller.
+
+    The per-request path with a cached token is one ``source.get_token()`` call, one header assignment and one
+    hook registration (the hook is bound once, here); the instance is safe to share between threads.
+    """
+
+    def __init__(self, source: TokenSource) -> None:
+        self._source = source
+        # Bound once: attribute lookups on each request would allocate a new bound method every time.
+        self._get_token = source.get_token
+        self._hook = self._on_response
+
+    def __call__(self, r: PreparedRequest) -> PreparedRequest:
+        token = self._get_token()
+        r.headers["Authorization"] = token.authorization
+        r.__dict__[_SENT_TOKEN] = token
+        r.hooks["response"].append(self._hook)
+        return r
+
+    def _on_response(self, response: Response, **kwargs: Any) -> Response:
+        """Response hook: the C12 renew-once, retry-once logic. ``kwargs`` are the original send arguments
+        (timeout, verify, proxies, cert, stream), reused for the retry."""
+        if response.status_code != 401:
+            return response
+        request = response.request
+        sent: Token | None = request.__dict__.get(_SENT_TOKEN)
+        if sent is None or request.__dict__.get(_IS_RETRY):
+            return response  # not ours, or already the retry: hand the second 401 to the caller
+        if not is_invalid_token(401, response.headers.get("WWW-Authenticate")):
+            return response
+        # A custom transport adapter may not say which connection answered; without one we cannot re-send.
+        connection = getattr(response, "connection", None)
+        replayable = _replayable(request)
+        token = self._source.get_token(stale=sent)
+        if connection is None or not replayable:
+            return response
+
+        # Consume and release the rejected response so the retry can reuse its connection.
+        _ = response.content
+        response.close()
+        retry = request.copy()
+        jar: CookieJar | None = vars(retry).get("_cookies")
+        if jar is not None:  # cookies the 401 set, as a browser (and requests' own digest auth) would
+            _extract_cookies(jar, request, response.raw)
+            retry.prepare_cookies(jar)
+        retry.headers["Authorization"] = token.authorization
+        retry.__dict__[_SENT_TOKEN] = token
+        retry.__dict__[_IS_RETRY] = True
+        # The adapter, not the session: no hooks are dispatched and no redirects followed here; the session
+        # that called this hook still follows redirects of the response returned.
+        new: Response = connection.send(retry, **kwargs)
+        new.history.append(response)
+        new.request = retry
+        return new
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self._source!r})"
