@@ -79,7 +79,8 @@ def main() -> int:
         print(f"{'seed pattern (get_token per API call)':<44}{args.calls:>20}{1000:>16.1f}")
         print(f"resource server saw {api.count('/things')} calls; client stats: {client.stats}")
         verdict = "PASS" if session.posts <= expected else "FAIL"
-        print(f"[{verdict}] IdP requests = {session.posts} (target: {expected}, one per renewal period of {renewal_period:g} s)")
+        print(f"[{verdict}] IdP requests = {session.posts} "
+              f"(target: {expected}, one per renewal period of {renewal_period:g} s)")
     return 0
 
 
