@@ -3,8 +3,9 @@
     make demo                            # you approve the device login in a browser
     make demo DEMO_ARGS=--auto-approve   # non-interactive smoke run: the script approves it itself
 
-It starts the IdP on a free loopback port, fetches a client-credentials token, runs a device login (prints
-the link and the code, waits for approval), then refreshes the token (the IdP rotates refresh tokens).
+It starts the IdP on a free loopback port, fetches a client-credentials token with the drop-in
+``token_client`` module, runs a device login with ``TokenClient`` and the terminal presenter (the link, the
+code and a QR code on a terminal; waits for approval), then refreshes the token (the IdP rotates refresh tokens).
 Tokens are never printed: only their length and lifetime.
 """
 
@@ -18,9 +19,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from idp_harness import CC_CLIENT, DEVICE_PUBLIC, LocalIdP
+from tokensmith import TokenClient
 from tokensmith import token_client as tc
 from tokensmith._protocol.client_auth import basic_authorization
-from tokensmith.device import PollProgress
+from tokensmith.cli.presenter import TerminalPresenter
+from tokensmith.device import DevicePrompt
 from tokensmith.exceptions import TokensmithError
 
 
@@ -44,33 +47,25 @@ def main(argv: list[str] | None = None) -> int:
         access, _, expires_in = tc.get_token(idp.token_endpoint, authorization_header=header)
         say(f"\n[1/3] client credentials: got a Bearer token ({len(access)} chars), expires in {expires_in} s")
 
-        # 2. Device login (RFC 8628).
-        code = tc.get_device_code(idp.device_authorization_endpoint, DEVICE_PUBLIC.client_id,
-                                  scope=["openid", "offline_access"])
-        say("\n[2/3] device login")
-        say(f"  Open:       {code.verification_uri}")
-        say(f"  Enter code: {code.user_code}")
-        if code.verification_uri_complete:
-            say(f"  (or open {code.verification_uri_complete} and confirm the code shown matches)")
-        say(f"  The code expires in {code.expires_in // 60} min. Sign in with any username and password.")
-        if args.auto_approve:
-            say("  --auto-approve: approving on the IdP's pages as user 'alice' ...")
-            threading.Thread(target=idp.approve, args=(code.user_code,), daemon=True).start()
+        # 2. Device login (RFC 8628) with TokenClient and the terminal presenter: link, code, QR, live status.
+        client = TokenClient.from_issuer(idp.issuer, DEVICE_PUBLIC.client_id, scope="openid offline_access")
+        say("\n[2/3] device login (TokenClient.login with TerminalPresenter)")
+        approve = (lambda p: threading.Thread(target=idp.approve, args=(p.user_code,), daemon=True).start()) \
+            if args.auto_approve else (lambda p: None)
+        with TerminalPresenter(sys.stderr, open_browser=False) as presenter:
+            def on_prompt(prompt: DevicePrompt) -> None:
+                presenter.show_prompt(prompt)
+                say("  Sign in with any username and password." if not args.auto_approve
+                    else "  --auto-approve: approving on the IdP's pages as user 'alice' ...")
+                approve(prompt)
 
-        def progress(p: PollProgress) -> None:
-            say(f"  waiting for approval ... ({p.outcome.value}, next check in {p.next_poll_in:.0f} s, "
-                f"{p.time_left:.0f} s left)")
+            token = client.login(on_prompt=on_prompt, on_progress=presenter.on_progress)
+        say(f"  {token!r}")
 
-        access, refresh, expires_in = tc.poll_token_endpoint(code, idp.token_endpoint, DEVICE_PUBLIC.client_id,
-                                                             on_progress=progress)
-        say(f"  approved: access token ({len(access)} chars, {expires_in} s), refresh token: {bool(refresh)}")
-
-        # 3. Refresh (RFC 6749 §6); the IdP rotates the refresh token.
-        assert refresh is not None
-        access2, refresh2, expires_in2 = tc.get_token(idp.token_endpoint, client_id=DEVICE_PUBLIC.client_id,
-                                                      grant_type=tc.GrantType.REFRESH_TOKEN, refresh_token=refresh)
-        say(f"\n[3/3] refresh: new access token ({len(access2)} chars, {expires_in2} s); "
-            f"refresh token rotated: {refresh2 is not None and refresh2 != refresh}")
+        # 3. Refresh (RFC 6749 §6): pretend the API rejected the token; the IdP rotates the refresh token.
+        renewed = client.get_token(stale=token)
+        say(f"\n[3/3] refresh: new access token ({len(renewed.access_token)} chars); refresh token rotated: "
+            f"{renewed.refresh_token != token.refresh_token}; token requests so far: {client.stats.token_requests}")
     say("\nDone.")
     return 0
 
