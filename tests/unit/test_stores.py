@@ -1,0 +1,727 @@
+"""FileStore and KeyringStore: atomic, private, locked, never crashing on bad data, never logging a token.
+
+Checklist items: C6 (the token with its expiry survives a round trip), C10 (no secret in any log record),
+C26 (shared caches: atomic writes, cross-process locks, compare-and-delete so a rotated refresh token is never
+wiped by a sibling).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import stat
+import subprocess
+import sys
+import threading
+import time
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import keyring
+import keyring.core
+import pytest
+from keyring.backend import KeyringBackend
+from keyring.backends import fail, null
+from keyring.errors import InitError, KeyringLocked, PasswordSetError
+from keyrings.alt.file import PlaintextKeyring  # type: ignore[import-untyped]
+
+from tokensmith.exceptions import TokensmithError
+from tokensmith.stores import FileStore, KeyringStore, MemoryStore, TokenStore, cache_key
+from tokensmith.stores import file as file_mod
+from tokensmith.stores.file import StoreError, StoreLockTimeout
+from tokensmith.stores.keyring import KeyringFallbackWarning
+from tokensmith.token import Token
+
+HELPER = str(Path(__file__).resolve().parents[1] / "helpers" / "store_child.py")
+KEY = cache_key(issuer="https://idp.example", token_endpoint="https://idp.example/token", client_id="c", grant="d")
+OTHER_KEY = cache_key(
+    issuer="https://idp.example", token_endpoint="https://idp.example/token", client_id="x", grant="d"
+)
+
+ACCESS = "at-SECRET-aaaaaaaaaaaaaaaaaaaa"
+REFRESH = "rt-SECRET-bbbbbbbbbbbbbbbbbbbb"
+ID_TOKEN = "id-SECRET-cccccccccccccccccccc"
+SECRETS = (ACCESS, REFRESH, ID_TOKEN)
+
+
+def make_token(access: str = ACCESS, refresh: str | None = REFRESH, **kw: object) -> Token:
+    fields: dict[str, object] = {
+        "access_token": access,
+        "refresh_token": refresh,
+        "id_token": ID_TOKEN,
+        "expires_at": 1_900_000_000.5,
+        "issued_at": 1_899_996_400.25,
+        "scope": "openid api:read",
+        "token_type": "Bearer",
+    }
+    fields.update(kw)
+    return Token(**fields)  # type: ignore[arg-type]
+
+
+def mode_of(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def child_env() -> dict[str, str]:
+    env = dict(os.environ)
+    src = str(Path(__file__).resolve().parents[2] / "src")
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (src, env.get("PYTHONPATH")) if p)
+    return env
+
+
+def warnings_about(caplog: pytest.LogCaptureFixture, text: str) -> list[logging.LogRecord]:
+    return [
+        r
+        for r in caplog.records
+        if r.name == "tokensmith.stores" and r.levelno == logging.WARNING and text in r.getMessage()
+    ]
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> FileStore:
+    return FileStore(tmp_path / "tokens", lock_timeout=10)
+
+
+# --- FileStore: basics -------------------------------------------------------------------------------------
+
+
+def test_round_trip_keeps_expiry_and_every_field(store: FileStore) -> None:
+    """C6: what comes back is the token that went in, expiry included."""
+    token = make_token()
+    assert store.load(KEY) is None
+    store.save(KEY, token)
+    loaded = FileStore(store.directory).load(KEY)
+    assert loaded == token
+    assert loaded is not None
+    assert (loaded.expires_at, loaded.issued_at, loaded.refresh_token, loaded.id_token) == (
+        token.expires_at,
+        token.issued_at,
+        REFRESH,
+        ID_TOKEN,
+    )
+    document = json.loads(Path(store.path_for(KEY)).read_text())
+    assert document == {"version": 1, "token": token.to_dict()}
+
+
+def test_stores_satisfy_the_protocol(tmp_path: Path) -> None:
+    assert isinstance(FileStore(tmp_path), TokenStore)
+    assert isinstance(KeyringStore(fallback=FileStore(tmp_path)), TokenStore)
+    assert isinstance(MemoryStore(), TokenStore)
+
+
+def test_default_directory_follows_xdg_and_is_created_lazily(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    fs = FileStore()
+    assert fs.directory == str(tmp_path / "xdg" / "tokensmith" / "tokens")
+    assert fs.load(KEY) is None
+    assert not (tmp_path / "xdg").exists()  # construction and a miss create nothing
+    monkeypatch.setenv("XDG_CACHE_HOME", "relative/path")  # invalid per the XDG spec: ignored
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert FileStore().directory == str(tmp_path / "home" / ".cache" / "tokensmith" / "tokens")
+
+
+@pytest.mark.parametrize("key", ["../escape", "", ".hidden", "a/b", "a..b", "x" * 201])
+def test_keys_that_are_not_plain_file_names_are_rejected(store: FileStore, key: str) -> None:
+    with pytest.raises(ValueError):
+        store.save(key, make_token())
+
+
+# --- permissions and ownership -----------------------------------------------------------------------------
+
+
+def test_directory_0700_and_files_0600_whatever_the_umask(tmp_path: Path) -> None:
+    """C10: tokens are readable by their owner only."""
+    directory = tmp_path / "a" / "b" / "tokens"
+    fs = FileStore(directory)
+    old = os.umask(0)
+    try:
+        fs.save(KEY, make_token())
+        with fs.lock(KEY):
+            pass
+    finally:
+        os.umask(old)
+    assert mode_of(directory) == 0o700
+    assert mode_of(directory / f"{KEY}.json") == 0o600
+    assert mode_of(directory / f"{KEY}.lock") == 0o600
+
+
+def test_loose_directory_is_tightened_with_a_warning(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    directory = tmp_path / "tokens"
+    directory.mkdir(mode=0o755)
+    directory.chmod(0o755)
+    fs = FileStore(directory)
+    fs.save(KEY, make_token())
+    assert mode_of(directory) == 0o700
+    assert len(warnings_about(caplog, "tightened to 0700")) == 1
+
+
+def test_loose_file_is_tightened_with_a_warning(store: FileStore, caplog: pytest.LogCaptureFixture) -> None:
+    store.save(KEY, make_token())
+    path = Path(store.path_for(KEY))
+    path.chmod(0o644)
+    assert FileStore(store.directory).load(KEY) == make_token()
+    assert mode_of(path) == 0o600
+    assert len(warnings_about(caplog, "tightened to 0600")) == 1
+
+
+def test_file_owned_by_someone_else_is_ignored(
+    store: FileStore, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store.save(KEY, make_token())
+    assert store.load(KEY) is not None  # the directory has been checked; now pretend another user wrote the file
+    path = Path(store.path_for(KEY))
+    before = path.read_bytes()
+    monkeypatch.setattr(file_mod, "_current_uid", lambda: path.stat().st_uid + 1)
+    assert store.load(KEY) is None
+    assert len(warnings_about(caplog, "not by the current user")) == 1
+    assert path.read_bytes() == before  # ignored, not quarantined or deleted
+
+
+def test_symlink_in_place_of_a_token_file_is_not_followed(
+    store: FileStore, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    elsewhere = tmp_path / "elsewhere.json"
+    elsewhere.write_text(json.dumps({"version": 1, "token": make_token().to_dict()}))
+    store.save(OTHER_KEY, make_token())  # creates the directory
+    os.symlink(elsewhere, store.path_for(KEY))
+    assert store.load(KEY) is None
+    assert len(warnings_about(caplog, "cannot be opened")) == 1
+
+
+# --- corrupt files -----------------------------------------------------------------------------------------
+
+_VALID = (json.dumps({"version": 1, "token": make_token().to_dict()}) + "\n").encode()
+CORRUPT = {
+    "not-json": b"{not json",
+    "empty": b"",
+    "truncated": _VALID[: len(_VALID) // 2],
+    "not-utf8": b"\xff\xfe\x00garbage",
+    "a-list": b"[]",
+    "no-token": b'{"version": 1}',
+    "no-version": json.dumps({"token": make_token().to_dict()}).encode(),
+    "wrong-type": b'{"version": 1, "token": {"access_token": 5}}',
+    "expires-as-text": json.dumps(
+        {"version": 1, "token": {**make_token().to_dict(), "expires_at": "tomorrow"}}
+    ).encode(),
+    "not-a-b64token": b'{"version": 1, "token": {"access_token": "has a space"}}',
+    "deep-nesting": b"[" * 100_000 + b"]" * 100_000,
+}
+
+
+@pytest.mark.parametrize("content", list(CORRUPT.values()), ids=list(CORRUPT))
+def test_corrupt_file_is_quarantined_and_the_next_save_works(
+    store: FileStore, caplog: pytest.LogCaptureFixture, content: bytes
+) -> None:
+    """C26: a torn or foreign cache file never crashes a run and the evidence is kept."""
+    store.save(OTHER_KEY, make_token())  # creates the directory
+    path = Path(store.path_for(KEY))
+    path.write_bytes(content)
+    path.chmod(0o600)
+    assert store.load(KEY) is None
+    quarantined = list(Path(store.directory).glob(f"{KEY}.json.corrupt-*"))
+    assert len(quarantined) == 1
+    assert quarantined[0].read_bytes() == content
+    assert not path.exists()
+    assert len(warnings_about(caplog, "moved aside")) == 1
+    assert store.load(KEY) is None  # nothing left to warn about
+    assert len(warnings_about(caplog, "moved aside")) == 1
+    store.save(KEY, make_token())
+    assert store.load(KEY) == make_token()
+
+
+def test_second_quarantine_in_the_same_second_keeps_both(store: FileStore) -> None:
+    store.save(OTHER_KEY, make_token())
+    for content in (b"first", b"second"):
+        Path(store.path_for(KEY)).write_bytes(content)
+        assert store.load(KEY) is None
+    kept = sorted(p.read_bytes() for p in Path(store.directory).glob(f"{KEY}.json.corrupt-*"))
+    assert kept == [b"first", b"second"]
+
+
+def test_newer_format_is_ignored_but_not_quarantined(store: FileStore, caplog: pytest.LogCaptureFixture) -> None:
+    store.save(OTHER_KEY, make_token())
+    path = Path(store.path_for(KEY))
+    path.write_text(json.dumps({"version": 2, "token": {"whatever": True}}))
+    assert store.load(KEY) is None
+    assert path.exists()
+    assert not list(Path(store.directory).glob("*.corrupt-*"))
+    assert len(warnings_about(caplog, "newer than this tokensmith")) == 1
+
+
+# --- writes ------------------------------------------------------------------------------------------------
+
+
+def test_identical_save_does_not_rewrite(store: FileStore) -> None:
+    store.save(KEY, make_token())
+    path = Path(store.path_for(KEY))
+    before = path.stat()
+    time.sleep(0.01)
+    store.save(KEY, make_token())
+    after = path.stat()
+    assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
+    store.save(KEY, make_token(expires_at=1_900_000_001.0))
+    assert path.stat().st_ino != before.st_ino
+    assert store.load(KEY) == make_token(expires_at=1_900_000_001.0)
+
+
+def test_failed_write_leaves_the_old_token_and_no_temporary_file(
+    store: FileStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store.save(KEY, make_token())
+
+    def broken_fsync(fd: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", broken_fsync)
+    with pytest.raises(StoreError):
+        store.save(KEY, make_token(access="another-token"))
+    monkeypatch.undo()
+    assert store.load(KEY) == make_token()
+    assert sorted(os.listdir(store.directory)) == [f"{KEY}.json"]
+
+
+def test_stale_temporary_files_are_removed(store: FileStore) -> None:
+    store.save(OTHER_KEY, make_token())
+    stale = Path(store.directory) / f".{KEY}.json.0123456789abcdef.tmp"
+    fresh = Path(store.directory) / f".{KEY}.json.fedcba9876543210.tmp"
+    for path in (stale, fresh):
+        path.write_bytes(b'{"version": 1, "tok')
+    old = time.time() - 3600
+    os.utime(stale, (old, old))
+    FileStore(store.directory).save(KEY, make_token())
+    assert not stale.exists()
+    assert fresh.exists()  # may belong to a writer that is still running
+
+
+# --- compare-and-delete ------------------------------------------------------------------------------------
+
+
+def test_compare_and_delete(store: FileStore) -> None:
+    """C26: the loser of a refresh race must not wipe the winner's freshly rotated token."""
+    store.save(KEY, make_token(refresh="rotated-by-sibling"))
+    assert store.delete(KEY, refresh_token=REFRESH) is False
+    assert store.load(KEY) == make_token(refresh="rotated-by-sibling")
+    assert store.delete(KEY, refresh_token="rotated-by-sibling") is True
+    assert store.load(KEY) is None
+    assert store.delete(KEY, refresh_token="rotated-by-sibling") is False
+    store.save(KEY, make_token(refresh=None))
+    assert store.delete(KEY, refresh_token=REFRESH) is False
+    assert store.delete(KEY) is True
+    assert store.delete(KEY) is False
+
+
+def test_delete_while_holding_the_lock_is_reentrant(store: FileStore) -> None:
+    """The client deletes under the lock it holds (C26): the lock is re-entrant for its thread, across stores."""
+    store.save(KEY, make_token())
+    sibling = FileStore(store.directory, lock_timeout=0.2)
+    with store.lock(KEY), store.lock(KEY), sibling.lock(KEY):
+        assert sibling.delete(KEY, refresh_token=REFRESH) is True
+    assert store.load(KEY) is None
+
+
+# --- locks -------------------------------------------------------------------------------------------------
+
+
+def test_lock_excludes_other_threads(store: FileStore) -> None:
+    """C26: threads sharing a store instance, or using separate instances on one directory, exclude each other."""
+    counter = {"value": 0, "inside": 0, "max_inside": 0}
+    sibling = FileStore(store.directory, lock_timeout=10)
+
+    def work(fs: FileStore) -> None:
+        for _ in range(25):
+            with fs.lock(KEY):
+                counter["inside"] += 1
+                counter["max_inside"] = max(counter["max_inside"], counter["inside"])
+                value = counter["value"]
+                time.sleep(0.0005)
+                counter["value"] = value + 1
+                counter["inside"] -= 1
+
+    threads = [threading.Thread(target=work, args=(store if i % 2 else sibling,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert counter["value"] == 8 * 25
+    assert counter["max_inside"] == 1
+
+
+def test_lock_excludes_other_processes(store: FileStore, tmp_path: Path) -> None:
+    """C26: four processes take the lock in turn; their begin/end markers never interleave."""
+    log, start = tmp_path / "log.txt", tmp_path / "start"
+    iterations = 8
+    children = [
+        subprocess.Popen(
+            [sys.executable, HELPER, "lock", store.directory, KEY, str(log), str(start), str(iterations)],
+            stdout=subprocess.PIPE,
+            text=True,
+            env=child_env(),
+        )
+        for _ in range(4)
+    ]
+    try:
+        for child in children:
+            assert child.stdout is not None
+            assert child.stdout.readline().strip() == "ready"
+        start.touch()
+        for child in children:
+            assert child.wait(timeout=60) == 0
+    finally:
+        for child in children:
+            if child.poll() is None:
+                child.kill()
+            if child.stdout is not None:
+                child.stdout.close()
+    lines = log.read_text().splitlines()
+    assert len(lines) == 4 * iterations * 2
+    for begin, end in zip(lines[::2], lines[1::2], strict=True):
+        kind_b, who_b, i_b = begin.split()
+        kind_e, who_e, i_e = end.split()
+        assert (kind_b, kind_e) == ("begin", "end")
+        assert (who_b, i_b) == (who_e, i_e)
+    assert len({line.split()[1] for line in lines}) == 4
+
+
+def test_lock_timeout_when_another_thread_holds_it(store: FileStore) -> None:
+    held, release = threading.Event(), threading.Event()
+
+    def holder() -> None:
+        with store.lock(KEY):
+            held.set()
+            release.wait(10)
+
+    thread = threading.Thread(target=holder)
+    thread.start()
+    try:
+        assert held.wait(10)
+        for fs in (FileStore(store.directory, lock_timeout=0.1), FileStore(store.directory, lock_timeout=0)):
+            with pytest.raises(StoreLockTimeout) as caught, fs.lock(KEY):
+                pytest.fail("entered a lock another thread holds")
+            assert isinstance(caught.value, TokensmithError)
+            assert isinstance(caught.value, TimeoutError)
+    finally:
+        release.set()
+        thread.join()
+    with FileStore(store.directory, lock_timeout=0.1).lock(KEY):
+        pass
+
+
+def test_lock_timeout_when_another_process_holds_it(store: FileStore) -> None:
+    child = subprocess.Popen(
+        [sys.executable, HELPER, "hold", store.directory, KEY],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=child_env(),
+    )
+    try:
+        assert child.stdout is not None and child.stdin is not None
+        assert child.stdout.readline().strip() == "locked"
+        with (
+            pytest.raises(StoreLockTimeout, match="another process"),
+            FileStore(store.directory, lock_timeout=0.2).lock(KEY),
+        ):
+            pytest.fail("entered a lock another process holds")
+        child.stdin.close()
+        assert child.wait(timeout=30) == 0
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+        if child.stdout is not None:
+            child.stdout.close()
+    with FileStore(store.directory, lock_timeout=5).lock(KEY):
+        pass
+
+
+def test_lock_is_released_when_the_body_raises(store: FileStore) -> None:
+    with pytest.raises(RuntimeError), store.lock(KEY):
+        raise RuntimeError("boom")
+    result: list[bool] = []
+
+    def other() -> None:
+        with FileStore(store.directory, lock_timeout=1).lock(KEY):
+            result.append(True)
+
+    thread = threading.Thread(target=other)
+    thread.start()
+    thread.join()
+    assert result == [True]
+
+
+# --- no secret in logs -------------------------------------------------------------------------------------
+
+
+def test_no_token_value_in_any_log_record(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch, restore_keyring: None
+) -> None:
+    """C10: every code path that logs (saves, permission fixes, quarantine, delete, keyring fallback, oversize)
+    names keys, never token values."""
+    caplog.set_level(logging.DEBUG)
+    fs = FileStore(tmp_path / "tokens")
+    fs.save(KEY, make_token())
+    fs.save(KEY, make_token())
+    Path(fs.path_for(KEY)).chmod(0o644)
+    fs.load(KEY)
+    Path(fs.path_for(OTHER_KEY)).write_bytes(_VALID[:-20])  # a torn file full of secrets
+    fs.load(OTHER_KEY)
+    fs.delete(KEY, refresh_token="wrong")
+    fs.delete(KEY, refresh_token=REFRESH)
+
+    keyring.set_keyring(fail.Keyring())  # type: ignore[no-untyped-call]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ks = KeyringStore(fallback=fs)
+        ks.save(KEY, make_token())
+        ks.load(KEY)
+    kr = PlaintextKeyring()
+    kr.file_path = str(tmp_path / "keyring.cfg")
+    keyring.set_keyring(kr)
+    ks = KeyringStore(fallback=fs)
+    ks.save(KEY, make_token(access="x" * 3000))  # oversize: to the file, with a log line
+    ks.save(KEY, make_token())
+    ks.load(KEY)
+    ks.delete(KEY, refresh_token=REFRESH)
+
+    assert caplog.records
+    secrets_ = (*SECRETS, "x" * 100)
+    for record in caplog.records:
+        text = f"{record.getMessage()} {record.args!r} {record.exc_text or ''}"
+        for secret in secrets_:
+            assert secret not in text, f"{secret[:6]}... leaked in {record.name}: {record.msg}"
+    for warning in caught:
+        for secret in secrets_:
+            assert secret not in str(warning.message)
+
+
+# --- KeyringStore ------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def restore_keyring() -> Iterator[None]:
+    saved = keyring.core._keyring_backend
+    try:
+        yield
+    finally:
+        keyring.core._keyring_backend = saved
+
+
+@pytest.fixture
+def plaintext_keyring(tmp_path: Path, restore_keyring: None) -> PlaintextKeyring:
+    kr = PlaintextKeyring()
+    kr.file_path = str(tmp_path / "keyring.cfg")
+    keyring.set_keyring(kr)
+    return kr
+
+
+class _TestBackend(KeyringBackend):
+    priority = -1  # never chosen by keyring's own discovery
+
+    def __init__(self) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]
+        self.calls: list[str] = []
+
+    def get_password(self, service: str, username: str) -> str | None:
+        self.calls.append("get")
+        return None
+
+    def set_password(self, service: str, username: str, password: str) -> None:
+        self.calls.append("set")
+
+    def delete_password(self, service: str, username: str) -> None:
+        self.calls.append("delete")
+
+
+class LockedKeyring(_TestBackend):
+    def get_password(self, service: str, username: str) -> str | None:
+        self.calls.append("get")
+        raise KeyringLocked("Failed to unlock the collection!")
+
+
+class InitErrorKeyring(_TestBackend):
+    def get_password(self, service: str, username: str) -> str | None:
+        self.calls.append("get")
+        raise InitError("Failed to create the collection: Prompt dismissed.")
+
+
+class HungKeyring(_TestBackend):
+    """A D-Bus that never answers (until the test ends)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.unblock = threading.Event()
+
+    def get_password(self, service: str, username: str) -> str | None:
+        self.calls.append("get")
+        self.unblock.wait(30)
+        return None
+
+
+class ReadOnlyKeyring(_TestBackend):
+    """Answers reads, refuses writes (a macOS Keychain rejecting an item, a read-only collection)."""
+
+    def set_password(self, service: str, username: str, password: str) -> None:
+        self.calls.append("set")
+        raise PasswordSetError("item rejected")
+
+
+def test_keyring_round_trip_stores_expiry(plaintext_keyring: PlaintextKeyring, tmp_path: Path) -> None:
+    """C6: the whole token, expiry included, lives in the keyring; nothing on disk but the keyring's own file."""
+    fallback = FileStore(tmp_path / "fallback")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", KeyringFallbackWarning)
+        ks = KeyringStore("tokensmith-test", fallback=fallback)
+        assert ks.load(KEY) is None
+        ks.save(KEY, make_token())
+        assert KeyringStore("tokensmith-test", fallback=fallback).load(KEY) == make_token()
+        assert ks.uses_keyring()
+    secret = plaintext_keyring.get_password("tokensmith-test", KEY)
+    assert secret is not None
+    assert json.loads(secret) == {"version": 1, "token": make_token().to_dict()}
+    assert fallback.load(KEY) is None
+    assert not Path(fallback.directory).exists()  # the fallback was never needed, so never created
+
+
+def test_keyring_identical_save_does_not_write(
+    plaintext_keyring: PlaintextKeyring, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ks = KeyringStore("tokensmith-test", fallback=FileStore(tmp_path / "fallback"))
+    ks.save(KEY, make_token())
+    writes: list[str] = []
+    original = plaintext_keyring.set_password
+
+    def counting_set_password(service: str, username: str, password: str) -> None:
+        writes.append(username)
+        original(service, username, password)
+
+    monkeypatch.setattr(plaintext_keyring, "set_password", counting_set_password)
+    ks.save(KEY, make_token())
+    assert writes == []
+    ks.save(KEY, make_token(refresh="new"))
+    assert writes == [KEY]
+
+
+def test_keyring_compare_and_delete_removes_both_places(plaintext_keyring: PlaintextKeyring, tmp_path: Path) -> None:
+    """C26 for the keyring: compare first, then remove from the keyring and from the fallback file."""
+    fallback = FileStore(tmp_path / "fallback")
+    ks = KeyringStore("tokensmith-test", fallback=fallback)
+    ks.save(KEY, make_token(refresh="rotated"))
+    fallback.save(KEY, make_token(refresh="rotated"))  # a stale copy from an earlier fallback
+    assert ks.delete(KEY, refresh_token=REFRESH) is False
+    assert ks.load(KEY) == make_token(refresh="rotated")
+    with ks.lock(KEY):  # the caller may already hold the lock
+        assert ks.delete(KEY, refresh_token="rotated") is True
+    assert plaintext_keyring.get_password("tokensmith-test", KEY) is None
+    assert fallback.load(KEY) is None
+    assert ks.load(KEY) is None
+    assert ks.delete(KEY) is False
+
+
+def test_keyring_lock_is_the_fallback_file_lock(plaintext_keyring: PlaintextKeyring, tmp_path: Path) -> None:
+    fallback = FileStore(tmp_path / "fallback")
+    ks = KeyringStore(fallback=fallback)
+    outcome: list[str] = []
+
+    def other() -> None:
+        try:
+            with FileStore(fallback.directory, lock_timeout=0.1).lock(KEY):
+                outcome.append("entered")
+        except StoreLockTimeout:
+            outcome.append("timeout")
+
+    with ks.lock(KEY):
+        thread = threading.Thread(target=other)
+        thread.start()
+        thread.join()
+    assert outcome == ["timeout"]
+
+
+BROKEN_BACKENDS = {
+    "fail": fail.Keyring,
+    "null": null.Keyring,
+    "locked": LockedKeyring,
+    "init-error": InitErrorKeyring,
+    "hung": HungKeyring,
+}
+
+
+@pytest.mark.parametrize("backend_class", list(BROKEN_BACKENDS.values()), ids=list(BROKEN_BACKENDS))
+def test_unusable_keyring_falls_back_to_files_with_one_warning(
+    backend_class: type[KeyringBackend], tmp_path: Path, restore_keyring: None
+) -> None:
+    backend = backend_class()
+    keyring.set_keyring(backend)
+    fallback = FileStore(tmp_path / "fallback")
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            ks = KeyringStore("tokensmith-test", fallback=fallback, probe_timeout=0.2)
+            assert not caught  # probing is lazy
+            ks.save(KEY, make_token())
+            assert ks.load(KEY) == make_token()
+            ks.save(KEY, make_token(refresh="r2"))
+            assert ks.delete(KEY, refresh_token="r2") is True
+            ks.save(KEY, make_token())
+            assert not ks.uses_keyring()
+        fallback_warnings = [w for w in caught if issubclass(w.category, KeyringFallbackWarning)]
+        assert len(fallback_warnings) == 1, [str(w.message) for w in caught]
+        assert fallback.directory in str(fallback_warnings[0].message)
+        assert fallback_warnings[0].filename == __file__  # points at the caller, not at tokensmith
+        assert fallback.load(KEY) == make_token()  # the data landed in the file store
+        if isinstance(backend, _TestBackend):
+            assert backend.calls == ["get"]  # probed once, then left alone
+            if isinstance(backend, HungKeyring):
+                assert not backend.unblock.is_set()  # the caller came back while the keyring still hung
+    finally:
+        if isinstance(backend, HungKeyring):
+            backend.unblock.set()
+
+
+def test_missing_keyring_package_falls_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, restore_keyring: None
+) -> None:
+    monkeypatch.setitem(sys.modules, "keyring", None)
+    fallback = FileStore(tmp_path / "fallback")
+    ks = KeyringStore(fallback=fallback)
+    with pytest.warns(KeyringFallbackWarning, match="not installed"):
+        ks.save(KEY, make_token())
+    assert fallback.load(KEY) == make_token()
+
+
+def test_oversize_token_goes_to_the_fallback(
+    plaintext_keyring: PlaintextKeyring, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Windows Credential Manager caps a secret at 2560 bytes: a big token (long JWT, many claims) goes to the
+    file store with a warning; a later small one goes back to the keyring and the file copy is removed."""
+    fallback = FileStore(tmp_path / "fallback")
+    ks = KeyringStore("tokensmith-test", fallback=fallback)
+    ks.save(KEY, make_token())
+    big = make_token(access="x" * 3000)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", KeyringFallbackWarning)  # not a keyring failure: no global fallback
+        ks.save(KEY, big)
+        ks.save(KEY, make_token(access="y" * 3000))
+    assert plaintext_keyring.get_password("tokensmith-test", KEY) is None
+    assert fallback.load(KEY) == make_token(access="y" * 3000)
+    assert ks.load(KEY) == make_token(access="y" * 3000)
+    assert len(warnings_about(caplog, "more than the keyring takes")) == 1  # once per key
+    ks.save(KEY, make_token())
+    assert plaintext_keyring.get_password("tokensmith-test", KEY) is not None
+    assert fallback.load(KEY) is None
+    assert ks.load(KEY) == make_token()
+
+
+def test_keyring_write_failure_after_a_good_probe_falls_back(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, restore_keyring: None
+) -> None:
+    backend = ReadOnlyKeyring()
+    keyring.set_keyring(backend)
+    fallback = FileStore(tmp_path / "fallback")
+    ks = KeyringStore("tokensmith-test", fallback=fallback)
+    ks.save(KEY, make_token())
+    ks.save(KEY, make_token(refresh="r2"))
+    assert fallback.load(KEY) == make_token(refresh="r2")
+    assert ks.load(KEY) == make_token(refresh="r2")
+    assert len(warnings_about(caplog, "keyring write failed")) == 1
