@@ -34,8 +34,6 @@ import importlib.machinery
 import importlib.util
 import json
 import logging
-import os
-import platform
 import random
 import statistics
 import subprocess
@@ -53,10 +51,10 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-import tokensmith  # noqa: E402
-from idp_harness import CC_CLIENT, IdPError, LocalIdP  # noqa: E402
-from tokensmith import token_client  # noqa: E402
-from tokensmith._protocol.client_auth import basic_authorization  # noqa: E402
+from _report import machine, rounded, verdict
+from idp_harness import CC_CLIENT, IdPError, LocalIdP
+from tokensmith import token_client
+from tokensmith._protocol.client_auth import basic_authorization
 
 CACHE_DIR = Path(__file__).resolve().parent / ".cache"
 ORIGINAL_FILES = ("flytekit/clients/auth/exceptions.py", "flytekit/clients/auth/token_client.py")
@@ -252,43 +250,6 @@ def ratio_stats(samples: dict[str, Samples], name: str, reference: str) -> dict[
 
 
 # --------------------------------------------------------------------------- report
-
-
-def machine() -> dict[str, Any]:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    try:
-        node = subprocess.run(["node", "--version"], capture_output=True, text=True, timeout=10).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        node = "?"
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "os": f"{platform.system()} {platform.release()} {platform.machine()}",
-        "python": platform.python_version(),
-        "requests": requests.__version__,
-        "tokensmith": getattr(tokensmith, "__version__", "?"),
-        "node": node,
-    }
-
-
-def rounded(value: Any) -> Any:
-    """``value`` with every float rounded to 4 decimals, for the JSON report."""
-    if isinstance(value, float):
-        return round(value, 4)
-    if isinstance(value, dict):
-        return {key: rounded(item) for key, item in value.items()}
-    return value
-
-
-def verdict(ok: bool) -> str:
-    return "PASS" if ok else "FAIL"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

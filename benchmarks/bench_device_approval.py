@@ -36,10 +36,7 @@ import argparse
 import datetime as dt
 import json
 import logging
-import os
-import platform
 import statistics
-import subprocess
 import sys
 import threading
 import time
@@ -48,16 +45,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import requests
-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-import tokensmith  # noqa: E402
-from idp_harness import DEVICE_PUBLIC, IdPError, LocalIdP  # noqa: E402
-from tokensmith._protocol.client_auth import NoClientAuth  # noqa: E402
-from tokensmith._transport import Transport  # noqa: E402
-from tokensmith.device import DevicePrompt, PollProgress, device_login  # noqa: E402
+from _report import machine, rounded, verdict
+from counting_session import CountingSession
+from idp_harness import DEVICE_PUBLIC, IdPError, LocalIdP
+from tokensmith._protocol.client_auth import NoClientAuth
+from tokensmith._transport import Transport
+from tokensmith.device import DevicePrompt, PollProgress, device_login
 
 SCOPE = ("openid", "offline_access")
 #: approval→token may exceed the current interval by at most this much (seconds).
@@ -67,24 +63,6 @@ TARGET_SLACK = 0.100
 SPREAD_GUARD = 0.15
 #: Give up on a trial (cancel the poller) after this long.
 TRIAL_TIMEOUT = 60.0
-
-
-class CountingSession(requests.Session):
-    """A real session that records every POST: URL, when it was sent, when its answer came, the status."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.trust_env = False  # loopback only: never via a proxy
-        self.posts: list[tuple[str, float, float, int]] = []
-
-    def post(self, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:
-        sent = time.monotonic()
-        response = super().post(url, *args, **kwargs)
-        self.posts.append((str(url), sent, time.monotonic(), response.status_code))
-        return response
-
-    def polls(self, url: str) -> list[tuple[float, float, int]]:
-        return [(sent, answered, status) for u, sent, answered, status in self.posts if u == url]
 
 
 @dataclass(frozen=True)
@@ -208,9 +186,9 @@ def run_trial(idp: LocalIdP, index: int, plan: Plan) -> Trial:
     latency = outcome["at"] - approved
     trial.latency_ms = latency * 1000
     trial.over_interval_ms = (latency - trial.interval) * 1000
-    polls = session.polls(idp.token_endpoint)
+    polls = session.to(idp.token_endpoint)
     trial.polls = len(polls)
-    trial.poll_times = [sent - prompt_at for sent, _, _ in polls]
+    trial.poll_times = [post.sent - prompt_at for post in polls]
     trial.slow_downs = sum(1 for update, _ in progress if update.outcome.value == "slow_down")
     # Interval boundaries prompt + k × interval (k ≥ 1) strictly before the approval completed, + 1.
     base = float(prompt.interval)
@@ -223,45 +201,6 @@ def run_trial(idp: LocalIdP, index: int, plan: Plan) -> Trial:
 
 
 # --------------------------------------------------------------------------- report
-
-
-def machine() -> dict[str, Any]:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    try:
-        node = subprocess.run(["node", "--version"], capture_output=True, text=True, timeout=10).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        node = "?"
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "os": f"{platform.system()} {platform.release()} {platform.machine()}",
-        "python": platform.python_version(),
-        "requests": requests.__version__,
-        "tokensmith": getattr(tokensmith, "__version__", "?"),
-        "node": node,
-    }
-
-
-def rounded(value: Any) -> Any:
-    """``value`` with every float rounded to 4 decimals, for the JSON report."""
-    if isinstance(value, float):
-        return round(value, 4)
-    if isinstance(value, dict):
-        return {key: rounded(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [rounded(item) for item in value]
-    return value
-
-
-def verdict(ok: bool) -> str:
-    return "PASS" if ok else "FAIL"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

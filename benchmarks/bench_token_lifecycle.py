@@ -16,31 +16,18 @@ import argparse
 import logging
 import math
 import sys
-import threading
 import time
 from pathlib import Path
-from typing import Any
 
 import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
+from counting_session import CountingSession
 from fault_server import FaultServer, Reply
 from idp_harness import CC_CLIENT, LocalIdP
 from tokensmith import TokenClient
 from tokensmith.integrations.requests_auth import TokenAuth
-
-
-class CountingSession(requests.Session):
-    def __init__(self) -> None:
-        super().__init__()
-        self.posts = 0
-        self._lock = threading.Lock()
-
-    def post(self, url: Any, *args: Any, **kwargs: Any) -> requests.Response:  # type: ignore[override]
-        with self._lock:
-            self.posts += 1
-        return super().post(url, *args, **kwargs)
 
 
 def main() -> int:
@@ -74,12 +61,12 @@ def main() -> int:
         expected = max(1, math.ceil(elapsed / renewal_period))
         print(f"{args.calls} API calls over {elapsed:.1f} s with a {args.ttl} s token ({args.lifetimes:g} lifetime(s))")
         print(f"{'client':<44}{'IdP token requests':>20}{'per 1000 calls':>16}")
-        print(f"{'tokensmith TokenClient + requests TokenAuth':<44}{session.posts:>20}"
-              f"{session.posts * 1000 / args.calls:>16.1f}")
+        print(f"{'tokensmith TokenClient + requests TokenAuth':<44}{session.count():>20}"
+              f"{session.count() * 1000 / args.calls:>16.1f}")
         print(f"{'seed pattern (get_token per API call)':<44}{args.calls:>20}{1000:>16.1f}")
         print(f"resource server saw {api.count('/things')} calls; client stats: {client.stats}")
-        verdict = "PASS" if session.posts <= expected else "FAIL"
-        print(f"[{verdict}] IdP requests = {session.posts} "
+        verdict = "PASS" if session.count() <= expected else "FAIL"
+        print(f"[{verdict}] IdP requests = {session.count()} "
               f"(target: {expected}, one per renewal period of {renewal_period:g} s)")
     return 0
 

@@ -8,8 +8,8 @@ import time
 from typing import Any
 
 import pytest
-import requests
 
+from counting_session import CountingSession
 from idp_harness import DEVICE_CONFIDENTIAL, DEVICE_PUBLIC, LocalIdP
 from tokensmith import exceptions as exc
 from tokensmith._protocol.client_auth import ClientSecretBasic, NoClientAuth
@@ -18,21 +18,6 @@ from tokensmith.device import DevicePrompt, PollProgress, device_login
 
 pytestmark = pytest.mark.idp
 SCOPE = ["openid", "offline_access"]
-
-
-class CountingSession(requests.Session):
-    """A real session that remembers which URLs it posted to, and when."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.posts: list[tuple[str, float]] = []
-
-    def post(self, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:  # type: ignore[override]
-        self.posts.append((str(url), time.monotonic()))
-        return super().post(url, *args, **kwargs)
-
-    def count(self, url: str) -> int:
-        return sum(1 for u, _ in self.posts if u == url)
 
 
 def _login(idp: LocalIdP, user_action: str | None, session: CountingSession, **kwargs: Any) -> Any:

@@ -8,8 +8,8 @@ import time
 from typing import Any
 
 import pytest
-import requests
 
+from counting_session import CountingSession
 from idp_harness import CC_CLIENT, CC_POST_CLIENT, DEVICE_PUBLIC, ODD_CLIENT, LocalIdP
 from tokensmith import exceptions as exc
 from tokensmith._protocol.client_auth import ClientSecretBasic, ClientSecretPost, NoClientAuth
@@ -19,18 +19,6 @@ from tokensmith.token import Token
 
 pytestmark = pytest.mark.idp
 SCOPE = "openid offline_access"
-
-
-class CountingSession(requests.Session):
-    def __init__(self) -> None:
-        super().__init__()
-        self.posts = 0
-        self._lock = threading.Lock()
-
-    def post(self, url: Any, *args: Any, **kwargs: Any) -> requests.Response:  # type: ignore[override]
-        with self._lock:
-            self.posts += 1
-        return super().post(url, *args, **kwargs)
 
 
 def _approve_on_prompt(idp: LocalIdP) -> Any:
@@ -127,4 +115,4 @@ def test_fifty_threads_cause_one_token_request(idp: LocalIdP) -> None:
     for t in threads:
         t.join(timeout=30)
     assert len(tokens) == 50 and len(set(tokens)) == 1
-    assert session.posts == 1 and client.stats.token_requests == 1
+    assert session.count() == 1 and client.stats.token_requests == 1

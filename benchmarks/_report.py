@@ -1,0 +1,52 @@
+"""What every benchmark report carries: the machine, JSON-friendly figures, verdict words."""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import requests
+
+import tokensmith
+
+
+def machine() -> dict[str, Any]:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        node = subprocess.run(["node", "--version"], capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        node = "?"
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "os": f"{platform.system()} {platform.release()} {platform.machine()}",
+        "python": platform.python_version(),
+        "requests": requests.__version__,
+        "tokensmith": getattr(tokensmith, "__version__", "?"),
+        "node": node,
+    }
+
+
+def rounded(value: Any) -> Any:
+    """``value`` with every float rounded to 4 decimals, for the JSON report."""
+    if isinstance(value, float):
+        return round(value, 4)
+    if isinstance(value, dict):
+        return {key: rounded(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [rounded(item) for item in value]
+    return value
+
+
+def verdict(ok: bool) -> str:
+    return "PASS" if ok else "FAIL"
