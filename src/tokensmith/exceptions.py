@@ -155,53 +155,37 @@ class UnexpectedTokenType(InvalidResponse):
 # --- OAuth error responses (C8) ----------------------------------------------------------------------------
 
 
-class _OAuthErrorFields:
+class _OAuthErrorFields(TokensmithError):
     """The members of an RFC 6749 §5.2 error response, shared by rejections and "pending" answers."""
 
-    error: str
-    error_description: str | None
-    error_uri: str | None
-    status_code: int | None
-
-    def _init_fields(
-        self,
-        error: str,
-        error_description: str | None,
-        error_uri: str | None,
-        status_code: int | None,
-        retry_after: float | None,
-    ) -> str:
-        self.error = error
-        self.error_description = error_description
-        self.error_uri = error_uri
-        self.status_code = status_code
-        self.retry_after = retry_after
-        parts = [error]
-        if error_description:
-            parts.append(f": {error_description}")
-        if status_code is not None:
-            parts.append(f" (HTTP {status_code})")
-        return "".join(parts)
-
-
-class OAuthError(_OAuthErrorFields, AuthenticationError):
-    """An RFC 6749 §5.2 error response. Subclasses name each registered code; unknown codes use this class."""
+    #: The code a bare ``cls()`` stands for.
+    default_error = ""
+    #: Codes that mean "try again later" whatever the status (``server_error``, ``temporarily_unavailable``).
+    _transient_code = False
 
     def __init__(
         self,
-        error: str,
+        error: str | None = None,
         error_description: str | None = None,
         error_uri: str | None = None,
         *,
         status_code: int | None = None,
         retry_after: float | None = None,
     ) -> None:
-        super().__init__(self._init_fields(error, error_description, error_uri, status_code, retry_after))
-        self.transient = type(self)._transient_code or (
+        self.error: str = error or self.default_error
+        self.error_description = error_description
+        self.error_uri = error_uri
+        self.status_code = status_code
+        self.retry_after = retry_after
+        self.transient = self._transient_code or (
             status_code is not None and (status_code >= 500 or status_code == 429)
         )
+        message = self.error + (f": {error_description}" if error_description else "")
+        super().__init__(message + (f" (HTTP {status_code})" if status_code is not None else ""))
 
-    _transient_code: bool = False
+
+class OAuthError(_OAuthErrorFields, AuthenticationError):
+    """An RFC 6749 §5.2 error response. Subclasses name each registered code; unknown codes use this class."""
 
 
 class InvalidRequest(OAuthError):
@@ -261,20 +245,13 @@ class TemporarilyUnavailable(OAuthError):
 class AuthorizationPending(_OAuthErrorFields, AuthenticationPending):
     """``authorization_pending``: the user has not finished yet; keep polling (RFC 8628 §3.5)."""
 
-    def __init__(
-        self,
-        error: str = "authorization_pending",
-        error_description: str | None = None,
-        error_uri: str | None = None,
-        *,
-        status_code: int | None = None,
-        retry_after: float | None = None,
-    ) -> None:
-        super().__init__(self._init_fields(error, error_description, error_uri, status_code, retry_after))
+    default_error = "authorization_pending"
 
 
 class SlowDown(AuthorizationPending):
     """``slow_down``: keep polling, 5 s slower for this and every later request (RFC 8628 §3.5, C17)."""
+
+    default_error = "slow_down"
 
     #: A new interval the server sent with the error (GitHub does), if any.
     interval: int | None = None
