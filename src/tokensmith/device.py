@@ -104,6 +104,7 @@ def poll_device_token(
     ``sleep(seconds)`` returns True when cancelled; by default it waits on ``cancel`` (so another thread can
     stop a sleeping poller at once) or plain ``time.sleep``. Terminal answers (``access_denied``,
     ``expired_token``, unknown errors) stop at once; transient ones back off and continue until the deadline.
+    ``on_progress`` hears every poll's answer, then one last event: ``APPROVED`` or ``STOPPED``.
     """
     if sleep is None:
         sleep = cancel.wait if cancel is not None else _plain_sleep
@@ -113,7 +114,39 @@ def poll_device_token(
     schedule = PollSchedule.start(
         authorization.interval, authorization.expires_in - elapsed, now, timeout=timeout, margin=margin
     )
-    accepted = tuple(accepted_token_types)
+    try:
+        token = _poll_until_done(
+            transport, request, schedule, tuple(accepted_token_types), cancel, on_progress, clock, sleep
+        )
+    except BaseException:
+        # A UI must learn that polling is over (to stop its status line) whatever ended it, Ctrl-C included.
+        _final(on_progress, schedule, PollOutcome.STOPPED, clock())
+        raise
+    _final(on_progress, schedule, PollOutcome.APPROVED, clock())
+    return token
+
+
+def _final(
+    on_progress: Callable[[PollProgress], None] | None, schedule: PollSchedule, outcome: PollOutcome, now: float
+) -> None:
+    if on_progress is None:
+        return
+    try:
+        on_progress(PollProgress(schedule.polls, outcome, schedule.interval, schedule.time_left(now), 0.0))
+    except Exception:  # a UI callback must not mask how polling ended
+        logger.exception("device polling: the progress callback failed")
+
+
+def _poll_until_done(
+    transport: Transport,
+    request: HttpRequest,
+    schedule: PollSchedule,
+    accepted: tuple[str, ...],
+    cancel: threading.Event | None,
+    on_progress: Callable[[PollProgress], None] | None,
+    clock: Callable[[], float],
+    sleep: Callable[[float], bool],
+) -> TokenResponse:
     while True:
         if cancel is not None and cancel.is_set():
             raise DeviceFlowCancelled(f"device login cancelled ({schedule.polls} polls made)")
@@ -132,11 +165,13 @@ def poll_device_token(
             outcome, retry_after = PollOutcome.PENDING, exc.retry_after
         except TokensmithError as exc:
             if not exc.transient:
+                schedule.polls += 1  # the final event counts every request made
                 raise
             outcome, retry_after = PollOutcome.TRANSIENT, exc.retry_after
             logger.warning("device polling: transient failure, backing off: %s", exc)
         else:
-            logger.info("device login approved after %d polls", schedule.polls + 1)
+            schedule.polls += 1
+            logger.info("device login approved after %d polls", schedule.polls)
             return token
         at = clock()
         schedule.record(outcome, at, new_interval=new_interval, retry_after=retry_after)

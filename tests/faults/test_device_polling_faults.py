@@ -116,7 +116,8 @@ def test_transient_failures_back_off_and_continue(fault_server: FaultServer) -> 
     # 5 (first), 5 (after pending), 10 and 20 (backoff), 45 (Retry-After beats 40), 5 (reset after pending).
     assert _gaps(vt) == [5, 5, 10, 20, 45, 5]
     assert [p.outcome.value for p in progress] == ["authorization_pending", "transient_error", "transient_error",
-                                                   "transient_error", "authorization_pending"]
+                                                   "transient_error", "authorization_pending", "approved"]
+    assert progress[-1].polls == 6  # the final event counts every request
 
 
 def test_read_timeout_mid_poll_is_survived(fault_server: FaultServer) -> None:

@@ -89,7 +89,8 @@ def test_device_login_approved_then_refresh_rotates(idp: LocalIdP) -> None:
         access, refresh, expires_in = tc.poll_token_endpoint(code, idp.token_endpoint, DEVICE_PUBLIC.client_id,
                                                              on_progress=progress.append)
     assert access and refresh and expires_in == 3600
-    assert progress == []  # approved before the first poll: exactly one request, no pending answer
+    # Approved before the first poll: exactly one request, no pending answer, then the final event.
+    assert [(p.outcome.value, p.polls) for p in progress] == [("approved", 1)]
 
     access2, refresh2, _ = tc.get_token(idp.token_endpoint, client_id=DEVICE_PUBLIC.client_id,
                                         grant_type=tc.GrantType.REFRESH_TOKEN, refresh_token=refresh)
@@ -105,7 +106,7 @@ def test_device_login_denied_stops_at_once(idp: LocalIdP) -> None:
     progress: list[PollProgress] = []
     with user_acts(idp.deny, code.user_code), pytest.raises(exc.AccessDenied) as info:
         tc.poll_token_endpoint(code, idp.token_endpoint, DEVICE_PUBLIC.client_id, on_progress=progress.append)
-    assert info.value.error == "access_denied" and progress == []
+    assert info.value.error == "access_denied" and [(p.outcome.value, p.polls) for p in progress] == [("stopped", 1)]
 
 
 def test_confidential_device_client(idp: LocalIdP) -> None:
@@ -132,7 +133,7 @@ def test_device_code_expired_on_the_server(idp_short_device_ttl: LocalIdP) -> No
     progress: list[PollProgress] = []
     with pytest.raises(exc.ExpiredToken) as info:
         tc.poll_token_endpoint(longer, idp.token_endpoint, DEVICE_PUBLIC.client_id, on_progress=progress.append)
-    assert info.value.status_code == 400 and progress == []
+    assert info.value.status_code == 400 and [(p.outcome.value, p.polls) for p in progress] == [("stopped", 1)]
 
 
 def test_device_code_expiry_is_enforced_by_the_client(idp_short_device_ttl: LocalIdP) -> None:

@@ -43,7 +43,8 @@ def test_approve(idp: LocalIdP) -> None:
     (prompt,) = prompts  # the prompt came before polling, once
     assert prompt.user_code and prompt.verification_uri.startswith(idp.issuer) and prompt.interval == 5
     assert "device_code" not in prompt.raw  # never handed to the UI (C15)
-    assert session.count(idp.token_endpoint) == len(progress) + 1
+    assert progress[-1].outcome.value == "approved"  # the final event, after one per non-final answer
+    assert session.count(idp.token_endpoint) == len(progress) == progress[-1].polls
 
 
 def test_deny(idp: LocalIdP) -> None:
@@ -76,7 +77,8 @@ def test_cancel_mid_poll_stops_within_half_a_second_and_sends_nothing_more(idp: 
 
     def run() -> None:
         try:
-            _login(idp, None, session, cancel=cancel, on_progress=lambda p: first_poll_done.set())
+            _login(idp, None, session, cancel=cancel,
+                   on_progress=lambda p: None if p.outcome.final else first_poll_done.set())
         except BaseException as e:
             result.append(e)
 

@@ -118,3 +118,17 @@ def test_live_status_line_counts_down_and_is_cleared() -> None:
     text = out.getvalue()
     assert "Waiting for approval ... 2:05 left" in text
     assert text.endswith("\r\x1b[2KSigned in.\n")
+
+
+def test_final_progress_event_stops_the_status_line() -> None:
+    """The client calls no close(): the final APPROVED/STOPPED event must end the live line by itself."""
+    for outcome, expected in ((PollOutcome.APPROVED, "Signed in."), (PollOutcome.STOPPED, None)):
+        out = io.StringIO()
+        presenter = TerminalPresenter(out, live=True, qr=False, color=False, open_browser=False)
+        presenter.show_prompt(PROMPT)
+        presenter.on_progress(PollProgress(1, outcome, 5, 100, 0))
+        assert presenter._ticker is not None and not presenter._ticker.is_alive()
+        text = out.getvalue()
+        assert (expected in text) if expected else ("Signed in." not in text)
+        presenter.close(success=True)  # idempotent: nothing more is written
+        assert out.getvalue() == text

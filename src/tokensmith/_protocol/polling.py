@@ -26,6 +26,13 @@ class PollOutcome(str, enum.Enum):
     PENDING = "authorization_pending"
     SLOW_DOWN = "slow_down"
     TRANSIENT = "transient_error"
+    #: Final events for UIs (not schedule inputs): a token arrived / polling ended without one.
+    APPROVED = "approved"
+    STOPPED = "stopped"
+
+    @property
+    def final(self) -> bool:
+        return self in (PollOutcome.APPROVED, PollOutcome.STOPPED)
 
 
 @dataclass

@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import TextIO
 
+from .._protocol.polling import PollOutcome
 from ..device import DevicePrompt, PollProgress
 
 logger = logging.getLogger("tokensmith.cli")
@@ -96,6 +97,7 @@ class TerminalPresenter:
         self._prompt: DevicePrompt | None = None
         self._status = "Waiting for approval"
         self._status_shown = False
+        self._closed = False
 
     # -- callbacks for device_login ----------------------------------------------------------------------
 
@@ -139,6 +141,9 @@ class TerminalPresenter:
             self._write("Waiting for approval ...\n")
 
     def on_progress(self, progress: PollProgress) -> None:
+        if progress.outcome.final:
+            self.close(success=progress.outcome is PollOutcome.APPROVED)
+            return
         outcome = progress.outcome.value
         if outcome == "slow_down":
             message = f"The server asked to slow down; checking every {progress.interval:g} s now."
@@ -153,7 +158,10 @@ class TerminalPresenter:
                 self.stream.flush()
 
     def close(self, success: bool | None = None) -> None:
-        """Stop the status line; say how it ended."""
+        """Stop the status line; say how it ended. Only the first call does anything."""
+        if self._closed:
+            return
+        self._closed = True
         self._stop.set()
         if self._ticker is not None:
             self._ticker.join(timeout=2)
