@@ -187,6 +187,8 @@ class TerminalPresenter:
             if self._stop.is_set() or self._prompt is None:
                 return
             left = max(0, int(self._prompt.expires_at - self._clock()))
+            if left == 0:  # the code is dead; whoever polls will say so
+                return
             with self._lock:
                 line = f"{frame if self.color else '*'} {self._status} ... {left // 60}:{left % 60:02d} left"
                 self.stream.write("\r\x1b[2K" + line)
