@@ -160,3 +160,17 @@ def test_user_agent_is_sent(fault_server: FaultServer) -> None:
     fault_server.default("/token", Reply(json=TOKEN))
     tc.get_token(fault_server.url("/token"), client_id="c", session=requests.Session())
     assert fault_server.recorded("/token")[0].headers["user-agent"].startswith("tokensmith/")
+
+
+def test_a_compressed_bomb_is_capped_after_decoding(fault_server: FaultServer) -> None:
+    """C32: the cap applies to the decoded body: 64 MiB of zeros gzip to ~64 KiB, under the cap on the wire."""
+    import gzip
+
+    bomb = gzip.compress(b"0" * (64 * 1024 * 1024))
+    assert len(bomb) < 1024 * 1024
+    fault_server.script("/token", Reply(body=bomb, content_type="application/json",
+                                        headers={"Content-Encoding": "gzip"}))
+    from tokensmith._protocol.messages import HttpRequest
+
+    with pytest.raises(exc.ResponseTooLarge):
+        Transport(requests.Session()).post(HttpRequest(fault_server.url("/token"), [("grant_type", "x")]))
