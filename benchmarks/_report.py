@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import subprocess
@@ -50,3 +51,10 @@ def rounded(value: Any) -> Any:
 
 def verdict(ok: bool) -> str:
     return "PASS" if ok else "FAIL"
+
+
+def write_json(path: Path, report: dict[str, Any]) -> None:
+    """The figures as JSON (floats rounded), for ``--json PATH``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(rounded(report), indent=2, ensure_ascii=False) + "\n")
+    print(f"figures written to {path}")

@@ -32,7 +32,6 @@ import importlib
 import importlib.abc
 import importlib.machinery
 import importlib.util
-import json
 import logging
 import random
 import statistics
@@ -51,7 +50,7 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from _report import machine, rounded, verdict
+from _report import machine, verdict, write_json
 from idp_harness import CC_CLIENT, IdPError, LocalIdP
 from tokensmith import token_client
 from tokensmith._protocol.client_auth import basic_authorization
@@ -359,9 +358,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "variants": rows,
             "verdicts": verdicts,
         }
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(rounded(report), indent=2, ensure_ascii=False) + "\n")
-        print(f"figures written to {args.json}")
+        write_json(args.json, report)
     return 0
 
 

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import logging
 import statistics
 import sys
@@ -48,7 +47,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from _report import machine, rounded, verdict
+from _report import machine, verdict, write_json
 from counting_session import CountingSession
 from idp_harness import DEVICE_PUBLIC, IdPError, LocalIdP
 from tokensmith._protocol.client_auth import NoClientAuth
@@ -302,9 +301,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "polls": {"target": "== minimal in every trial", "verdict": verdict(polls_ok)},
             },
         }
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(rounded(report), indent=2, ensure_ascii=False) + "\n")
-        print(f"figures written to {args.json}")
+        write_json(args.json, report)
     return 0
 
 
