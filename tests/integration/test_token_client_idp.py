@@ -8,13 +8,16 @@ import time
 from typing import Any
 
 import pytest
+import requests
 
 from counting_session import CountingSession
+from fault_server import FaultServer, Reply
 from idp_harness import CC_CLIENT, CC_POST_CLIENT, DEVICE_PUBLIC, ODD_CLIENT, LocalIdP
 from tokensmith import exceptions as exc
 from tokensmith._protocol.client_auth import ClientSecretBasic, ClientSecretPost, NoClientAuth
 from tokensmith.client import TokenClient
 from tokensmith.device import DevicePrompt
+from tokensmith.integrations.requests_auth import TokenAuth
 from tokensmith.token import Token
 
 pytestmark = pytest.mark.idp
@@ -116,3 +119,21 @@ def test_fifty_threads_cause_one_token_request(idp: LocalIdP) -> None:
         t.join(timeout=30)
     assert len(tokens) == 50 and len(set(tokens)) == 1
     assert session.count() == 1 and client.stats.token_requests == 1
+
+
+def test_requests_auth_renews_once_on_invalid_token(idp: LocalIdP, fault_server: FaultServer) -> None:
+    """C12 end to end: the resource server rejects the first token; TokenAuth asks the real IdP for a new one
+    (one more token request), retries once, and later calls reuse the new token."""
+    fault_server.script("/api", Reply(status=401, json={"error": "invalid_token"},
+                                      headers={"WWW-Authenticate": 'Bearer realm="api", error="invalid_token"'}))
+    fault_server.default("/api", Reply(json={"ok": True}))
+    session = CountingSession()
+    client = TokenClient(idp.token_endpoint, CC_CLIENT.client_id, CC_CLIENT.client_secret, session=session)
+    auth = TokenAuth(client)
+    with requests.Session() as http:
+        assert http.get(fault_server.url("/api"), auth=auth, timeout=10).json() == {"ok": True}
+        for _ in range(5):
+            http.get(fault_server.url("/api"), auth=auth, timeout=10).raise_for_status()
+    sent = [r.headers["authorization"] for r in fault_server.recorded("/api")]
+    assert len(sent) == 7 and sent[0] != sent[1] and len(set(sent[1:])) == 1
+    assert session.count(idp.token_endpoint) == 2
