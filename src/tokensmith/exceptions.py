@@ -63,6 +63,11 @@ class TokensmithError(RuntimeError):
     retry_after: float | None = None
 
 
+def _transient_status(status_code: int | None) -> bool:
+    """5xx and 429 mean "try again later", whatever the body says."""
+    return status_code is not None and (status_code >= 500 or status_code == 429)
+
+
 class AuthenticationError(TokensmithError):
     """Raised for any failure to obtain a token (seed name, kept for compatibility)."""
 
@@ -137,7 +142,7 @@ class InvalidResponse(AuthenticationError):
         super().__init__(message)
         self.status_code = status_code
         self.retry_after = retry_after
-        self.transient = status_code is not None and (status_code >= 500 or status_code == 429)
+        self.transient = _transient_status(status_code)
 
 
 class ResponseTooLarge(InvalidResponse):
@@ -177,9 +182,7 @@ class _OAuthErrorFields(TokensmithError):
         self.error_uri = error_uri
         self.status_code = status_code
         self.retry_after = retry_after
-        self.transient = self._transient_code or (
-            status_code is not None and (status_code >= 500 or status_code == 429)
-        )
+        self.transient = self._transient_code or _transient_status(status_code)
         message = self.error + (f": {error_description}" if error_description else "")
         super().__init__(message + (f" (HTTP {status_code})" if status_code is not None else ""))
 

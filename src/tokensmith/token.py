@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from ._protocol.token import TokenResponse
+from ._protocol.token import B64TOKEN, TokenResponse
 from ._redact import redact
 
 #: Refresh ahead of expiry by a tenth of the token's lifetime, at most this much (seconds). A 60 s token is
 #: refreshed 6 s early, a 1 h token 60 s early: never a fresh short-lived token treated as expired.
 MAX_LEEWAY = 60.0
 LEEWAY_FRACTION = 0.1
-_B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
 
 
 @dataclass(frozen=True)
@@ -34,7 +32,7 @@ class Token:
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        if not _B64TOKEN.fullmatch(self.access_token):
+        if not B64TOKEN.fullmatch(self.access_token):
             raise ValueError("access_token is not an RFC 6750 b64token")
 
     @classmethod

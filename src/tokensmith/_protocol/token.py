@@ -31,7 +31,7 @@ class GrantType(str, enum.Enum):
 
 
 #: RFC 6750 §2.1 b64token: what may follow "Bearer " without breaking the header (C11).
-_B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
+B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
 
 JSON_ACCEPT = {"Accept": "application/json"}
 
@@ -105,7 +105,7 @@ def parse_token_response(
     obj = decode_json_object(response, what, secrets)
     status = response.status_code
     access_token = required_str(obj, "access_token", what, status=status)
-    if not _B64TOKEN.fullmatch(access_token):
+    if not B64TOKEN.fullmatch(access_token):
         raise InvalidResponse(f"{what}: access_token is not a valid RFC 6750 b64token", status_code=status)
     token_type = optional_str(obj, "token_type", what, status=status)
     accepted = {t.lower() for t in accepted_token_types}
