@@ -14,10 +14,11 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, TypeGuard
 
 from ._protocol.client_auth import BasicEncoding, ClientAuth, ClientSecretBasic, ClientSecretPost, NoClientAuth
 from ._protocol.discovery import ServerMetadata, metadata_urls, parse_metadata
+from ._protocol.messages import HttpRequest
 from ._protocol.params import ScopeInput, normalize_scope
 from ._protocol.token import GrantType, parse_token_response, token_request
 from ._protocol.urls import check_endpoint
@@ -187,15 +188,15 @@ class TokenClient:
         renewed unless the current token is already a different one, so N concurrent 401s cause one renewal.
         ``interactive`` overrides the client's setting for a device login when nothing else works."""
         token = self._token
-        if token is not None and token.is_fresh(self._clock()) and not _same(token, stale):
+        if self._usable(token, stale):
             return token
         with self._lock:  # one renewal per client, across threads
             token = self._token
-            if token is not None and token.is_fresh(self._clock()) and not _same(token, stale):
+            if self._usable(token, stale):
                 return token
             with self.store.lock(self.cache_key):  # one renewal per store, across processes
                 stored = self.store.load(self.cache_key)
-                if stored is not None and stored.is_fresh(self._clock()) and not _same(stored, stale):
+                if self._usable(stored, stale):
                     self.stats.store_hits += 1
                     self._token = stored
                     return stored
@@ -205,6 +206,14 @@ class TokenClient:
                     self.store.save(self.cache_key, renewed)
                 self._token = renewed
                 return renewed
+
+    def _usable(self, token: Token | None, stale: Token | None) -> TypeGuard[Token]:
+        """Fresh, and not the token a resource server just rejected."""
+        return (
+            token is not None
+            and token.is_fresh(self._clock())
+            and (stale is None or token.access_token != stale.access_token)
+        )
 
     def _renew(self, candidate: Token | None, interactive: bool) -> Token:
         if candidate is not None and candidate.refresh_token:
@@ -227,7 +236,7 @@ class TokenClient:
         if self.grant == "client_credentials":
             return self.fetch_client_credentials()
         if interactive:
-            return self.login()
+            return self._device_login()
         raise LoginRequired("no valid token, and an interactive login was not allowed: run a login first")
 
     # -- grants -----------------------------------------------------------------------------------------------
@@ -242,15 +251,7 @@ class TokenClient:
             scope=self.scope,
             params=[("audience", self.audience), ("resource", self.resource)],
         )
-
-        def call() -> Token:
-            self.stats.token_requests += 1
-            response = parse_token_response(
-                self.transport.post(request), request.secrets, accepted_token_types=self.accepted_token_types
-            )
-            return Token.from_response(response)
-
-        token = self.retry.run(call, replay_safe=True, sleep=self._sleep)
+        token = self._post_token(request, replay_safe=True)
         self.stats.client_credentials += 1
         logger.info("client-credentials token obtained, expires in %s s", _expires_in(token, self._clock()))
         return token
@@ -267,15 +268,7 @@ class TokenClient:
             self.auth,
             params=[("refresh_token", token.refresh_token)],
         )
-
-        def call() -> Token:
-            self.stats.token_requests += 1
-            response = parse_token_response(
-                self.transport.post(request), request.secrets, accepted_token_types=self.accepted_token_types
-            )
-            return Token.from_response(response, previous_refresh_token=token.refresh_token)
-
-        renewed = self.retry.run(call, replay_safe=False, sleep=self._sleep)
+        renewed = self._post_token(request, replay_safe=False, previous_refresh_token=token.refresh_token)
         self.stats.refreshes += 1
         logger.info(
             "token refreshed, expires in %s s; refresh token %s",
@@ -283,6 +276,20 @@ class TokenClient:
             "rotated" if renewed.refresh_token != token.refresh_token else "kept",
         )
         return renewed
+
+    def _post_token(
+        self, request: HttpRequest, *, replay_safe: bool, previous_refresh_token: str | None = None
+    ) -> Token:
+        """Send a token request under the retry policy and turn the answer into a ``Token``."""
+
+        def call() -> Token:
+            self.stats.token_requests += 1
+            response = parse_token_response(
+                self.transport.post(request), request.secrets, accepted_token_types=self.accepted_token_types
+            )
+            return Token.from_response(response, previous_refresh_token=previous_refresh_token)
+
+        return self.retry.run(call, replay_safe=replay_safe, sleep=self._sleep)
 
     def login(
         self,
@@ -294,6 +301,21 @@ class TokenClient:
     ) -> Token:
         """An interactive device login (RFC 8628). The prompt goes to ``on_prompt`` (for a terminal, e.g.
         ``tokensmith.cli.presenter.TerminalPresenter().show_prompt``). Stores the token."""
+        token = self._device_login(on_prompt=on_prompt, on_progress=on_progress, cancel=cancel, timeout=timeout)
+        with self._lock:
+            self._token = token
+            self.store.save(self.cache_key, token)
+        return token
+
+    def _device_login(
+        self,
+        *,
+        on_prompt: Callable[[DevicePrompt], None] | None = None,
+        on_progress: Callable[[PollProgress], None] | None = None,
+        cancel: threading.Event | None = None,
+        timeout: float | None = None,
+    ) -> Token:
+        """The device login itself; storing the result is the caller's business (get_token saves once)."""
         prompt = on_prompt or self.on_prompt
         if prompt is None:
             raise ValueError("a device login needs on_prompt to show the user code and link")
@@ -312,11 +334,7 @@ class TokenClient:
             accepted_token_types=self.accepted_token_types,
         )
         self.stats.logins += 1
-        token = Token.from_response(response)
-        with self._lock:
-            self._token = token
-            self.store.save(self.cache_key, token)
-        return token
+        return Token.from_response(response)
 
     def close(self) -> None:
         self.transport.close()
@@ -352,10 +370,6 @@ def discover(issuer: str, transport: Transport) -> ServerMetadata:
             _metadata_cache[issuer] = (metadata, now)
         return metadata
     raise DiscoveryError(f"no authorization server metadata for {issuer!r} ({'; '.join(errors)})")
-
-
-def _same(token: Token, stale: Token | None) -> bool:
-    return stale is not None and token.access_token == stale.access_token
 
 
 def _expires_in(token: Token, now: float) -> str:
