@@ -25,6 +25,7 @@ install: $(PY_STAMP) $(IDP_STAMP)
 
 lint: $(PY_STAMP)
 	$(BIN)/ruff check src tests benchmarks demo
+	$(BIN)/ruff format --check src tests benchmarks demo
 	$(BIN)/mypy
 
 test: install lint

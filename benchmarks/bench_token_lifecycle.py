@@ -34,8 +34,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--calls", type=int, default=1000)
     parser.add_argument("--ttl", type=int, default=20, help="access-token lifetime at the IdP, seconds")
-    parser.add_argument("--lifetimes", type=float, default=1.0,
-                        help="how many token lifetimes the calls are spread over (default: one)")
+    parser.add_argument(
+        "--lifetimes", type=float, default=1.0, help="how many token lifetimes the calls are spread over (default: one)"
+    )
     args = parser.parse_args()
     logging.getLogger("tokensmith").setLevel(logging.ERROR)
 
@@ -61,13 +62,17 @@ def main() -> int:
         expected = max(1, math.ceil(elapsed / renewal_period))
         print(f"{args.calls} API calls over {elapsed:.1f} s with a {args.ttl} s token ({args.lifetimes:g} lifetime(s))")
         print(f"{'client':<44}{'IdP token requests':>20}{'per 1000 calls':>16}")
-        print(f"{'tokensmith TokenClient + requests TokenAuth':<44}{session.count():>20}"
-              f"{session.count() * 1000 / args.calls:>16.1f}")
+        print(
+            f"{'tokensmith TokenClient + requests TokenAuth':<44}{session.count():>20}"
+            f"{session.count() * 1000 / args.calls:>16.1f}"
+        )
         print(f"{'seed pattern (get_token per API call)':<44}{args.calls:>20}{1000:>16.1f}")
         print(f"resource server saw {api.count('/things')} calls; client stats: {client.stats}")
         verdict = "PASS" if session.count() <= expected else "FAIL"
-        print(f"[{verdict}] IdP requests = {session.count()} "
-              f"(target: {expected}, one per renewal period of {renewal_period:g} s)")
+        print(
+            f"[{verdict}] IdP requests = {session.count()} "
+            f"(target: {expected}, one per renewal period of {renewal_period:g} s)"
+        )
     return 0
 
 

@@ -33,8 +33,11 @@ def say(message: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--auto-approve", action="store_true",
-                        help="approve the device login automatically (drives the IdP's pages over HTTP)")
+    parser.add_argument(
+        "--auto-approve",
+        action="store_true",
+        help="approve the device login automatically (drives the IdP's pages over HTTP)",
+    )
     args = parser.parse_args(argv)
 
     say("Starting the local IdP (node oidc-provider) ...")
@@ -50,13 +53,20 @@ def main(argv: list[str] | None = None) -> int:
         # 2. Device login (RFC 8628) with TokenClient and the terminal presenter: link, code, QR, live status.
         client = TokenClient.from_issuer(idp.issuer, DEVICE_PUBLIC.client_id, scope="openid offline_access")
         say("\n[2/3] device login (TokenClient.login with TerminalPresenter)")
-        approve = (lambda p: threading.Thread(target=idp.approve, args=(p.user_code,), daemon=True).start()) \
-            if args.auto_approve else (lambda p: None)
+        approve = (
+            (lambda p: threading.Thread(target=idp.approve, args=(p.user_code,), daemon=True).start())
+            if args.auto_approve
+            else (lambda p: None)
+        )
         with TerminalPresenter(sys.stderr, open_browser=False) as presenter:
+
             def on_prompt(prompt: DevicePrompt) -> None:
                 presenter.show_prompt(prompt)
-                say("  Sign in with any username and password." if not args.auto_approve
-                    else "  --auto-approve: approving on the IdP's pages as user 'alice' ...")
+                say(
+                    "  Sign in with any username and password."
+                    if not args.auto_approve
+                    else "  --auto-approve: approving on the IdP's pages as user 'alice' ..."
+                )
                 approve(prompt)
 
             token = client.login(on_prompt=on_prompt, on_progress=presenter.on_progress)
@@ -64,8 +74,10 @@ def main(argv: list[str] | None = None) -> int:
 
         # 3. Refresh (RFC 6749 §6): pretend the API rejected the token; the IdP rotates the refresh token.
         renewed = client.get_token(stale=token)
-        say(f"\n[3/3] refresh: new access token ({len(renewed.access_token)} chars); refresh token rotated: "
-            f"{renewed.refresh_token != token.refresh_token}; token requests so far: {client.stats.token_requests}")
+        say(
+            f"\n[3/3] refresh: new access token ({len(renewed.access_token)} chars); refresh token rotated: "
+            f"{renewed.refresh_token != token.refresh_token}; token requests so far: {client.stats.token_requests}"
+        )
     say("\nDone.")
     return 0
 

@@ -42,12 +42,24 @@ class VirtualTime:
         return False
 
 
-def _poll(server: FaultServer, vt: VirtualTime, *, interval: int = 5, expires_in: int = 600,
-          progress: list[PollProgress] | None = None) -> tuple[str, str | None]:
+def _poll(
+    server: FaultServer,
+    vt: VirtualTime,
+    *,
+    interval: int = 5,
+    expires_in: int = 600,
+    progress: list[PollProgress] | None = None,
+) -> tuple[str, str | None]:
     auth = DeviceAuthorization("dev-code-secret", "ABCD", "https://v", expires_in, interval)
     request = device_token_request(server.url("/token"), NoClientAuth("pub"), auth.device_code)
-    token = poll_device_token(Transport(requests.Session(), timeout=2), request, auth, clock=vt.clock,
-                              sleep=vt.sleep, on_progress=progress.append if progress is not None else None)
+    token = poll_device_token(
+        Transport(requests.Session(), timeout=2),
+        request,
+        auth,
+        clock=vt.clock,
+        sleep=vt.sleep,
+        on_progress=progress.append if progress is not None else None,
+    )
     return token.access_token, token.refresh_token
 
 
@@ -80,15 +92,26 @@ def test_persistent_slow_down_stops_with_an_explanation(fault_server: FaultServe
 
 
 def test_http_200_pending_and_errors_github_style(fault_server: FaultServer) -> None:
-    fault_server.script("/token", Reply(status=200, json={"error": "authorization_pending"}),
-                        Reply(status=200, json={"error": "slow_down"}), Reply(json=TOKEN))
+    fault_server.script(
+        "/token",
+        Reply(status=200, json={"error": "authorization_pending"}),
+        Reply(status=200, json={"error": "slow_down"}),
+        Reply(json=TOKEN),
+    )
     vt = VirtualTime()
     assert _poll(fault_server, vt)[0] == "at-1"
     assert _gaps(vt) == [5, 5, 10]
 
 
-@pytest.mark.parametrize(("code", "cls"), [("access_denied", exc.AccessDenied), ("expired_token", exc.ExpiredToken),
-                                           ("invalid_grant", exc.InvalidGrant), ("weird_new_error", exc.OAuthError)])
+@pytest.mark.parametrize(
+    ("code", "cls"),
+    [
+        ("access_denied", exc.AccessDenied),
+        ("expired_token", exc.ExpiredToken),
+        ("invalid_grant", exc.InvalidGrant),
+        ("weird_new_error", exc.OAuthError),
+    ],
+)
 def test_terminal_errors_stop_at_once(fault_server: FaultServer, code: str, cls: type[Exception]) -> None:
     """Fix 5 / C17: access_denied, expired_token and any unknown error end polling on the spot."""
     fault_server.script("/token", PENDING, Reply(status=400, json={"error": code}))
@@ -115,8 +138,14 @@ def test_transient_failures_back_off_and_continue(fault_server: FaultServer) -> 
     assert _poll(fault_server, vt, progress=progress)[0] == "at-1"
     # 5 (first), 5 (after pending), 10 and 20 (backoff), 45 (Retry-After beats 40), 5 (reset after pending).
     assert _gaps(vt) == [5, 5, 10, 20, 45, 5]
-    assert [p.outcome.value for p in progress] == ["authorization_pending", "transient_error", "transient_error",
-                                                   "transient_error", "authorization_pending", "approved"]
+    assert [p.outcome.value for p in progress] == [
+        "authorization_pending",
+        "transient_error",
+        "transient_error",
+        "transient_error",
+        "authorization_pending",
+        "approved",
+    ]
     assert progress[-1].polls == 6  # the final event counts every request
 
 
@@ -154,13 +183,16 @@ def test_compat_poll_uses_real_time_and_the_given_session(fault_server: FaultSer
     assert tc.poll_token_endpoint(resp, fault_server.url("/token"), "pub", session=session) == ("at-1", "rt-1", 300)
     polls = fault_server.recorded("/token")
     assert len(polls) == 3 and all(p.headers.get("proxy-authorization") == "Bearer iap-token" for p in polls)
-    assert all(dict(p.form) == {"grant_type": tc.GrantType.DEVICE_CODE.value, "client_id": "pub", "device_code": "dc"}
-               for p in polls)
+    assert all(
+        dict(p.form) == {"grant_type": tc.GrantType.DEVICE_CODE.value, "client_id": "pub", "device_code": "dc"}
+        for p in polls
+    )
     assert [a.at for a in polls] == sorted(a.at for a in polls)
 
 
-def test_compat_poll_sends_every_request_through_the_proxy(fault_server: FaultServer,
-                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_compat_poll_sends_every_request_through_the_proxy(
+    fault_server: FaultServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Fix 2 / C32: http_proxy_url applies to each poll. The fault server plays the proxy for an unroutable
     target; it sees the absolute-form request line of every poll."""
     for var in ("NO_PROXY", "no_proxy"):

@@ -52,9 +52,7 @@ def test_scripted_replies_are_fifo_then_default_then_404(fault_server: FaultServ
 def test_records_form_pairs_in_order_with_repeats(fault_server: FaultServer) -> None:
     fault_server.default("/token", Reply(json={"ok": True}))
     data = [("grant_type", "client_credentials"), ("scope", "a"), ("scope", "b c"), ("empty", "")]
-    requests.post(
-        fault_server.url("/token"), data=data, headers={"X-Trace": "1"}, auth=("id", "s"), timeout=TIMEOUT
-    )
+    requests.post(fault_server.url("/token"), data=data, headers={"X-Trace": "1"}, auth=("id", "s"), timeout=TIMEOUT)
     requests.post(fault_server.url("/token"), data=b'{"a": 1}', timeout=TIMEOUT)  # no form content-type
 
     first, second = fault_server.recorded("/token")
@@ -128,9 +126,7 @@ def test_redirect_location_passthrough(fault_server: FaultServer) -> None:
 
 
 def test_retry_after_header(fault_server: FaultServer) -> None:
-    fault_server.script(
-        "/token", Reply(status=429, json={"error": "slow_down"}, headers={"Retry-After": "2"})
-    )
+    fault_server.script("/token", Reply(status=429, json={"error": "slow_down"}, headers={"Retry-After": "2"}))
     r = requests.post(fault_server.url("/token"), timeout=TIMEOUT)
     assert r.status_code == 429
     assert r.headers["Retry-After"] == "2"

@@ -40,8 +40,13 @@ def _token(n: int = 1, lifetime: float = 3600, rt: str | None = "rt-1") -> dict[
 
 def _client(server: FaultServer, clock: Clock, **kwargs: object) -> TokenClient:
     kwargs.setdefault("auth", ClientSecretBasic("svc", "svc-secret"))
-    return TokenClient(server.url("/token"), clock=clock, sleep=clock.sleep,  # type: ignore[arg-type]
-                       session=requests.Session(), **kwargs)
+    return TokenClient(
+        server.url("/token"),
+        clock=clock,
+        sleep=clock.sleep,  # type: ignore[arg-type]
+        session=requests.Session(),
+        **kwargs,
+    )
 
 
 @pytest.fixture(autouse=True)
@@ -53,9 +58,16 @@ def test_rfc8414_path_insertion_and_oidc_fallback(fault_server: FaultServer) -> 
     """C28: OIDC appends, RFC 8414 inserts; a 404 on the first falls through to the second."""
     issuer = fault_server.url("/tenants/acme")
     fault_server.script("/tenants/acme/.well-known/openid-configuration", Reply(status=404, json={"error": "x"}))
-    fault_server.script("/.well-known/oauth-authorization-server/tenants/acme",
-                        Reply(json={"issuer": issuer, "token_endpoint": fault_server.url("/token"),
-                                    "token_endpoint_auth_methods_supported": ["client_secret_post"]}))
+    fault_server.script(
+        "/.well-known/oauth-authorization-server/tenants/acme",
+        Reply(
+            json={
+                "issuer": issuer,
+                "token_endpoint": fault_server.url("/token"),
+                "token_endpoint_auth_methods_supported": ["client_secret_post"],
+            }
+        ),
+    )
     fault_server.default("/token", Reply(json=_token(rt=None)))
     client = TokenClient.from_issuer(issuer, "svc", "svc-secret", session=requests.Session())
     assert client.get_token().access_token == "at-1"
@@ -72,8 +84,10 @@ def test_rfc8414_path_insertion_and_oidc_fallback(fault_server: FaultServer) -> 
 def test_wrong_issuer_in_metadata_is_refused(fault_server: FaultServer) -> None:
     """RFC 8414 §3.3: if the issuer differs, the document MUST NOT be used (mix-up defence, C23)."""
     issuer = fault_server.url("/real")
-    fault_server.default("/real/.well-known/openid-configuration",
-                         Reply(json={"issuer": "https://evil.example", "token_endpoint": "https://evil.example/t"}))
+    fault_server.default(
+        "/real/.well-known/openid-configuration",
+        Reply(json={"issuer": "https://evil.example", "token_endpoint": "https://evil.example/t"}),
+    )
     client = TokenClient.from_issuer(issuer, "svc", "s", session=requests.Session())
     with pytest.raises(exc.DiscoveryError, match="not the issuer"):
         client.get_token()
@@ -82,8 +96,10 @@ def test_wrong_issuer_in_metadata_is_refused(fault_server: FaultServer) -> None:
 
 def test_metadata_is_cached(fault_server: FaultServer) -> None:
     issuer = fault_server.url("/c")
-    fault_server.default("/c/.well-known/openid-configuration",
-                         Reply(json={"issuer": issuer, "token_endpoint": fault_server.url("/token")}))
+    fault_server.default(
+        "/c/.well-known/openid-configuration",
+        Reply(json={"issuer": issuer, "token_endpoint": fault_server.url("/token")}),
+    )
     fault_server.default("/token", Reply(json=_token(rt=None)))
     for _ in range(3):
         TokenClient.from_issuer(issuer, "svc", "s", session=requests.Session()).fetch_client_credentials()
@@ -103,8 +119,9 @@ def test_client_credentials_retry_after_is_honoured_and_bounded(fault_server: Fa
 
 def test_client_credentials_retried_after_a_dropped_connection(fault_server: FaultServer) -> None:
     clock = Clock()
-    fault_server.script("/token", Reply(drop=True), Reply(status=502, body="<html/>", content_type="text/html"),
-                        Reply(json=_token()))
+    fault_server.script(
+        "/token", Reply(drop=True), Reply(status=502, body="<html/>", content_type="text/html"), Reply(json=_token())
+    )
     assert _client(fault_server, clock).get_token().access_token == "at-1"
     assert fault_server.count("/token") == 3 and clock.slept == [0.5, 1.0]
 
@@ -114,8 +131,9 @@ def test_refresh_is_not_replayed_when_the_server_may_have_seen_it(fault_server: 
     the old one again; keep everything and report a transient error (C26)."""
     clock = Clock()
     client = _client(fault_server, clock, auth=NoClientAuth("pub"), grant="device_code")
-    client.store.save(client.cache_key, Token("at-old", expires_at=clock.now - 1, issued_at=clock.now - 3601,
-                                              refresh_token="rt-old"))
+    client.store.save(
+        client.cache_key, Token("at-old", expires_at=clock.now - 1, issued_at=clock.now - 3601, refresh_token="rt-old")
+    )
     fault_server.script("/token", Reply(drop=True))
     with pytest.raises(exc.ConnectError):
         client.get_token()
@@ -128,8 +146,11 @@ def test_refresh_retried_when_the_server_said_it_did_not_process_it(fault_server
     clock = Clock()
     client = _client(fault_server, clock, auth=NoClientAuth("pub"), grant="device_code")
     client.store.save(client.cache_key, Token("at-old", expires_at=clock.now - 1, refresh_token="rt-old"))
-    fault_server.script("/token", Reply(status=503, json={"error": "temporarily_unavailable"},
-                                        headers={"Retry-After": "2"}), Reply(json=_token(2, rt="rt-new")))
+    fault_server.script(
+        "/token",
+        Reply(status=503, json={"error": "temporarily_unavailable"}, headers={"Retry-After": "2"}),
+        Reply(json=_token(2, rt="rt-new")),
+    )
     assert client.get_token().access_token == "at-2"
     assert fault_server.count("/token") == 2 and clock.slept == [2.0]
 
@@ -139,8 +160,15 @@ def test_refresh_retried_when_the_connection_was_never_made() -> None:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     clock = Clock()
-    client = TokenClient(f"http://127.0.0.1:{port}/token", auth=NoClientAuth("pub"), grant="device_code",
-                         clock=clock, sleep=clock.sleep, retry=RetryPolicy(attempts=3), session=requests.Session())
+    client = TokenClient(
+        f"http://127.0.0.1:{port}/token",
+        auth=NoClientAuth("pub"),
+        grant="device_code",
+        clock=clock,
+        sleep=clock.sleep,
+        retry=RetryPolicy(attempts=3),
+        session=requests.Session(),
+    )
     client.store.save(client.cache_key, Token("at-old", expires_at=clock.now - 1, refresh_token="rt-old"))
     with pytest.raises(exc.ConnectError) as info:
         client.get_token()
@@ -151,8 +179,9 @@ def test_transient_refresh_failure_returns_the_still_valid_token(fault_server: F
     clock = Clock()
     client = _client(fault_server, clock, auth=NoClientAuth("pub"), grant="device_code")
     # 10 s left of a 3600 s token: inside the 60 s leeway, so a refresh is attempted.
-    client.store.save(client.cache_key, Token("at-old", expires_at=clock.now + 10, issued_at=clock.now - 3590,
-                                              refresh_token="rt-old"))
+    client.store.save(
+        client.cache_key, Token("at-old", expires_at=clock.now + 10, issued_at=clock.now - 3590, refresh_token="rt-old")
+    )
     fault_server.script("/token", Reply(status=500, body="oops"))
     assert client.get_token().access_token == "at-old"
 
@@ -166,8 +195,11 @@ def test_refresh_keeps_the_old_refresh_token_when_none_is_returned(fault_server:
     assert client.get_token().refresh_token == "rt-keep"
     stored = client.store.load(client.cache_key)
     assert stored is not None and stored.refresh_token == "rt-keep" and stored.access_token == "at-2"
-    assert dict(fault_server.recorded("/token")[0].form) == {"grant_type": "refresh_token", "client_id": "pub",
-                                                           "refresh_token": "rt-keep"}
+    assert dict(fault_server.recorded("/token")[0].form) == {
+        "grant_type": "refresh_token",
+        "client_id": "pub",
+        "refresh_token": "rt-keep",
+    }
 
 
 class RacingStore(MemoryStore):
@@ -202,8 +234,10 @@ def test_invalid_grant_with_client_credentials_fetches_anew(fault_server: FaultS
     client.store.save(client.cache_key, Token("at-old", expires_at=clock.now - 1, refresh_token="rt-dead"))
     fault_server.script("/token", Reply(status=400, json={"error": "invalid_grant"}), Reply(json=_token(3, rt=None)))
     assert client.get_token().access_token == "at-3"
-    assert [dict(r.form)["grant_type"] for r in fault_server.recorded("/token")] == ["refresh_token",
-                                                                                   "client_credentials"]
+    assert [dict(r.form)["grant_type"] for r in fault_server.recorded("/token")] == [
+        "refresh_token",
+        "client_credentials",
+    ]
 
 
 @pytest.mark.parametrize(("lifetime", "fresh_until"), [(60, 54), (3600, 3540), (5, 4.5)])

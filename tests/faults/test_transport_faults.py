@@ -49,8 +49,9 @@ def test_default_timeout_is_always_passed() -> None:
 
 def test_html_502_is_a_typed_error_with_status(fault_server: FaultServer) -> None:
     """Fix 3: the seed called .json() on an HTML page and crashed with a JSONDecodeError."""
-    fault_server.script("/token", Reply(status=502, body="<html><h1>502 Bad Gateway</h1></html>",
-                                        content_type="text/html"))
+    fault_server.script(
+        "/token", Reply(status=502, body="<html><h1>502 Bad Gateway</h1></html>", content_type="text/html")
+    )
     with pytest.raises(exc.InvalidResponse) as info:
         tc.get_token(fault_server.url("/token"), client_id="c")
     assert info.value.status_code == 502 and info.value.transient
@@ -68,8 +69,12 @@ def test_http_200_error_body_is_recognised(fault_server: FaultServer) -> None:
     """Fix 6: GitHub answers errors with HTTP 200."""
     fault_server.script("/token", Reply(status=200, json={"error": "invalid_grant", "error_description": "gone"}))
     with pytest.raises(exc.InvalidGrant) as info:
-        tc.get_token(fault_server.url("/token"), client_id="c", grant_type=tc.GrantType.REFRESH_TOKEN,
-                     refresh_token="rt-secret-1234")
+        tc.get_token(
+            fault_server.url("/token"),
+            client_id="c",
+            grant_type=tc.GrantType.REFRESH_TOKEN,
+            refresh_token="rt-secret-1234",
+        )
     assert info.value.status_code == 200 and info.value.error_description == "gone"
 
 
@@ -89,8 +94,12 @@ def test_redirects_on_post_are_not_followed(fault_server: FaultServer) -> None:
     fault_server.script("/token", Reply(status=307, headers={"Location": fault_server.url("/elsewhere")}))
     fault_server.default("/elsewhere", Reply(json=TOKEN))
     with pytest.raises(exc.UnexpectedRedirect):
-        tc.get_token(fault_server.url("/token"), client_id="c", grant_type=tc.GrantType.REFRESH_TOKEN,
-                     refresh_token="rt-secret-1234")
+        tc.get_token(
+            fault_server.url("/token"),
+            client_id="c",
+            grant_type=tc.GrantType.REFRESH_TOKEN,
+            refresh_token="rt-secret-1234",
+        )
     assert fault_server.count("/elsewhere") == 0
 
 
@@ -117,8 +126,9 @@ def test_plain_http_to_a_remote_host_is_refused_before_any_network_access(monkey
 def test_empty_scope_and_mangling_are_gone(fault_server: FaultServer) -> None:
     """Fix 10 / C3, C4: no empty `scope=`, no stripping of `[]'`."""
     fault_server.default("/token", Reply(json=TOKEN))
-    fault_server.default("/device", Reply(json={"device_code": "d", "user_code": "U", "verification_uri": "https://v",
-                                                "expires_in": 60}))
+    fault_server.default(
+        "/device", Reply(json={"device_code": "d", "user_code": "U", "verification_uri": "https://v", "expires_in": 60})
+    )
     tc.get_token(fault_server.url("/token"), client_id="c", scopes=[])
     tc.get_token(fault_server.url("/token"), client_id="c", scopes=["[all]", "api:read"])
     tc.get_device_code(fault_server.url("/device"), "c")
@@ -128,8 +138,9 @@ def test_empty_scope_and_mangling_are_gone(fault_server: FaultServer) -> None:
     assert [k for k, _ in fault_server.recorded("/device")[0].form] == ["client_id"]
 
 
-def test_nothing_secret_reaches_logs_or_messages(fault_server: FaultServer, caplog: pytest.LogCaptureFixture,
-                                                 capsys: pytest.CaptureFixture[str]) -> None:
+def test_nothing_secret_reaches_logs_or_messages(
+    fault_server: FaultServer, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+) -> None:
     """Fix 9 / C10: no print, no body at ERROR, no secret in any log line or exception message."""
     secret, refresh = "cs-sup3r-secret", "rt-sup3r-secret"
     fault_server.script(
@@ -143,11 +154,19 @@ def test_nothing_secret_reaches_logs_or_messages(fault_server: FaultServer, capl
     with caplog.at_level(logging.DEBUG, logger="tokensmith"):
         for _ in range(2):
             with pytest.raises(exc.AuthenticationError) as info:
-                tc.get_token(fault_server.url("/token"), authorization_header=header,
-                             grant_type=tc.GrantType.REFRESH_TOKEN, refresh_token=refresh)
+                tc.get_token(
+                    fault_server.url("/token"),
+                    authorization_header=header,
+                    grant_type=tc.GrantType.REFRESH_TOKEN,
+                    refresh_token=refresh,
+                )
             messages += [str(info.value), repr(info.value)]
-        tc.get_token(fault_server.url("/token"), authorization_header=header, grant_type=tc.GrantType.REFRESH_TOKEN,
-                     refresh_token=refresh)
+        tc.get_token(
+            fault_server.url("/token"),
+            authorization_header=header,
+            grant_type=tc.GrantType.REFRESH_TOKEN,
+            refresh_token=refresh,
+        )
     text = "\n".join(messages + [r.getMessage() for r in caplog.records])
     assert caplog.records, "expected debug log lines from the transport"
     for value in (secret, refresh, header, header.split()[1], "at-sup3r-secret", "rt-2-secret"):
@@ -168,8 +187,9 @@ def test_a_compressed_bomb_is_capped_after_decoding(fault_server: FaultServer) -
 
     bomb = gzip.compress(b"0" * (64 * 1024 * 1024))
     assert len(bomb) < 1024 * 1024
-    fault_server.script("/token", Reply(body=bomb, content_type="application/json",
-                                        headers={"Content-Encoding": "gzip"}))
+    fault_server.script(
+        "/token", Reply(body=bomb, content_type="application/json", headers={"Content-Encoding": "gzip"})
+    )
     from tokensmith._protocol.messages import HttpRequest
 
     with pytest.raises(exc.ResponseTooLarge):

@@ -19,8 +19,9 @@ from tokensmith.stores.file import FileStore
 
 def main() -> None:
     token_endpoint, client_id, scope, store_dir, go_file = sys.argv[1:6]
-    client = TokenClient(token_endpoint, auth=NoClientAuth(client_id), grant="device_code", scope=scope,
-                         store=FileStore(store_dir))
+    client = TokenClient(
+        token_endpoint, auth=NoClientAuth(client_id), grant="device_code", scope=scope, store=FileStore(store_dir)
+    )
     deadline = time.monotonic() + 30
     while not os.path.exists(go_file) and time.monotonic() < deadline:
         time.sleep(0.005)
@@ -30,8 +31,9 @@ def main() -> None:
         result["access_sha"] = hashlib.sha256(token.access_token.encode()).hexdigest()[:16]
     except TokensmithError as error:
         result["error"] = f"{type(error).__name__}: {error}"
-    result.update(refreshes=client.stats.refreshes, invalid_grants=client.stats.invalid_grants,
-                  store_hits=client.stats.store_hits)
+    result.update(
+        refreshes=client.stats.refreshes, invalid_grants=client.stats.invalid_grants, store_hits=client.stats.store_hits
+    )
     print(json.dumps(result))
 
 

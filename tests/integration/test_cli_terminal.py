@@ -24,15 +24,29 @@ B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
 
 
 def _argv(idp: LocalIdP, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "tokensmith", "device-login",
-            "--device-authorization-endpoint", idp.device_authorization_endpoint,
-            "--token-endpoint", idp.token_endpoint, "--client-id", DEVICE_PUBLIC.client_id,
-            "--scope", "openid offline_access", *extra]
+    return [
+        sys.executable,
+        "-m",
+        "tokensmith",
+        "device-login",
+        "--device-authorization-endpoint",
+        idp.device_authorization_endpoint,
+        "--token-endpoint",
+        idp.token_endpoint,
+        "--client-id",
+        DEVICE_PUBLIC.client_id,
+        "--scope",
+        "openid offline_access",
+        *extra,
+    ]
 
 
 def _env(**overrides: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("DISPLAY", "WAYLAND_DISPLAY", "BROWSER", "NO_COLOR", "SSH_CONNECTION", "SSH_TTY")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("DISPLAY", "WAYLAND_DISPLAY", "BROWSER", "NO_COLOR", "SSH_CONNECTION", "SSH_TTY")
+    }
     env.update({"TERM": "xterm-256color", "COLUMNS": "160", "LINES": "60", **overrides})
     return env
 
@@ -89,8 +103,9 @@ def test_no_color_and_ctrl_c(idp: LocalIdP, tmp_path: Path) -> None:
 
 
 def test_plain_text_when_stderr_is_not_a_terminal(idp: LocalIdP) -> None:
-    proc = subprocess.Popen(_argv(idp, "--no-browser"), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            env=_env(), text=True)
+    proc = subprocess.Popen(
+        _argv(idp, "--no-browser"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env(), text=True
+    )
     assert proc.stderr is not None
     seen = ""
     while "enter the code" not in seen or not CODE.search(seen.encode()):

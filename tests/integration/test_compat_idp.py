@@ -52,8 +52,10 @@ def user_acts(action: Callable[[str], None], user_code: str) -> Iterator[None]:
 def test_client_credentials_with_an_awkward_secret(idp: LocalIdP) -> None:
     """C1, C5: the secret holds ':', '%', '+' and a space; the seed header (secret-only encoding) and the RFC
     encoding agree for an id without special characters, and the server accepts both."""
-    for header in (tc.get_basic_authorization_header(CC_CLIENT.client_id, CC_CLIENT.client_secret or ""),
-                   _rfc_basic(CC_CLIENT.client_id, CC_CLIENT.client_secret)):
+    for header in (
+        tc.get_basic_authorization_header(CC_CLIENT.client_id, CC_CLIENT.client_secret or ""),
+        _rfc_basic(CC_CLIENT.client_id, CC_CLIENT.client_secret),
+    ):
         access, refresh, expires_in = tc.get_token(idp.token_endpoint, authorization_header=header)
         assert access and refresh is None and expires_in == 3600  # C5: no refresh token for client credentials
 
@@ -65,8 +67,9 @@ def test_client_id_with_slash_and_colon_needs_rfc_encoding(idp: LocalIdP) -> Non
     with pytest.raises(exc.InvalidClient) as info:
         tc.get_token(idp.token_endpoint, authorization_header=seed_header)
     assert info.value.status_code == 401 and not info.value.transient
-    access, _, _ = tc.get_token(idp.token_endpoint,
-                                authorization_header=_rfc_basic(ODD_CLIENT.client_id, ODD_CLIENT.client_secret))
+    access, _, _ = tc.get_token(
+        idp.token_endpoint, authorization_header=_rfc_basic(ODD_CLIENT.client_id, ODD_CLIENT.client_secret)
+    )
     assert access
 
 
@@ -86,18 +89,27 @@ def test_device_login_approved_then_refresh_rotates(idp: LocalIdP) -> None:
     assert code.verification_uri_complete and code.user_code in code.verification_uri_complete
     progress: list[PollProgress] = []
     with user_acts(idp.approve, code.user_code):
-        access, refresh, expires_in = tc.poll_token_endpoint(code, idp.token_endpoint, DEVICE_PUBLIC.client_id,
-                                                             on_progress=progress.append)
+        access, refresh, expires_in = tc.poll_token_endpoint(
+            code, idp.token_endpoint, DEVICE_PUBLIC.client_id, on_progress=progress.append
+        )
     assert access and refresh and expires_in == 3600
     # Approved before the first poll: exactly one request, no pending answer, then the final event.
     assert [(p.outcome.value, p.polls) for p in progress] == [("approved", 1)]
 
-    access2, refresh2, _ = tc.get_token(idp.token_endpoint, client_id=DEVICE_PUBLIC.client_id,
-                                        grant_type=tc.GrantType.REFRESH_TOKEN, refresh_token=refresh)
+    access2, refresh2, _ = tc.get_token(
+        idp.token_endpoint,
+        client_id=DEVICE_PUBLIC.client_id,
+        grant_type=tc.GrantType.REFRESH_TOKEN,
+        refresh_token=refresh,
+    )
     assert access2 and refresh2 and refresh2 != refresh
     with pytest.raises(exc.InvalidGrant):  # the spent refresh token is dead (rotation)
-        tc.get_token(idp.token_endpoint, client_id=DEVICE_PUBLIC.client_id,
-                     grant_type=tc.GrantType.REFRESH_TOKEN, refresh_token=refresh)
+        tc.get_token(
+            idp.token_endpoint,
+            client_id=DEVICE_PUBLIC.client_id,
+            grant_type=tc.GrantType.REFRESH_TOKEN,
+            refresh_token=refresh,
+        )
 
 
 def test_device_login_denied_stops_at_once(idp: LocalIdP) -> None:
@@ -113,13 +125,22 @@ def test_confidential_device_client(idp: LocalIdP) -> None:
     """C13, C16: a client with credentials authenticates on both device requests (Google's case)."""
     header = _rfc_basic(DEVICE_CONFIDENTIAL.client_id, DEVICE_CONFIDENTIAL.client_secret)
     with pytest.raises(exc.InvalidClient):
-        tc.get_device_code(idp.device_authorization_endpoint, DEVICE_CONFIDENTIAL.client_id, scope=DEVICE_SCOPES,
-                           authorization_header=_rfc_basic(DEVICE_CONFIDENTIAL.client_id, "not-the-secret"))
-    code = tc.get_device_code(idp.device_authorization_endpoint, DEVICE_CONFIDENTIAL.client_id, scope=DEVICE_SCOPES,
-                              authorization_header=header)
+        tc.get_device_code(
+            idp.device_authorization_endpoint,
+            DEVICE_CONFIDENTIAL.client_id,
+            scope=DEVICE_SCOPES,
+            authorization_header=_rfc_basic(DEVICE_CONFIDENTIAL.client_id, "not-the-secret"),
+        )
+    code = tc.get_device_code(
+        idp.device_authorization_endpoint,
+        DEVICE_CONFIDENTIAL.client_id,
+        scope=DEVICE_SCOPES,
+        authorization_header=header,
+    )
     with user_acts(idp.approve, code.user_code):
-        access, refresh, _ = tc.poll_token_endpoint(code, idp.token_endpoint, DEVICE_CONFIDENTIAL.client_id,
-                                                    authorization_header=header)
+        access, refresh, _ = tc.poll_token_endpoint(
+            code, idp.token_endpoint, DEVICE_CONFIDENTIAL.client_id, authorization_header=header
+        )
     assert access and refresh
 
 

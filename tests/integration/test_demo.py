@@ -13,8 +13,7 @@ DEMO = Path(__file__).resolve().parents[2] / "demo" / "run_demo.py"
 
 
 def test_demo_runs_end_to_end_without_showing_secrets() -> None:
-    proc = subprocess.run([sys.executable, str(DEMO), "--auto-approve"], capture_output=True, text=True,
-                          timeout=120)
+    proc = subprocess.run([sys.executable, str(DEMO), "--auto-approve"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "[1/3] client credentials" in proc.stderr and "Signed in." in proc.stderr
     assert "refresh token rotated: True" in proc.stderr and proc.stderr.rstrip().endswith("Done.")

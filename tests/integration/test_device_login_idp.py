@@ -30,8 +30,15 @@ def _login(idp: LocalIdP, user_action: str | None, session: CountingSession, **k
             threading.Thread(target=act, args=(prompt.user_code,), daemon=True).start()
 
     kwargs.setdefault("auth", NoClientAuth(DEVICE_PUBLIC.client_id))
-    token = device_login(idp.device_authorization_endpoint, idp.token_endpoint, kwargs.pop("auth"),
-                         on_prompt=on_prompt, scope=SCOPE, transport=Transport(session), **kwargs)
+    token = device_login(
+        idp.device_authorization_endpoint,
+        idp.token_endpoint,
+        kwargs.pop("auth"),
+        on_prompt=on_prompt,
+        scope=SCOPE,
+        transport=Transport(session),
+        **kwargs,
+    )
     return token, prompts
 
 
@@ -77,8 +84,13 @@ def test_cancel_mid_poll_stops_within_half_a_second_and_sends_nothing_more(idp: 
 
     def run() -> None:
         try:
-            _login(idp, None, session, cancel=cancel,
-                   on_progress=lambda p: None if p.outcome.final else first_poll_done.set())
+            _login(
+                idp,
+                None,
+                session,
+                cancel=cancel,
+                on_progress=lambda p: None if p.outcome.final else first_poll_done.set(),
+            )
         except BaseException as e:
             result.append(e)
 

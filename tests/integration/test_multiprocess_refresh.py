@@ -30,19 +30,29 @@ def test_eight_processes_one_refresh_no_invalid_grant(idp: LocalIdP, tmp_path: P
     def approve(prompt: DevicePrompt) -> None:
         threading.Thread(target=idp.approve, args=(prompt.user_code,), daemon=True).start()
 
-    client = TokenClient(idp.token_endpoint, auth=NoClientAuth(DEVICE_PUBLIC.client_id), scope=SCOPE,
-                         device_authorization_endpoint=idp.device_authorization_endpoint, on_prompt=approve,
-                         store=FileStore(store_dir))
+    client = TokenClient(
+        idp.token_endpoint,
+        auth=NoClientAuth(DEVICE_PUBLIC.client_id),
+        scope=SCOPE,
+        device_authorization_endpoint=idp.device_authorization_endpoint,
+        on_prompt=approve,
+        store=FileStore(store_dir),
+    )
     token = client.login()
     assert token.refresh_token
-    expired = Token(token.access_token, expires_at=time.time() - 10, issued_at=time.time() - 3610,
-                    refresh_token=token.refresh_token)
+    expired = Token(
+        token.access_token, expires_at=time.time() - 10, issued_at=time.time() - 3610, refresh_token=token.refresh_token
+    )
     client.store.save(client.cache_key, expired)
 
     go = tmp_path / "go"
     procs = [
-        subprocess.Popen([sys.executable, str(WORKER), idp.token_endpoint, DEVICE_PUBLIC.client_id, SCOPE,
-                          str(store_dir), str(go)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [sys.executable, str(WORKER), idp.token_endpoint, DEVICE_PUBLIC.client_id, SCOPE, str(store_dir), str(go)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for _ in range(8)
     ]
     time.sleep(1.0)  # let every interpreter start and wait at the line

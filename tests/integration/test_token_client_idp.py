@@ -36,8 +36,10 @@ def test_discovery_and_client_credentials(idp: LocalIdP) -> None:
     client = TokenClient.from_issuer(idp.issuer, CC_CLIENT.client_id, CC_CLIENT.client_secret, scope="api:read")
     token = client.get_token()
     assert token.token_type.lower() == "bearer" and token.scope == "api:read" and token.refresh_token is None
-    assert client.metadata is not None and client.metadata.device_authorization_endpoint == \
-        idp.device_authorization_endpoint
+    assert (
+        client.metadata is not None
+        and client.metadata.device_authorization_endpoint == idp.device_authorization_endpoint
+    )
     assert client.get_token() is token  # cached
 
 
@@ -65,16 +67,23 @@ def test_odd_client_id_fails_with_the_seed_encoding(idp: LocalIdP) -> None:
 
 def test_resource_indicator(idp: LocalIdP) -> None:
     """RFC 8707: an unknown resource is invalid_target."""
-    client = TokenClient(idp.token_endpoint, CC_CLIENT.client_id, CC_CLIENT.client_secret,
-                         resource="https://unknown.example/")
+    client = TokenClient(
+        idp.token_endpoint, CC_CLIENT.client_id, CC_CLIENT.client_secret, resource="https://unknown.example/"
+    )
     with pytest.raises(exc.InvalidTarget):
         client.get_token()
 
 
 def test_device_login_then_proactive_refresh_with_rotation(idp: LocalIdP) -> None:
     now = [time.time()]
-    client = TokenClient.from_issuer(idp.issuer, DEVICE_PUBLIC.client_id, scope=SCOPE, interactive=True,
-                                     on_prompt=_approve_on_prompt(idp), clock=lambda: now[0])
+    client = TokenClient.from_issuer(
+        idp.issuer,
+        DEVICE_PUBLIC.client_id,
+        scope=SCOPE,
+        interactive=True,
+        on_prompt=_approve_on_prompt(idp),
+        clock=lambda: now[0],
+    )
     first = client.get_token()  # interactive device login
     assert first.refresh_token and client.stats.logins == 1
     assert client.get_token() is first
@@ -89,9 +98,13 @@ def test_device_login_then_proactive_refresh_with_rotation(idp: LocalIdP) -> Non
 
 
 def test_invalid_grant_means_login_required_and_the_dead_token_is_dropped(idp: LocalIdP) -> None:
-    client = TokenClient(idp.token_endpoint, auth=NoClientAuth(DEVICE_PUBLIC.client_id),
-                         device_authorization_endpoint=idp.device_authorization_endpoint, scope=SCOPE,
-                         on_prompt=_approve_on_prompt(idp))
+    client = TokenClient(
+        idp.token_endpoint,
+        auth=NoClientAuth(DEVICE_PUBLIC.client_id),
+        device_authorization_endpoint=idp.device_authorization_endpoint,
+        scope=SCOPE,
+        on_prompt=_approve_on_prompt(idp),
+    )
     token = client.login()
     client.refresh(token)  # rotates: `token`'s refresh token is now spent
     expired = Token(token.access_token, expires_at=time.time() - 1, refresh_token=token.refresh_token)
@@ -124,8 +137,14 @@ def test_fifty_threads_cause_one_token_request(idp: LocalIdP) -> None:
 def test_requests_auth_renews_once_on_invalid_token(idp: LocalIdP, fault_server: FaultServer) -> None:
     """C12 end to end: the resource server rejects the first token; TokenAuth asks the real IdP for a new one
     (one more token request), retries once, and later calls reuse the new token."""
-    fault_server.script("/api", Reply(status=401, json={"error": "invalid_token"},
-                                      headers={"WWW-Authenticate": 'Bearer realm="api", error="invalid_token"'}))
+    fault_server.script(
+        "/api",
+        Reply(
+            status=401,
+            json={"error": "invalid_token"},
+            headers={"WWW-Authenticate": 'Bearer realm="api", error="invalid_token"'},
+        ),
+    )
     fault_server.default("/api", Reply(json={"ok": True}))
     session = CountingSession()
     client = TokenClient(idp.token_endpoint, CC_CLIENT.client_id, CC_CLIENT.client_secret, session=session)

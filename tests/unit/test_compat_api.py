@@ -99,7 +99,12 @@ def test_seed_exceptions_keep_their_ancestry() -> None:
 def test_device_code_response_positional_order_and_new_fields() -> None:
     r = tc.DeviceCodeResponse("dc-secret-value", "ABCD-EFGH", "https://idp/device", 600, 5)
     assert (r.device_code, r.user_code, r.verification_uri, r.expires_in, r.interval) == (
-        "dc-secret-value", "ABCD-EFGH", "https://idp/device", 600, 5)
+        "dc-secret-value",
+        "ABCD-EFGH",
+        "https://idp/device",
+        600,
+        5,
+    )
     assert r.verification_uri_complete is None
     assert "dc-secret-value" not in repr(r)  # C15: the device code is never shown
     assert repr(r).startswith("DeviceCodeResponse(")
@@ -108,15 +113,26 @@ def test_device_code_response_positional_order_and_new_fields() -> None:
 def test_from_json_response_handles_vendor_quirks() -> None:
     """RFC 8628 §3.2 (C14): interval defaults to 5; Google/Azure v1 `verification_url`; Azure string numbers."""
     r = tc.DeviceCodeResponse.from_json_response(
-        {"device_code": "d", "user_code": "U", "verification_url": "https://microsoft.com/devicelogin",
-         "expires_in": "900", "message": "To sign in, use a web browser"}
+        {
+            "device_code": "d",
+            "user_code": "U",
+            "verification_url": "https://microsoft.com/devicelogin",
+            "expires_in": "900",
+            "message": "To sign in, use a web browser",
+        }
     )
     assert r.verification_uri == "https://microsoft.com/devicelogin"
     assert r.expires_in == 900 and r.interval == 5
     assert r.message == "To sign in, use a web browser"
     full = tc.DeviceCodeResponse.from_json_response(
-        {"device_code": "d", "user_code": "U", "verification_uri": "https://v", "verification_uri_complete":
-         "https://v?c=U", "expires_in": 600, "interval": 7}
+        {
+            "device_code": "d",
+            "user_code": "U",
+            "verification_uri": "https://v",
+            "verification_uri_complete": "https://v?c=U",
+            "expires_in": 600,
+            "interval": 7,
+        }
     )
     assert full.verification_uri_complete == "https://v?c=U" and full.interval == 7
     with pytest.raises(exc.InvalidResponse):
@@ -134,7 +150,8 @@ def _response(ok: bool, body: object) -> MagicMock:
 def test_patched_session_get_token(mock_session: MagicMock) -> None:
     """The seed's users patch `<module>.requests.Session` and hand back MagicMock responses."""
     mock_session.return_value.post.return_value = _response(
-        True, json.loads('{"access_token": "abc", "expires_in": 60, "refresh_token": "r1"}'))
+        True, json.loads('{"access_token": "abc", "expires_in": 60, "refresh_token": "r1"}')
+    )
     assert tc.get_token("https://corp.idp.net", client_id="abc123", scopes=["my_scope"]) == ("abc", "r1", 60)
     (url,), kwargs = mock_session.return_value.post.call_args
     assert url == "https://corp.idp.net"
@@ -149,8 +166,10 @@ def test_patched_session_device_code_and_polling(mock_session: MagicMock) -> Non
     post.return_value = _response(False, MagicMock())  # not ok, body not JSON: still an AuthenticationError
     with pytest.raises(exc.AuthenticationError):
         tc.get_device_code("test.com", "test")
-    post.return_value = _response(True, {"device_code": "code", "user_code": "BNDJJFXL",
-                                         "verification_uri": "url", "expires_in": 600, "interval": 5})
+    post.return_value = _response(
+        True,
+        {"device_code": "code", "user_code": "BNDJJFXL", "verification_uri": "url", "expires_in": 600, "interval": 5},
+    )
     c = tc.get_device_code("test.com", "test")
     assert c.device_code == "code" and c.user_code == "BNDJJFXL"
 
@@ -184,8 +203,13 @@ def test_a_caller_session_is_used_for_every_call() -> None:
     session = MagicMock()
     session.post.return_value = _response(True, {"access_token": "abc", "token_type": "bearer"})
     tc.get_token("https://idp.example/token", client_id="c", session=session)
-    tc.get_token("https://idp.example/token", client_id="c", session=session, http_proxy_url="http://proxy:3128",
-                 verify="/etc/ca.pem")
+    tc.get_token(
+        "https://idp.example/token",
+        client_id="c",
+        session=session,
+        http_proxy_url="http://proxy:3128",
+        verify="/etc/ca.pem",
+    )
     assert session.post.call_count == 2
     kwargs = session.post.call_args.kwargs
     assert kwargs["proxies"] == {"https": "http://proxy:3128", "http": "http://proxy:3128"}

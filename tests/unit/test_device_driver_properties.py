@@ -17,8 +17,13 @@ from tokensmith._protocol.messages import HttpRequest, HttpResponse
 from tokensmith._protocol.polling import DEFAULT_MARGIN
 from tokensmith.device import poll_device_token
 
-TERMINAL = {"access_denied": exc.AccessDenied, "expired_token": exc.ExpiredToken, "invalid_grant": exc.InvalidGrant,
-            "unknown_thing": exc.OAuthError, "invalid_client": exc.InvalidClient}
+TERMINAL = {
+    "access_denied": exc.AccessDenied,
+    "expired_token": exc.ExpiredToken,
+    "invalid_grant": exc.InvalidGrant,
+    "unknown_thing": exc.OAuthError,
+    "invalid_client": exc.InvalidClient,
+}
 ANSWERS = ["pending", "slow_down", "502", "503-retry", "timeout", "token", *TERMINAL]
 
 
@@ -56,8 +61,12 @@ class ScriptedServer:
 
 
 @settings(max_examples=400, deadline=None)
-@given(script=st.lists(st.sampled_from(ANSWERS), max_size=25), interval=st.integers(0, 10),
-       expires_in=st.integers(1, 400), latency=st.floats(0, 2))
+@given(
+    script=st.lists(st.sampled_from(ANSWERS), max_size=25),
+    interval=st.integers(0, 10),
+    expires_in=st.integers(1, 400),
+    latency=st.floats(0, 2),
+)
 def test_driver_properties(script: list[str], interval: int, expires_in: int, latency: float) -> None:
     server = ScriptedServer(script, latency)
     auth = DeviceAuthorization("dc", "UC", "https://v", expires_in, interval)
@@ -88,5 +97,8 @@ def test_driver_properties(script: list[str], interval: int, expires_in: int, la
             assert i == n - 1 and type(outcome) is TERMINAL[answer]
     if isinstance(outcome, exc.ExpiredToken) and answered[-1:] != ["expired_token"]:
         # Gave up locally: the next poll could not have gone out before the deadline.
-        assert n == 0 or server.sent_at[-1] + latency + current + DEFAULT_MARGIN >= expires_in - 1e-9 \
+        assert (
+            n == 0
+            or server.sent_at[-1] + latency + current + DEFAULT_MARGIN >= expires_in - 1e-9
             or answered[-1] in ("502", "503-retry", "timeout")
+        )

@@ -81,11 +81,13 @@ answers = st.lists(
 
 
 @settings(max_examples=500, deadline=None)
-@given(interval=st.integers(0, 30), expires_in=st.integers(0, 1800), seq=answers,
-       timeout=st.none() | st.floats(0, 900))
-def test_schedule_properties(interval: int, expires_in: int, seq: list[tuple[PollOutcome, int | None,
-                                                                            float | None, float]],
-                             timeout: float | None) -> None:
+@given(interval=st.integers(0, 30), expires_in=st.integers(0, 1800), seq=answers, timeout=st.none() | st.floats(0, 900))
+def test_schedule_properties(
+    interval: int,
+    expires_in: int,
+    seq: list[tuple[PollOutcome, int | None, float | None, float]],
+    timeout: float | None,
+) -> None:
     now = 0.0
     s = PollSchedule.start(interval, expires_in, now, timeout=timeout, max_slow_downs=10**6)
     last_answer_at = now

@@ -47,8 +47,9 @@ def test_plain_output_when_not_a_terminal() -> None:
 def test_no_color_respected() -> None:
     out = io.StringIO()
     out.isatty = lambda: True  # type: ignore[method-assign]
-    presenter = TerminalPresenter(out, environ={"NO_COLOR": "1", "TERM": "xterm"}, qr=False, live=False,
-                                  open_browser=False)
+    presenter = TerminalPresenter(
+        out, environ={"NO_COLOR": "1", "TERM": "xterm"}, qr=False, live=False, open_browser=False
+    )
     assert presenter.color is False
     presenter.show_prompt(PROMPT)
     assert "\x1b[" not in out.getvalue()
@@ -101,7 +102,7 @@ def test_progress_lines_only_when_something_changes() -> None:
     assert out.getvalue() == before  # pending: nothing new to say
     presenter.on_progress(PollProgress(2, PollOutcome.SLOW_DOWN, 10, 580, 10))
     presenter.on_progress(PollProgress(3, PollOutcome.TRANSIENT, 10, 570, 20))
-    added = out.getvalue()[len(before):]
+    added = out.getvalue()[len(before) :]
     assert "every 10 s" in added and "retrying in 20 s" in added
 
 

@@ -36,7 +36,8 @@ def test_rfc6749_basic_encodes_both_parts() -> None:
 
 def test_secret_only_and_raw_basic_variants() -> None:
     assert basic_authorization("client_id", "abc%%$?\\/\\/", "secret_only") == (
-        "Basic Y2xpZW50X2lkOmFiYyUyNSUyNSUyNCUzRiU1QyUyRiU1QyUyRg==")
+        "Basic Y2xpZW50X2lkOmFiYyUyNSUyNSUyNCUzRiU1QyUyRiU1QyUyRg=="
+    )
     assert _decode_basic(basic_authorization("id", "a+b c", "raw")) == ("id", "a+b c")
     with pytest.raises(ValueError, match="cannot contain"):
         basic_authorization("a:b", "s", "raw")
@@ -50,22 +51,32 @@ def test_exactly_one_client_authentication_method() -> None:
     post = token_request("https://idp/token", GrantType.CLIENT_CREDS, ClientSecretPost("id", "sec"))
     assert "Authorization" not in post.headers
     assert ("client_id", "id") in post.form and ("client_secret", "sec") in post.form
-    public = token_request("https://idp/token", GrantType.REFRESH_TOKEN, NoClientAuth("pub"),
-                           params=[("refresh_token", "rt-123456")])
+    public = token_request(
+        "https://idp/token", GrantType.REFRESH_TOKEN, NoClientAuth("pub"), params=[("refresh_token", "rt-123456")]
+    )
     assert public.form == [("grant_type", "refresh_token"), ("client_id", "pub"), ("refresh_token", "rt-123456")]
     assert "rt-123456" in public.secrets
 
 
 def test_empty_parameters_are_omitted() -> None:
     """C3: a parameter without a value is the same as an absent one, so none is sent."""
-    req = token_request("https://idp/token", GrantType.CLIENT_CREDS, NoClientAuth(None), scope=[],
-                        params=[("audience", None), ("resource", ""), ("device_code", None)])
+    req = token_request(
+        "https://idp/token",
+        GrantType.CLIENT_CREDS,
+        NoClientAuth(None),
+        scope=[],
+        params=[("audience", None), ("resource", ""), ("device_code", None)],
+    )
     assert req.form == [("grant_type", "client_credentials")]
 
 
 def test_repeated_parameters_are_kept() -> None:
-    req = token_request("https://idp/token", GrantType.CLIENT_CREDS, NoClientAuth("c"),
-                        params=[("resource", ["https://a/", "https://b/"])])
+    req = token_request(
+        "https://idp/token",
+        GrantType.CLIENT_CREDS,
+        NoClientAuth("c"),
+        params=[("resource", ["https://a/", "https://b/"])],
+    )
     assert [v for k, v in req.form if k == "resource"] == ["https://a/", "https://b/"]
 
 
@@ -94,8 +105,9 @@ def test_invalid_scope_tokens_are_rejected(bad: list[object]) -> None:
 
 def test_device_requests() -> None:
     """C13, C16: client_id for a public client; no scope on the polling request."""
-    start = device_authorization_request("https://idp/device", NoClientAuth("pub"), scope="openid",
-                                         params=[("audience", None)])
+    start = device_authorization_request(
+        "https://idp/device", NoClientAuth("pub"), scope="openid", params=[("audience", None)]
+    )
     assert start.form == [("client_id", "pub"), ("scope", "openid")]
     poll = device_token_request("https://idp/token", ClientSecretBasic("conf", "s"), "dc-secret")
     assert dict(poll.form) == {"grant_type": GrantType.DEVICE_CODE.value, "device_code": "dc-secret"}
@@ -108,8 +120,16 @@ def test_prebuilt_header_rejects_line_breaks() -> None:
         PrebuiltAuthorization("Basic abc\r\nX-Evil: 1").apply([], {})
 
 
-@pytest.mark.parametrize("url", ["https://idp.example/token", "http://127.0.0.1:8080/token",
-                                 "http://[::1]:9/t", "http://localhost/t", "http://127.5.6.7/t"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://idp.example/token",
+        "http://127.0.0.1:8080/token",
+        "http://[::1]:9/t",
+        "http://localhost/t",
+        "http://127.5.6.7/t",
+    ],
+)
 def test_allowed_endpoints(url: str) -> None:
     assert check_endpoint(url, allow_insecure=False) == url
 

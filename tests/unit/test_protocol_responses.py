@@ -22,10 +22,26 @@ def _resp(body: object, status: int = 200, headers: dict[str, str] | None = None
 
 
 def test_success_with_everything() -> None:
-    t = parse_token_response(_resp({"access_token": "eyJ.a-b_c~d+e/f=", "token_type": "bearer", "expires_in": 3600,
-                                    "refresh_token": "r", "scope": "a b", "id_token": "i", "extra": {"x": 1}}))
+    t = parse_token_response(
+        _resp(
+            {
+                "access_token": "eyJ.a-b_c~d+e/f=",
+                "token_type": "bearer",
+                "expires_in": 3600,
+                "refresh_token": "r",
+                "scope": "a b",
+                "id_token": "i",
+                "extra": {"x": 1},
+            }
+        )
+    )
     assert (t.access_token, t.token_type, t.expires_in, t.refresh_token, t.scope) == (
-        "eyJ.a-b_c~d+e/f=", "bearer", 3600, "r", "a b")
+        "eyJ.a-b_c~d+e/f=",
+        "bearer",
+        3600,
+        "r",
+        "a b",
+    )
     assert t.expires_at == 4600.0  # absolute, from receipt time
     assert t.raw["extra"] == {"x": 1}  # C6: unknown members ignored, but kept
 
@@ -62,13 +78,22 @@ def test_access_token_must_be_a_b64token(token: str) -> None:
 
 @pytest.mark.parametrize(
     ("code", "cls"),
-    [("invalid_request", exc.InvalidRequest), ("invalid_client", exc.InvalidClient),
-     ("invalid_grant", exc.InvalidGrant), ("unauthorized_client", exc.UnauthorizedClient),
-     ("unsupported_grant_type", exc.UnsupportedGrantType), ("invalid_scope", exc.InvalidScope),
-     ("access_denied", exc.AccessDenied), ("expired_token", exc.ExpiredToken),
-     ("authorization_pending", exc.AuthorizationPending), ("slow_down", exc.SlowDown),
-     ("temporarily_unavailable", exc.TemporarilyUnavailable), ("server_error", exc.ServerError),
-     ("invalid_target", exc.InvalidTarget), ("something_new", exc.OAuthError)],
+    [
+        ("invalid_request", exc.InvalidRequest),
+        ("invalid_client", exc.InvalidClient),
+        ("invalid_grant", exc.InvalidGrant),
+        ("unauthorized_client", exc.UnauthorizedClient),
+        ("unsupported_grant_type", exc.UnsupportedGrantType),
+        ("invalid_scope", exc.InvalidScope),
+        ("access_denied", exc.AccessDenied),
+        ("expired_token", exc.ExpiredToken),
+        ("authorization_pending", exc.AuthorizationPending),
+        ("slow_down", exc.SlowDown),
+        ("temporarily_unavailable", exc.TemporarilyUnavailable),
+        ("server_error", exc.ServerError),
+        ("invalid_target", exc.InvalidTarget),
+        ("something_new", exc.OAuthError),
+    ],
 )
 @pytest.mark.parametrize("status", [400, 401, 200])
 def test_error_table(code: str, cls: type[Exception], status: int) -> None:
@@ -78,7 +103,11 @@ def test_error_table(code: str, cls: type[Exception], status: int) -> None:
     err = info.value
     assert type(err) is cls
     assert (err.error, err.error_description, err.error_uri, err.status_code) == (  # type: ignore[attr-defined]
-        code, "why", "https://e", status)
+        code,
+        "why",
+        "https://e",
+        status,
+    )
 
 
 def test_transient_versus_rejection() -> None:
@@ -96,7 +125,7 @@ def test_transient_versus_rejection() -> None:
 
 @pytest.mark.parametrize(
     "body",
-    [b"", b"   ", b"null", b"[]", b"\"text\"", b"42", b"{", b"plain text", b"{\"error\": 5}", b"\xff\xfe\x00"],
+    [b"", b"   ", b"null", b"[]", b'"text"', b"42", b"{", b"plain text", b'{"error": 5}', b"\xff\xfe\x00"],
 )
 def test_non_object_bodies_are_typed_errors(body: bytes) -> None:
     with pytest.raises(exc.InvalidResponse):
@@ -119,8 +148,9 @@ def test_secrets_are_scrubbed_from_error_descriptions() -> None:
     """C10: a server echoing our refresh token must not put it into an exception message."""
     secret = "rt-very-secret-value"
     with pytest.raises(exc.InvalidGrant) as info:
-        parse_token_response(_resp({"error": "invalid_grant", "error_description": f"token {secret} revoked"}, 400),
-                             secrets=[secret])
+        parse_token_response(
+            _resp({"error": "invalid_grant", "error_description": f"token {secret} revoked"}, 400), secrets=[secret]
+        )
     assert secret not in str(info.value) and secret not in repr(info.value)
 
 
@@ -145,8 +175,16 @@ def test_retry_after_forms() -> None:
 
 def test_device_authorization_parsing() -> None:
     """C14: interval defaults to 5; `verification_url` accepted; numbers coerced; device_code never shown."""
-    d = parse_device_authorization(_resp({"device_code": "dev-code-secret", "user_code": "WDJB-MJHT",
-                                          "verification_url": "https://g.co/device", "expires_in": "1800"}))
+    d = parse_device_authorization(
+        _resp(
+            {
+                "device_code": "dev-code-secret",
+                "user_code": "WDJB-MJHT",
+                "verification_url": "https://g.co/device",
+                "expires_in": "1800",
+            }
+        )
+    )
     assert (d.interval, d.expires_in, d.verification_uri) == (5, 1800, "https://g.co/device")
     assert "dev-code-secret" not in repr(d)
     with pytest.raises(exc.InvalidResponse):
@@ -197,11 +235,20 @@ def test_any_json_gives_a_token_or_a_typed_error(obj: object, status: int) -> No
 
 
 @settings(max_examples=300, deadline=None)
-@given(obj=st.fixed_dictionaries({}, optional={
-    "device_code": st.text(max_size=8) | json_values, "user_code": st.text(max_size=8) | json_values,
-    "verification_uri": st.text(max_size=8) | json_values, "verification_url": st.text(max_size=8),
-    "expires_in": st.integers(-3, 9999) | st.text(max_size=5) | json_values,
-    "interval": st.integers(-3, 99) | st.text(max_size=5) | json_values}) | json_values)
+@given(
+    obj=st.fixed_dictionaries(
+        {},
+        optional={
+            "device_code": st.text(max_size=8) | json_values,
+            "user_code": st.text(max_size=8) | json_values,
+            "verification_uri": st.text(max_size=8) | json_values,
+            "verification_url": st.text(max_size=8),
+            "expires_in": st.integers(-3, 9999) | st.text(max_size=5) | json_values,
+            "interval": st.integers(-3, 99) | st.text(max_size=5) | json_values,
+        },
+    )
+    | json_values
+)
 def test_any_device_response_gives_a_result_or_a_typed_error(obj: object) -> None:
     try:
         d = parse_device_authorization(_resp(obj))
