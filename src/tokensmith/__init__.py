@@ -1,5 +1,8 @@
 """tokensmith: a correct OAuth 2.0 token client.
 
+Everything a user meets is importable from here and reports ``__module__ == "tokensmith"``: the clients, the
+token, the stores, the client-authentication objects, the device-login callback payloads and every error.
+
 ``import tokensmith`` stays light (no ``requests``): the client, the transport and the stores load on first
 attribute access, so a CLI's cached-token path pays only for what it uses.
 """
@@ -8,73 +11,59 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from . import exceptions as _exceptions
 from ._protocol.client_auth import ClientSecretBasic, ClientSecretPost, NoClientAuth, basic_authorization
+from ._protocol.polling import PollOutcome
 from ._version import __version__
-from .exceptions import (
-    AccessDenied,
-    AccessTokenNotFoundError,
-    AuthenticationError,
-    AuthenticationPending,
-    AuthorizationPending,
-    DeviceFlowCancelled,
-    DeviceFlowTimeout,
-    ExpiredToken,
-    InvalidClient,
-    InvalidGrant,
-    InvalidResponse,
-    LoginRequired,
-    OAuthError,
-    SlowDown,
-    TokensmithError,
-    TransportError,
-)
+from .exceptions import *  # noqa: F403 - every error class is part of the public face
 from .token import Token
 
 if TYPE_CHECKING:
     from ._retry import RetryPolicy
     from ._transport import Transport
-    from .client import TokenClient
-    from .stores import FileStore, KeyringStore, MemoryStore
+    from .client import ClientStats, TokenClient
+    from .device import DevicePrompt, PollProgress, device_login
+    from .stores import FileStore, KeyringStore, MemoryStore, TokenStore
 
 __all__ = [
-    "AccessDenied",
-    "AccessTokenNotFoundError",
-    "AuthenticationError",
-    "AuthenticationPending",
-    "AuthorizationPending",
     "ClientSecretBasic",
     "ClientSecretPost",
-    "DeviceFlowCancelled",
-    "DeviceFlowTimeout",
-    "ExpiredToken",
+    "ClientStats",
+    "DevicePrompt",
     "FileStore",
-    "InvalidClient",
-    "InvalidGrant",
-    "InvalidResponse",
     "KeyringStore",
-    "LoginRequired",
     "MemoryStore",
     "NoClientAuth",
-    "OAuthError",
+    "PollOutcome",
+    "PollProgress",
     "RetryPolicy",
-    "SlowDown",
     "Token",
     "TokenClient",
-    "TokensmithError",
+    "TokenStore",
     "Transport",
-    "TransportError",
     "__version__",
     "basic_authorization",
+    "device_login",
+    *_exceptions.__all__,
 ]
 
 _LAZY = {
     "TokenClient": ("client", "TokenClient"),
+    "ClientStats": ("client", "ClientStats"),
     "Transport": ("_transport", "Transport"),
     "RetryPolicy": ("_retry", "RetryPolicy"),
+    "DevicePrompt": ("device", "DevicePrompt"),
+    "PollProgress": ("device", "PollProgress"),
+    "device_login": ("device", "device_login"),
     "MemoryStore": ("stores", "MemoryStore"),
     "FileStore": ("stores", "FileStore"),
     "KeyringStore": ("stores", "KeyringStore"),
+    "TokenStore": ("stores", "TokenStore"),
 }
+
+# The public classes defined outside the lazily loaded modules report this package as their home (httpx-style).
+for _cls in (ClientSecretBasic, ClientSecretPost, NoClientAuth, PollOutcome, Token):
+    _cls.__module__ = __name__
 
 
 def __getattr__(name: str) -> Any:
@@ -82,5 +71,13 @@ def __getattr__(name: str) -> Any:
         import importlib
 
         module, attr = _LAZY[name]
-        return getattr(importlib.import_module(f".{module}", __name__), attr)
+        value = getattr(importlib.import_module(f".{module}", __name__), attr)
+        if isinstance(value, type) and value.__module__.startswith(__name__ + "."):
+            value.__module__ = __name__
+        globals()[name] = value  # later lookups skip this function
+        return value
     raise AttributeError(f"module 'tokensmith' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

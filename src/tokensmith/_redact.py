@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import base64
+import contextlib
+import json
 from collections.abc import Iterable
+from urllib.parse import quote, quote_plus
 
 #: Form and JSON members whose values are secrets. Anything logged or echoed is masked by these names.
 SECRET_FIELDS = frozenset(
@@ -25,6 +29,8 @@ SECRET_FIELDS = frozenset(
 
 # Short secrets are fully masked; for longer ones a length hint helps debugging without revealing anything.
 _MIN_LEN_FOR_HINT = 8
+# Very short values would mask ordinary words; they are not secrets worth the name.
+_MIN_SCRUB_LEN = 4
 
 
 def redact(value: str | None) -> str:
@@ -36,13 +42,27 @@ def redact(value: str | None) -> str:
     return f"'***({len(value)} chars)'"
 
 
+def encoded_forms(secret: str) -> set[str]:
+    """The ways a secret we sent can come back in text: as sent, percent-encoded (path or form style, either
+    case of hex digits), JSON-escaped, and base64 (a reflected ``Authorization`` header)."""
+    forms = {secret, quote(secret, safe=""), quote_plus(secret), json.dumps(secret)[1:-1]}
+    forms |= {f.lower() for f in forms if "%" in f}
+    with contextlib.suppress(UnicodeEncodeError):  # lone surrogates have no bytes to encode
+        forms.add(base64.b64encode(secret.encode()).decode("ascii"))
+    return {f for f in forms if len(f) >= _MIN_SCRUB_LEN}
+
+
 def scrub(text: str, secrets: Iterable[str | None]) -> str:
-    """Remove every occurrence of any secret from text we did not write (a server's error_description
-    may echo what we sent it)."""
+    """Remove every occurrence of any secret, in any of its encoded forms, from text we did not write (a
+    server's ``error_description`` or ``error_uri`` may echo what we sent it). Longest forms first, so a
+    secret inside a longer encoded one is never left half-replaced."""
+    forms: set[str] = set()
     for secret in secrets:
-        # Very short values would mask ordinary words; they are not secrets worth the name.
-        if secret and len(secret) >= 4 and secret in text:
-            text = text.replace(secret, "***")
+        if secret and len(secret) >= _MIN_SCRUB_LEN:
+            forms |= encoded_forms(secret)
+    for form in sorted(forms, key=len, reverse=True):
+        if form in text:
+            text = text.replace(form, "***")
     return text
 
 

@@ -31,6 +31,16 @@ class RetryPolicy:
     backoff: float = 0.5
     max_wait: float = 30.0
 
+    def __post_init__(self) -> None:
+        if isinstance(self.attempts, bool) or not isinstance(self.attempts, int) or self.attempts < 1:
+            raise ValueError(
+                f"RetryPolicy(attempts=...) must be an integer >= 1 (1 = no retries), not {self.attempts!r}"
+            )
+        for name in ("backoff", "max_wait"):
+            value = getattr(self, name)
+            if not isinstance(value, int | float) or not 0 <= value < float("inf"):
+                raise ValueError(f"RetryPolicy({name}=...) must be a finite number of seconds >= 0, not {value!r}")
+
     def run(self, call: Callable[[], T], *, replay_safe: bool, sleep: Callable[[float], None] = time.sleep) -> T:
         for attempt in range(1, self.attempts + 1):
             try:
@@ -52,7 +62,7 @@ class RetryPolicy:
                     self.attempts,
                 )
                 sleep(wait)
-        raise AssertionError("unreachable")
+        raise AssertionError("unreachable: attempts >= 1")
 
 
 NO_RETRY = RetryPolicy(attempts=1)
@@ -68,3 +78,6 @@ def may_retry(error: TokensmithError, *, replay_safe: bool) -> bool:
         return error.request_sent is False
     status = getattr(error, "status_code", None)
     return isinstance(error, InvalidResponse | OAuthError) and status in (429, 503)
+
+
+RetryPolicy.__module__ = "tokensmith"  # public face (see tokensmith/__init__.py)

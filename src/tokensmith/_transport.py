@@ -1,33 +1,31 @@
 """The one place that does HTTP (C3, C27, C32).
 
-Timeouts on every request, one pooled session, proxies and ``verify`` applied to every call, no redirects on
-POST, bodies capped without reading a huge one into memory, transport failures mapped to typed errors, and
-log lines that carry no secrets. Everything network-bound in tokensmith goes through ``Transport``.
+Timeouts on every request *and a total deadline* (connect + headers + body: a server that trickles one byte a
+second cannot hold a caller), one pooled session, proxies and ``verify`` applied to every call, no redirects,
+never ``~/.netrc`` (it would silently replace the client's own credentials), bodies capped without reading a huge
+one into memory, transport failures mapped to typed errors that are also the ``requests`` exceptions, and log
+lines that carry no secrets. Everything network-bound in tokensmith goes through ``Transport``.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import requests
+import requests.auth
 import urllib3
 
-from ._protocol.messages import NOT_DECODED, HttpRequest, HttpResponse
+from ._protocol.messages import HttpRequest, HttpResponse
 from ._protocol.urls import check_endpoint
+from ._requests_errors import connect_error, timeout_error, tls_error
 from ._version import __version__
-from .exceptions import (
-    ConnectError,
-    InvalidEndpointError,
-    RequestTimeout,
-    ResponseTooLarge,
-    TLSError,
-    TransportError,
-)
+from .exceptions import InvalidEndpointError, ResponseTooLarge, TransportError
 
 logger = logging.getLogger("tokensmith.http")
 
@@ -37,13 +35,26 @@ DEFAULT_TIMEOUT: tuple[float, float] = (10.0, 30.0)
 DEFAULT_MAX_BODY = 1024 * 1024
 USER_AGENT = f"tokensmith/{__version__}"
 FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
+#: Set to "1" to allow plain http:// to non-loopback hosts (test rigs behind a TLS-terminating proxy only).
+ALLOW_INSECURE_ENV = "TOKENSMITH_ALLOW_INSECURE_HTTP"
 
 Timeout = float | tuple[float, float]
 Verify = bool | str | None
 
 
+class HttpSender(Protocol):
+    """What the drivers need from a transport: ``Transport`` here, or the compat module's test-double adapter."""
+
+    def post(self, request: HttpRequest) -> HttpResponse: ...
+
+
+def insecure_http_allowed() -> bool:
+    """The ``TOKENSMITH_ALLOW_INSECURE_HTTP=1`` opt-out, read here (the protocol core reads no environment)."""
+    return os.environ.get(ALLOW_INSECURE_ENV, "") == "1"
+
+
 def safe_url(url: str) -> str:
-    """The URL without query or fragment, for messages and logs."""
+    """The URL without query, fragment or userinfo, for messages and logs."""
     try:
         p = urlsplit(url)
         return urlunsplit((p.scheme, p.netloc.rpartition("@")[2], p.path, "", ""))
@@ -51,9 +62,16 @@ def safe_url(url: str) -> str:
         return "<unparsable URL>"
 
 
+def total_deadline(timeout: Timeout) -> float:
+    """The whole-request budget implied by a requests-style timeout: ``t`` for a number, connect + read for a
+    pair (what a caller who wrote the pair expects the worst case to be)."""
+    if isinstance(timeout, tuple):
+        return float(timeout[0]) + float(timeout[1])
+    return float(timeout)
+
+
 class _SessionPool:
-    """One lazily created session per factory. Keyed by the factory's identity so that a test suite that
-    patches ``requests.Session`` gets its double, not a session cached before the patch."""
+    """One lazily created session per process, recreated if the factory changes."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -75,14 +93,63 @@ def pooled_session(factory: Callable[[], Any] | None = None) -> Any:
     return _pool.get(factory or requests.Session)
 
 
+class _NoNetrc(requests.auth.AuthBase):
+    """An explicit no-op ``auth``: with none, requests looks up ``~/.netrc`` for the host and its Basic
+    credentials silently replace the client's own ``Authorization`` header."""
+
+    def __call__(self, r: requests.PreparedRequest) -> requests.PreparedRequest:
+        return r
+
+
+_NO_NETRC = _NoNetrc()
+
+
+class _Exchange:
+    """One request run on a worker thread, so the caller waits at most the total deadline whatever the server
+    does (trickled headers, a stuck DNS lookup). If the caller gives up, the worker drops the connection as soon
+    as it gets control back; it never hands a late response to anyone."""
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.abandoned = False
+        self.result: HttpResponse | None = None
+        self.error: BaseException | None = None
+        self.raw: Any = None
+        self._lock = threading.Lock()
+
+    def adopt(self, raw: Any) -> bool:
+        """Record the live response; False if the caller already gave up (then it is closed here)."""
+        with self._lock:
+            self.raw = raw
+            abandoned = self.abandoned
+        if abandoned:
+            raw.close()
+        return not abandoned
+
+    def abandon(self) -> None:
+        with self._lock:
+            self.abandoned = True
+            raw = self.raw
+        if raw is not None:
+            try:
+                raw.close()  # ends a body read in progress
+            except Exception:  # closing a half-dead connection may fail in any way; it is being dropped anyway
+                logger.debug("closing an abandoned response failed", exc_info=True)
+
+
 class Transport:
-    """Sends ``HttpRequest``s. Cheap to construct: the session (and its pool) is what is expensive."""
+    """Sends ``HttpRequest``s. Cheap to construct: the session (and its pool) is what is expensive.
+
+    ``timeout`` is requests-style (a number, or ``(connect, read)``) and also sets the total deadline of each
+    request (``total_timeout``, default: the number, or connect + read).
+    """
 
     def __init__(
         self,
         session: Any = None,
         *,
         timeout: Timeout = DEFAULT_TIMEOUT,
+        total_timeout: float | None = None,
         max_body: int = DEFAULT_MAX_BODY,
         proxies: Mapping[str, str] | None = None,
         verify: Verify = None,
@@ -90,11 +157,15 @@ class Transport:
     ) -> None:
         self.session = session if session is not None else pooled_session()
         self.timeout = timeout
+        self.total_timeout = total_deadline(timeout) if total_timeout is None else float(total_timeout)
+        if not self.total_timeout > 0:
+            raise ValueError("the total timeout must be a positive number of seconds")
         self.max_body = max_body
         self.proxies = dict(proxies) if proxies else None
         self.verify = verify
-        self.allow_insecure_http = allow_insecure_http
+        self.allow_insecure_http = insecure_http_allowed() if allow_insecure_http is None else allow_insecure_http
         self._user_agent = self._pick_user_agent()
+        self._checked: set[str] = set()
 
     def _pick_user_agent(self) -> str | None:
         # Respect a caller's own User-Agent; replace only requests' default one.
@@ -103,6 +174,13 @@ class Transport:
         if isinstance(current, str) and current and not current.startswith("python-requests"):
             return None
         return f"{USER_AGENT} {current}" if isinstance(current, str) and current else USER_AGENT
+
+    def check(self, url: str) -> str:
+        """The endpoint policy (C24), once per URL per transport."""
+        if url not in self._checked:
+            check_endpoint(url, allow_insecure=self.allow_insecure_http)
+            self._checked.add(url)
+        return url
 
     def post(self, request: HttpRequest) -> HttpResponse:
         """POST a form. Redirects are returned, never followed (RFC 9700 §4.12)."""
@@ -116,8 +194,8 @@ class Transport:
 
     def _send(self, method: str, url: str, headers: dict[str, str], data: bytes | None = None) -> HttpResponse:
         """Every request: endpoint policy first, then the same timeout, proxies, ``verify``, User-Agent,
-        no redirects, and a streamed body read under the cap."""
-        check_endpoint(url, allow_insecure=self.allow_insecure_http)
+        no redirects, no netrc, a streamed body read under the cap, all within the total deadline."""
+        self.check(url)
         if self._user_agent:
             headers.setdefault("User-Agent", self._user_agent)
         kwargs: dict[str, Any] = {"headers": headers, "timeout": self.timeout, "allow_redirects": False, "stream": True}
@@ -127,14 +205,38 @@ class Transport:
             kwargs["proxies"] = self.proxies
         if self.verify is not None:
             kwargs["verify"] = self.verify
+        if not getattr(self.session, "auth", None):
+            kwargs["auth"] = _NO_NETRC
         shown = safe_url(url)
         started = time.monotonic()
-        try:
-            # session.post / session.get by name: test doubles of the seed's users stub exactly these.
-            raw = getattr(self.session, method.lower())(url, **kwargs)
-            response = self._read(raw, shown)
-        except requests.exceptions.RequestException as exc:
-            raise _map_transport_error(exc, method, shown, self.timeout) from exc
+        exchange = _Exchange()
+
+        def run() -> None:
+            try:
+                # session.post / session.get by name: what users' own session subclasses override.
+                raw = getattr(self.session, method.lower())(url, **kwargs)
+                if exchange.adopt(raw):
+                    exchange.result = self._read(raw, shown)
+            except BaseException as error:  # handed to the caller, who re-raises it
+                exchange.error = error
+            finally:
+                exchange.done.set()
+
+        worker = threading.Thread(target=run, name="tokensmith-http", daemon=True)
+        worker.start()
+        if not exchange.done.wait(self.total_timeout):
+            exchange.abandon()
+            raise timeout_error(
+                f"{method} {shown}: no complete answer within the total deadline of {self.total_timeout:g} s",
+                connecting=False,
+            )
+        if exchange.error is not None:
+            error = exchange.error
+            if isinstance(error, requests.exceptions.RequestException):
+                raise _map_transport_error(error, method, shown, self.timeout) from error
+            raise error
+        response = exchange.result
+        assert response is not None
         logger.debug(
             "%s %s -> HTTP %s, %d bytes, %.0f ms",
             method,
@@ -147,12 +249,15 @@ class Transport:
 
     def _read(self, raw: Any, shown: str) -> HttpResponse:
         if not isinstance(raw, requests.Response):
-            return _from_test_double(raw)
+            raise TypeError(
+                f"the session returned a {type(raw).__name__}, not a requests.Response "
+                "(test doubles of the seed module's users are adapted by tokensmith.token_client only)"
+            )
         complete = False
         try:
             headers = {k.lower(): v for k, v in raw.headers.items()}
             declared = headers.get("content-length", "")
-            if declared.isdigit() and int(declared) > self.max_body:
+            if declared.isascii() and declared.isdigit() and int(declared) > self.max_body:
                 raise ResponseTooLarge(
                     f"{shown} announced a {declared}-byte body, over the {self.max_body}-byte cap",
                     status_code=raw.status_code,
@@ -182,33 +287,18 @@ class Transport:
             close()
 
 
-def _from_test_double(raw: Any) -> HttpResponse:
-    """A response object that is not a ``requests.Response``: a caller's test double (``MagicMock`` with
-    ``.ok``, ``.status_code``, ``.json()``). The seed module's users test that way; keep it working."""
-    status = raw.status_code if isinstance(getattr(raw, "status_code", None), int) else None
-    if status is None:
-        status = 200 if getattr(raw, "ok", False) is True else 400
-    try:
-        obj = raw.json()
-    except Exception:  # a double may raise anything; absent JSON is handled downstream
-        obj = NOT_DECODED
-    headers = getattr(raw, "headers", None)
-    hdrs = {str(k).lower(): str(v) for k, v in headers.items()} if isinstance(headers, Mapping) else {}
-    text = getattr(raw, "content", b"")
-    body = text if isinstance(text, bytes) and obj is NOT_DECODED else b""
-    return HttpResponse(status, hdrs, body, json=obj, received_at=time.time())
-
-
 def _map_transport_error(exc: Exception, method: str, shown: str, timeout: Timeout) -> Exception:
     if isinstance(exc, requests.exceptions.SSLError):
-        return TLSError(f"{method} {shown}: TLS failed ({type(exc).__name__}); check the CA bundle or `verify`")
+        return tls_error(
+            f"{method} {shown}: TLS failed ({type(exc).__name__}); check the CA bundle (`verify`, REQUESTS_CA_BUNDLE)"
+        )
     if isinstance(exc, requests.exceptions.ConnectTimeout):
-        return RequestTimeout(f"{method} {shown}: timed out connecting (timeout={timeout})", request_sent=False)
+        return timeout_error(f"{method} {shown}: timed out connecting (timeout={timeout})", connecting=True)
     if isinstance(exc, requests.exceptions.Timeout):
-        return RequestTimeout(f"{method} {shown}: timed out (timeout={timeout})")
+        return timeout_error(f"{method} {shown}: timed out (timeout={timeout})", connecting=False)
     if isinstance(exc, requests.exceptions.ConnectionError | requests.exceptions.ChunkedEncodingError):
-        return ConnectError(
-            f"{method} {shown}: connection failed ({type(exc).__name__})",
+        return connect_error(
+            f"{method} {shown}: connection failed ({type(exc).__name__}); is the server up and reachable?",
             request_sent=False if _never_connected(exc) else None,
         )
     if isinstance(
@@ -232,3 +322,7 @@ def _never_connected(exc: BaseException) -> bool:
         arg = seen.args[0] if seen.args and isinstance(seen.args[0], BaseException) else None
         seen = arg or seen.__cause__ or seen.__context__
     return False
+
+
+# The public face (see tokensmith/__init__.py): shown as tokensmith.<name>.
+Transport.__module__ = "tokensmith"

@@ -8,6 +8,7 @@ them with real time and the transport. It never prints: the caller gets a ``Devi
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -26,8 +27,17 @@ from ._protocol.messages import HttpRequest
 from ._protocol.params import ScopeInput
 from ._protocol.polling import DEFAULT_MARGIN, PollOutcome, PollSchedule
 from ._protocol.token import TokenResponse, parse_token_response
-from ._transport import Transport
-from .exceptions import AuthorizationPending, DeviceFlowCancelled, SlowDown, TokensmithError
+from ._transport import HttpSender, Timeout, Transport
+from ._warnings import log_protocol_warnings
+from .exceptions import (
+    AuthorizationPending,
+    DeviceFlowCancelled,
+    DeviceFlowTimeout,
+    ExpiredToken,
+    SlowDown,
+    TokensmithError,
+)
+from .token import Token
 
 logger = logging.getLogger("tokensmith.device")
 
@@ -35,6 +45,7 @@ logger = logging.getLogger("tokensmith.device")
 __all__ = [
     "DeviceAuthorization",
     "DevicePrompt",
+    "PollOutcome",
     "PollProgress",
     "device_login",
     "poll_device_token",
@@ -87,32 +98,65 @@ class PollProgress:
 
 
 def poll_device_token(
-    transport: Transport,
+    transport: HttpSender,
     request: HttpRequest,
     authorization: DeviceAuthorization,
     *,
-    timeout: float | None = None,
+    login_timeout: float | None = None,
     cancel: threading.Event | None = None,
     on_progress: Callable[[PollProgress], None] | None = None,
     accepted_token_types: Iterable[str] = ("bearer",),
     margin: float = DEFAULT_MARGIN,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], bool] | None = None,
-) -> TokenResponse:
+) -> Token:
     """Poll the token endpoint until the user approves, denies, or time runs out (RFC 8628 §3.4–§3.5).
 
     ``sleep(seconds)`` returns True when cancelled; by default it waits on ``cancel`` (so another thread can
     stop a sleeping poller at once) or plain ``time.sleep``. Terminal answers (``access_denied``,
-    ``expired_token``, unknown errors) stop at once; transient ones back off and continue until the deadline.
+    ``expired_token``, unknown errors) stop at once; transient ones back off and continue until the deadline,
+    and if the server could not be reached to the end, the last transport error is raised (not "expired").
+    The code's remaining life is measured on ``clock`` from ``authorization.received_monotonic`` (set by
+    ``start_device_login`` with the same clock). ``login_timeout`` is the caller's own deadline, in seconds.
     ``on_progress`` hears every poll's answer, then one last event: ``APPROVED`` or ``STOPPED``.
     """
+    response = _poll(
+        transport,
+        request,
+        authorization,
+        login_timeout=login_timeout,
+        cancel=cancel,
+        on_progress=on_progress,
+        accepted_token_types=accepted_token_types,
+        margin=margin,
+        clock=clock,
+        sleep=sleep,
+    )
+    return Token.from_response(response)
+
+
+def _poll(
+    transport: HttpSender,
+    request: HttpRequest,
+    authorization: DeviceAuthorization,
+    *,
+    login_timeout: float | None,
+    cancel: threading.Event | None,
+    on_progress: Callable[[PollProgress], None] | None,
+    accepted_token_types: Iterable[str],
+    margin: float = DEFAULT_MARGIN,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], bool] | None = None,
+) -> TokenResponse:
+    """``poll_device_token`` returning the raw ``TokenResponse`` (the compat module needs ``expires_in``)."""
     if sleep is None:
         sleep = cancel.wait if cancel is not None else _plain_sleep
     now = clock()
-    # The code started expiring when the response arrived, which may be a while ago (the caller showed a prompt).
-    elapsed = max(0.0, time.time() - authorization.received_at) if authorization.received_at else 0.0
+    # The code started expiring when its response arrived, maybe a while ago (the caller showed a prompt).
+    received = authorization.received_monotonic
+    elapsed = max(0.0, now - received) if received is not None else 0.0
     schedule = PollSchedule.start(
-        authorization.interval, authorization.expires_in - elapsed, now, timeout=timeout, margin=margin
+        authorization.interval, authorization.expires_in - elapsed, now, timeout=login_timeout, margin=margin
     )
     try:
         token = _poll_until_done(
@@ -138,7 +182,7 @@ def _final(
 
 
 def _poll_until_done(
-    transport: Transport,
+    transport: HttpSender,
     request: HttpRequest,
     schedule: PollSchedule,
     accepted: tuple[str, ...],
@@ -147,10 +191,17 @@ def _poll_until_done(
     clock: Callable[[], float],
     sleep: Callable[[float], bool],
 ) -> TokenResponse:
+    last_transient: TokensmithError | None = None
     while True:
         if cancel is not None and cancel.is_set():
             raise DeviceFlowCancelled(f"device login cancelled ({schedule.polls} polls made)")
-        wait = schedule.next_wait(clock())
+        try:
+            wait = schedule.next_wait(clock())
+        except (ExpiredToken, DeviceFlowTimeout):
+            if schedule.last_outcome is PollOutcome.TRANSIENT and last_transient is not None:
+                # The server could not be reached to the end: that, not "expired", is what happened.
+                raise last_transient from None
+            raise
         if wait > 0 and sleep(wait):
             raise DeviceFlowCancelled(f"device login cancelled ({schedule.polls} polls made)")
         if cancel is not None and cancel.is_set():
@@ -159,6 +210,7 @@ def _poll_until_done(
         new_interval: float | None = None
         try:
             token = parse_token_response(transport.post(request), request.secrets, accepted_token_types=accepted)
+            log_protocol_warnings(token.warnings)
         except SlowDown as exc:
             outcome, new_interval, retry_after = PollOutcome.SLOW_DOWN, exc.interval, exc.retry_after
         except AuthorizationPending as exc:
@@ -168,6 +220,7 @@ def _poll_until_done(
                 schedule.polls += 1  # the final event counts every request made
                 raise
             outcome, retry_after = PollOutcome.TRANSIENT, exc.retry_after
+            last_transient = exc
             logger.warning("device polling: transient failure, backing off: %s", exc)
         else:
             schedule.polls += 1
@@ -202,15 +255,18 @@ def start_device_login(
     scope: ScopeInput = None,
     audience: str | None = None,
     resource: str | Iterable[str] | None = None,
-    transport: Transport | None = None,
+    transport: HttpSender | None = None,
+    clock: Callable[[], float] = time.monotonic,
 ) -> DeviceAuthorization:
     """The device authorization request (RFC 8628 §3.1): client authentication as configured (a confidential
-    client such as Google's sends its secret), ``scope``, ``audience`` (Auth0) and RFC 8707 ``resource``."""
+    client such as Google's sends its secret), ``scope``, ``audience`` (Auth0) and RFC 8707 ``resource``.
+    The result records when it arrived on ``clock``, which polling must share."""
     transport = transport or Transport()
     request = device_authorization_request(
         device_authorization_endpoint, auth, scope=scope, params=[("audience", audience), ("resource", resource)]
     )
     authorization = parse_device_authorization(transport.post(request), request.secrets, cls=DeviceAuthorization)
+    authorization = dataclasses.replace(authorization, received_monotonic=clock())
     logger.info(
         "device login started: user code %s, code valid for %d s, interval %d s",
         authorization.user_code,
@@ -231,15 +287,19 @@ def device_login(
     resource: str | Iterable[str] | None = None,
     on_progress: Callable[[PollProgress], None] | None = None,
     cancel: threading.Event | None = None,
-    timeout: float | None = None,
-    transport: Transport | None = None,
+    login_timeout: float | None = None,
+    timeout: Timeout | None = None,
+    transport: HttpSender | None = None,
     accepted_token_types: Iterable[str] = ("bearer",),
-) -> TokenResponse:
-    """Run a whole device login: start it, hand the prompt to ``on_prompt`` (before the first poll), then
-    poll until the user approves. Raises ``AccessDenied``, ``ExpiredToken``, ``DeviceFlowTimeout`` (the
-    caller's ``timeout``), ``DeviceFlowCancelled`` (``cancel`` was set) or another typed error.
-    ``KeyboardInterrupt`` passes through untouched; nothing is stored before a token arrives."""
-    transport = transport or Transport()
+) -> Token:
+    """Run a whole device login and return the ``Token``: start it, hand the prompt to ``on_prompt`` (before
+    the first poll), then poll until the user approves. ``login_timeout`` is how long to wait for the person (at
+    most the code's own lifetime); ``timeout`` is the HTTP timeout of each request (ignored when a ``transport``
+    is given). Raises ``AccessDenied``, ``ExpiredToken``, ``DeviceFlowTimeout`` (``login_timeout`` passed),
+    ``DeviceFlowCancelled`` (``cancel`` was set) or another typed error. ``KeyboardInterrupt`` passes through
+    untouched; nothing is stored before a token arrives."""
+    if transport is None:
+        transport = Transport() if timeout is None else Transport(timeout=timeout)
     authorization = start_device_login(
         device_authorization_endpoint, auth, scope=scope, audience=audience, resource=resource, transport=transport
     )
@@ -249,8 +309,13 @@ def device_login(
         transport,
         request,
         authorization,
-        timeout=timeout,
+        login_timeout=login_timeout,
         cancel=cancel,
         on_progress=on_progress,
         accepted_token_types=accepted_token_types,
     )
+
+
+# The public face (see tokensmith/__init__.py): shown as tokensmith.<name>.
+DevicePrompt.__module__ = "tokensmith"
+PollProgress.__module__ = "tokensmith"

@@ -5,6 +5,15 @@ their original ``RuntimeError`` ancestry so existing ``except`` clauses still ma
 per error code of RFC 6749 §5.2, RFC 8628 §3.5, RFC 7009 §2.2.1 and RFC 8693 §2.2.2 (C8), plus transport and
 response errors, so a caller can tell "the user said no" from "a network blip" from "a dead refresh token".
 
+**``AuthenticationError`` means the authorization server said no** (an OAuth error response) or a login ended
+without a token. A failure that is *not* the server's verdict is never an ``AuthenticationError``: network
+failures (``TransportError``) and answers that are not OAuth at all (``InvalidResponse``: an HTML gateway page,
+a 502, a redirect) are plain ``TokensmithError``s. Callers such as flytekit treat any ``AuthenticationError``
+from a refresh as "the refresh token is dead" and throw it away; a Wi-Fi blip must not look like that.
+Raised through the transport (``requests``), network failures are also the matching ``requests`` exceptions
+(``requests.ConnectionError``, ``requests.Timeout``, ``requests.exceptions.SSLError``).
+
+Every public class reports ``__module__ == "tokensmith"`` and is importable from ``tokensmith``.
 Messages never contain request secrets: the server's ``error_description`` is scrubbed of anything we sent.
 """
 
@@ -29,7 +38,9 @@ __all__ = [
     "InvalidResponse",
     "InvalidScope",
     "InvalidTarget",
+    "LoginInProgress",
     "LoginRequired",
+    "NonJSONResponse",
     "OAuthError",
     "PersistentSlowDown",
     "RequestTimeout",
@@ -97,14 +108,27 @@ class DiscoveryError(TokensmithError):
 
 class LoginRequired(AccessTokenNotFoundError):
     """No usable token, no way to renew it without the user, and the caller did not allow an interactive
-    login. Run the login (e.g. ``client.login()``) and try again."""
+    login. Run the login (e.g. ``client.login()``) and try again. When the refresh token was just rejected,
+    the ``InvalidGrant`` is chained as ``__cause__``."""
+
+
+class LoginInProgress(LoginRequired):
+    """Another process is running an interactive login for the same identity (same store key), and this call
+    may not start or wait for one (``interactive=False``). Finish the login there, or retry later.
+    ``pid`` and ``expires_at`` (wall clock) describe the other login, when known."""
+
+    def __init__(self, message: str, *, pid: int | None = None, expires_at: float | None = None) -> None:
+        super().__init__(message)
+        self.pid = pid
+        self.expires_at = expires_at
 
 
 # --- transport ---------------------------------------------------------------------------------------------
 
 
-class TransportError(AuthenticationError):
-    """The request did not complete. Always transient.
+class TransportError(TokensmithError):
+    """The request did not complete: not the server's verdict, so not an ``AuthenticationError``. Transient
+    (except TLS failures). Raised by the transport, it is also the matching ``requests`` exception.
 
     ``request_sent`` is False when the failure happened before the request could reach the server
     (connecting, resolving): repeating it is then safe even for a rotating refresh token. None means unknown.
@@ -134,15 +158,21 @@ class TLSError(TransportError):
 # --- responses that are not valid OAuth --------------------------------------------------------------------
 
 
-class InvalidResponse(AuthenticationError):
+class InvalidResponse(TokensmithError):
     """The server answered, but not with something a conforming client can use (HTML, non-object JSON,
-    missing or ill-typed members). Transient when the status says so (5xx, 429)."""
+    missing or ill-typed members). Not an OAuth verdict, so not an ``AuthenticationError``. Transient when the
+    status says so (5xx, 429)."""
 
     def __init__(self, message: str, *, status_code: int | None = None, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.status_code = status_code
         self.retry_after = retry_after
         self.transient = _transient_status(status_code)
+
+
+class NonJSONResponse(InvalidResponse):
+    """The body is not JSON at all (an HTML gateway or SSO page, plain text, an empty body). The compat module
+    raises it as ``requests``' ``JSONDecodeError`` too, as the seed module did."""
 
 
 class ResponseTooLarge(InvalidResponse):
@@ -296,3 +326,14 @@ _ERROR_TABLE: dict[str, type[OAuthError] | type[AuthorizationPending]] = {
 def error_class_for(error: str) -> type[OAuthError] | type[AuthorizationPending]:
     """The exception class for an error code; ``OAuthError`` for codes no RFC we implement registers."""
     return _ERROR_TABLE.get(error, OAuthError)
+
+
+def _present_as_public() -> None:
+    """httpx-style public face: every error reports ``tokensmith`` as its module (they are all exported there)."""
+    for name in __all__:
+        obj = globals()[name]
+        if isinstance(obj, type):
+            obj.__module__ = "tokensmith"
+
+
+_present_as_public()

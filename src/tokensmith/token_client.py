@@ -6,16 +6,26 @@ Same names, signatures and return values; change one import and the seed module'
 in ``tokensmith._protocol`` and the one HTTP seam in ``tokensmith._transport``.
 
 ``requests`` is imported as a module attribute on purpose: test suites patch ``<this module>.requests.Session``
-(or ``<this module>.requests``) and that must keep working.
+(or ``<this module>.requests``) and that must keep working; the objects such doubles return (``MagicMock``s
+with ``.ok``, ``.status_code`` and ``.json()``) are adapted here, and only here.
+
+Errors follow the seed's split (issue 7, A.1): the authorization server's verdicts are ``AuthenticationError``s
+(``AuthenticationPending`` for "not yet"); failures that are not (network, timeouts, TLS, HTML gateway pages,
+5xx without an OAuth error) are the ``requests`` exceptions the seed let through, and typed tokensmith errors too.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
+import dataclasses
+import json
 import logging
 import threading
+import time
 import typing
 import urllib.parse
+from collections.abc import Iterator, Mapping
 
 import requests
 
@@ -27,10 +37,13 @@ from ._protocol.device import (
     device_token_request,
     parse_device_authorization,
 )
+from ._protocol.messages import HttpRequest, HttpResponse
 from ._protocol.token import GrantType, parse_token_response, token_request
-from ._transport import DEFAULT_TIMEOUT, Timeout, Transport, pooled_session
-from .device import PollProgress, poll_device_token
-from .exceptions import AuthenticationError, AuthenticationPending
+from ._requests_errors import as_requests_error
+from ._transport import DEFAULT_TIMEOUT, HttpSender, Timeout, Transport, pooled_session
+from ._warnings import log_protocol_warnings
+from .device import PollProgress, _poll
+from .exceptions import AuthenticationError, AuthenticationPending, TokensmithError
 
 __all__ = [
     "DeviceCodeResponse",
@@ -54,6 +67,10 @@ error_auth_pending = "authorization_pending"
 
 # Kept importable from here for callers that caught them via this module.
 _ = (AuthenticationError, AuthenticationPending)
+
+#: The real class, to tell a caller's patched ``requests.Session`` (a test double) from the library.
+_REAL_SESSION = requests.Session
+_warned_list_literal = threading.Event()
 
 
 class DeviceCodeResponse(DeviceAuthorization):
@@ -83,20 +100,101 @@ def get_basic_authorization_header(client_id: str, client_secret: str) -> str:
 
 
 def _transport(
-    http_proxy_url: str | None, verify: bool | str | None, session: requests.Session | None, timeout: Timeout | None
-) -> Transport:
+    http_proxy_url: str | None, verify: bool | str | None, session: typing.Any, timeout: Timeout | None
+) -> HttpSender:
     proxies = {"https": http_proxy_url, "http": http_proxy_url} if http_proxy_url else None
     if session is None:
-        # One pooled session per process instead of a new one per call; looked up through this module's
-        # `requests` so a patched `requests.Session` is honoured.
-        session = pooled_session(requests.Session)
+        # One pooled session per process instead of a new one per call; but if a caller's test suite patched
+        # `requests.Session` (looked up through this module's `requests`), call it on every request as the seed
+        # did, so a `return_value` swapped between two calls is honoured.
+        patched = requests.Session is not _REAL_SESSION
+        session = requests.Session() if patched else pooled_session(requests.Session)
+    if not isinstance(session, _REAL_SESSION):
+        return _TestDoubleTransport(session, proxies=proxies, verify=verify, timeout=timeout or DEFAULT_TIMEOUT)
     return Transport(session, proxies=proxies, verify=verify, timeout=timeout or DEFAULT_TIMEOUT)
+
+
+class _TestDoubleTransport:
+    """Sends through a session that is not a ``requests.Session`` (a caller's ``MagicMock``) and turns what it
+    returns into an ``HttpResponse``: the status from ``.status_code`` (or 200/400 from ``.ok``), the body from
+    ``.json()`` re-encoded (or ``.content`` when ``.json()`` raises). The protocol core then sees bytes only."""
+
+    def __init__(self, session: typing.Any, *, proxies: Mapping[str, str] | None, verify: typing.Any, timeout: Timeout):
+        self.session = session
+        self.proxies = proxies
+        self.verify = verify
+        self.timeout = timeout
+
+    def post(self, request: HttpRequest) -> HttpResponse:
+        raw = self.session.post(
+            request.url,
+            data=dict(request.form),  # a dict, as the seed passed it (users' tests read it back)
+            headers={"Content-Type": "application/x-www-form-urlencoded", **request.headers},
+            proxies=self.proxies,
+            verify=self.verify,
+            timeout=self.timeout,
+            allow_redirects=False,
+        )
+        return _from_test_double(raw)
+
+
+def _from_test_double(raw: typing.Any) -> HttpResponse:
+    status = raw.status_code if type(getattr(raw, "status_code", None)) is int else None
+    if status is None:
+        status = 200 if getattr(raw, "ok", False) is True else 400
+    try:
+        obj = raw.json()
+    except Exception:  # a double may raise anything: its body is then "not JSON"
+        content = getattr(raw, "content", b"")
+        body = content if isinstance(content, bytes) and content else b"<not JSON>"
+    else:
+        try:
+            body = json.dumps(obj).encode()
+        except (TypeError, ValueError):  # a MagicMock where a dict was expected: not a JSON object
+            body = b"null"
+    headers = getattr(raw, "headers", None)
+    hdrs = {str(k).lower(): str(v) for k, v in headers.items()} if isinstance(headers, Mapping) else {}
+    return HttpResponse(status, hdrs, body, received_at=time.time())
+
+
+@contextlib.contextmanager
+def _seed_errors(*, device_authorization: bool = False) -> Iterator[None]:
+    """Raise failures the way the seed's callers expect (see ``_requests_errors.as_requests_error``)."""
+    try:
+        yield
+    except TokensmithError as error:
+        converted = as_requests_error(error, non_ok_is_authentication_error=device_authorization)
+        if converted is error:
+            raise
+        raise converted from error.__cause__
 
 
 def _client_auth(authorization_header: str | None, client_id: str | None) -> ClientAuth:
     if authorization_header:
         return PrebuiltAuthorization(authorization_header, client_id)
     return NoClientAuth(client_id)
+
+
+def _scopes(scopes: typing.Optional[typing.List[str]]) -> typing.Optional[typing.List[str]]:  # noqa: UP006, UP045
+    """Scopes as given, except the one shape the seed's ``.strip("[]'")`` existed for: a Python list literal split
+    on commas (flytekit's config yields ``["['offline'", " 'all']"]`` from an environment variable), which is
+    sent as ``offline all`` with a one-time warning."""
+    if not scopes or isinstance(scopes, str):
+        return scopes
+    items = [s for s in scopes if isinstance(s, str)]
+    if len(items) != len(scopes) or not (items[0].strip().startswith("[") and items[-1].strip().endswith("]")):
+        return scopes
+    inner = ",".join(items).strip()[1:-1]
+    parsed = [part.strip().strip("'\"").strip() for part in inner.split(",")]
+    if not _warned_list_literal.is_set():
+        _warned_list_literal.set()
+        logger.warning(
+            "scopes look like a Python list literal split on commas (%d items); sending them as %r. Configure "
+            "scopes as a plain list or a space-separated string.",
+            len(items),
+            " ".join(p for p in parsed if p),
+        )
+    return [p for p in parsed if p]
 
 
 def get_token(
@@ -117,19 +215,25 @@ def get_token(
     """Request a token; return ``(access_token, refresh_token or None, expires_in or None)``.
 
     Errors are typed: ``AuthorizationPending``/``SlowDown`` (both ``AuthenticationPending``), one class per
-    RFC 6749 §5.2 code (``InvalidGrant``, ``InvalidClient``, ... all ``AuthenticationError``),
-    ``InvalidResponse`` for non-OAuth bodies (HTML error pages), ``TransportError`` for network failures.
+    RFC 6749 §5.2 code (``InvalidGrant``, ``InvalidClient``, ... all ``AuthenticationError``). Failures that are
+    not the server's verdict are *not* ``AuthenticationError``s but, as in the seed module, ``requests``
+    exceptions (and typed tokensmith errors too): ``requests.ConnectionError``/``ConnectError``,
+    ``requests.Timeout``/``RequestTimeout``, ``requests.exceptions.SSLError``/``TLSError``, requests'
+    ``JSONDecodeError``/``NonJSONResponse`` for an HTML or other non-JSON body, ``requests.HTTPError``/
+    ``InvalidResponse`` for a 5xx or 429 without an OAuth error code.
     ``expires_in`` is None when the server omitted it (RFC 6749 §5.1 makes it optional).
     """
     request = token_request(
         token_endpoint,
         grant_type,
         _client_auth(authorization_header, client_id),
-        scope=scopes,
+        scope=_scopes(scopes),
         params=[("device_code", device_code), ("audience", audience), ("refresh_token", refresh_token)],
     )
-    response = _transport(http_proxy_url, verify, session, timeout).post(request)
-    token = parse_token_response(response, request.secrets)
+    with _seed_errors():
+        response = _transport(http_proxy_url, verify, session, timeout).post(request)
+        token = parse_token_response(response, request.secrets)
+    log_protocol_warnings(token.warnings)
     return token.access_token, token.refresh_token, token.expires_in
 
 
@@ -150,11 +254,14 @@ def get_device_code(
     request = device_authorization_request(
         device_auth_endpoint,
         _client_auth(authorization_header, client_id),
-        scope=scope,
+        scope=_scopes(scope),
         params=[("audience", audience)],
     )
-    response = _transport(http_proxy_url, verify, session, timeout).post(request)
-    return parse_device_authorization(response, request.secrets, cls=DeviceCodeResponse)
+    with _seed_errors(device_authorization=True):
+        response = _transport(http_proxy_url, verify, session, timeout).post(request)
+        authorization = parse_device_authorization(response, request.secrets, cls=DeviceCodeResponse)
+    # Polling measures the code's remaining life from here, on the monotonic clock (never the wall clock).
+    return dataclasses.replace(authorization, received_monotonic=time.monotonic())
 
 
 def poll_token_endpoint(
@@ -187,7 +294,14 @@ def poll_token_endpoint(
         resp.device_code,
         params=[("audience", audience)],
     )
-    token = poll_device_token(
-        _transport(http_proxy_url, verify, session, timeout), request, resp, cancel=cancel, on_progress=on_progress
-    )
+    with _seed_errors():
+        token = _poll(
+            _transport(http_proxy_url, verify, session, timeout),
+            request,
+            resp,
+            login_timeout=None,
+            cancel=cancel,
+            on_progress=on_progress,
+            accepted_token_types=("bearer",),
+        )
     return token.access_token, token.refresh_token, token.expires_in

@@ -167,10 +167,12 @@ def test_no_request_after_the_deadline(fault_server: FaultServer) -> None:
 
 
 def test_retry_after_past_the_deadline_gives_up_without_waiting(fault_server: FaultServer) -> None:
+    """The server's own answer (429, busy for an hour) ends the login, not a made-up "expired" (issue 7 item 4)."""
     fault_server.default("/token", Reply(status=429, body="busy", headers={"Retry-After": "3600"}))
     vt = VirtualTime()
-    with pytest.raises(exc.ExpiredToken):
+    with pytest.raises(exc.InvalidResponse) as info:
         _poll(fault_server, vt, expires_in=600)
+    assert info.value.status_code == 429 and info.value.retry_after == 3600 and info.value.transient
     assert fault_server.count("/token") == 1 and len(vt.sleeps) == 1
 
 

@@ -13,7 +13,7 @@ from fault_server import FaultServer, Reply
 from tokensmith import exceptions as exc
 from tokensmith._protocol.client_auth import ClientSecretBasic, NoClientAuth
 from tokensmith._retry import RetryPolicy
-from tokensmith.client import TokenClient, _metadata_cache
+from tokensmith.client import TokenClient
 from tokensmith.stores.memory import MemoryStore
 from tokensmith.token import Token
 
@@ -47,11 +47,6 @@ def _client(server: FaultServer, clock: Clock, **kwargs: object) -> TokenClient:
         session=requests.Session(),
         **kwargs,
     )
-
-
-@pytest.fixture(autouse=True)
-def _fresh_metadata_cache() -> None:
-    _metadata_cache.clear()
 
 
 def test_rfc8414_path_insertion_and_oidc_fallback(fault_server: FaultServer) -> None:
@@ -101,9 +96,14 @@ def test_metadata_is_cached(fault_server: FaultServer) -> None:
         Reply(json={"issuer": issuer, "token_endpoint": fault_server.url("/token")}),
     )
     fault_server.default("/token", Reply(json=_token(rt=None)))
+    session = requests.Session()
     for _ in range(3):
-        TokenClient.from_issuer(issuer, "svc", "s", session=requests.Session()).fetch_client_credentials()
+        TokenClient.from_issuer(issuer, "svc", "s", session=session).fetch_client_credentials()
     assert fault_server.count("/c/.well-known/openid-configuration") == 1
+    # Issue 7 item 15: a client with other trust settings (verify, session) never reuses that document.
+    TokenClient.from_issuer(issuer, "svc", "s", session=session, verify=False).fetch_client_credentials()
+    TokenClient.from_issuer(issuer, "svc", "s", session=requests.Session()).fetch_client_credentials()
+    assert fault_server.count("/c/.well-known/openid-configuration") == 3
 
 
 def test_client_credentials_retry_after_is_honoured_and_bounded(fault_server: FaultServer) -> None:
@@ -203,14 +203,18 @@ def test_refresh_keeps_the_old_refresh_token_when_none_is_returned(fault_server:
 
 
 class RacingStore(MemoryStore):
-    """A store without real locking, where a sibling rotates the token between our read and our delete."""
+    """A store without real locking, where a sibling rotates the token between the client's read under the
+    lock (its second read: the first is the lock-free fast path) and its delete."""
+
+    loads = 0
 
     def lock(self, key: str) -> contextlib.nullcontext[None]:  # type: ignore[override]
         return contextlib.nullcontext()
 
     def load(self, key: str) -> Token | None:
         token = super().load(key)
-        if token is not None and token.refresh_token == "rt-spent":
+        self.loads += 1
+        if token is not None and token.refresh_token == "rt-spent" and self.loads == 2:
             super().save(key, Token("at-sibling", refresh_token="rt-sibling"))
         return token
 

@@ -46,7 +46,7 @@ def test_google_confidential_client_with_verification_url(fault_server: FaultSer
         fault_server, ClientSecretBasic("123.apps.googleusercontent.com", "GOCSPX-s+cr/t"), scope="openid email"
     )
     assert prompt.verification_uri == "https://www.google.com/device" and prompt.user_code == "GQVQ-JKEC"
-    assert token.access_token == "ya29.a0-token" and token.expires_in == 3599  # type: ignore[attr-defined]
+    assert token.access_token == "ya29.a0-token" and token.lifetime == 3599
     for rec in fault_server.recorded():
         user, _, password = base64.b64decode(rec.headers["authorization"].split()[1]).decode().partition(":")
         assert (user, password) == ("123.apps.googleusercontent.com", "GOCSPX-s%2Bcr%2Ft")
@@ -107,8 +107,8 @@ def test_github_errors_with_http_200(fault_server: FaultServer) -> None:
         ),
     )
     token, _ = _login(fault_server, NoClientAuth("Iv1.8a61f9b3a7aba766"), scope="repo")
-    assert token.access_token.startswith("gho_")  # type: ignore[attr-defined]
-    assert token.expires_in is None  # type: ignore[attr-defined]  # GitHub OAuth-app tokens: no expires_in
+    assert token.access_token.startswith("gho_")
+    assert token.expires_at is None  # GitHub OAuth-app tokens: no expires_in
     assert fault_server.count("/token") == 3
 
 

@@ -46,7 +46,7 @@ def test_approve(idp: LocalIdP) -> None:
     session = CountingSession()
     progress: list[PollProgress] = []
     token, prompts = _login(idp, "approve", session, on_progress=progress.append)
-    assert token.refresh_token and token.token_type.lower() == "bearer" and token.expires_in == 3600
+    assert token.refresh_token and token.token_type.lower() == "bearer" and token.lifetime == 3600
     (prompt,) = prompts  # the prompt came before polling, once
     assert prompt.user_code and prompt.verification_uri.startswith(idp.issuer) and prompt.interval == 5
     assert "device_code" not in prompt.raw  # never handed to the UI (C15)
@@ -109,5 +109,5 @@ def test_cancel_mid_poll_stops_within_half_a_second_and_sends_nothing_more(idp: 
 def test_caller_timeout(idp: LocalIdP) -> None:
     session = CountingSession()
     with pytest.raises(exc.DeviceFlowTimeout):
-        _login(idp, None, session, timeout=6)  # room for one poll at ~5 s, not for a second at ~10 s
+        _login(idp, None, session, login_timeout=6)  # room for one poll at ~5 s, not for a second at ~10 s
     assert session.count(idp.token_endpoint) == 1

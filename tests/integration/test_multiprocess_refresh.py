@@ -71,4 +71,8 @@ def test_eight_processes_one_refresh_no_invalid_grant(idp: LocalIdP, tmp_path: P
 
     stored = FileStore(store_dir).load(client.cache_key)
     assert stored is not None and stored.refresh_token != token.refresh_token
-    assert client.refresh(stored).access_token  # the stored, rotated refresh token is alive
+    # The stored, rotated refresh token is alive: a new client on the store refreshes with it.
+    fresh = TokenClient(
+        idp.token_endpoint, auth=NoClientAuth(DEVICE_PUBLIC.client_id), scope=SCOPE, store=FileStore(store_dir)
+    )
+    assert fresh.refresh().refresh_token not in (None, stored.refresh_token)

@@ -93,8 +93,12 @@ def test_device_login_then_proactive_refresh_with_rotation(idp: LocalIdP) -> Non
     assert client.stats.refreshes == 1 and client.stats.logins == 1
     stored = client.store.load(client.cache_key)
     assert stored is not None and stored.refresh_token == second.refresh_token  # the rotated token is kept
-    with pytest.raises(exc.InvalidGrant):  # the spent one is dead
-        client.refresh(first)
+    # The spent one is dead: a client that only has it gets invalid_grant, which it reports as LoginRequired.
+    spent = TokenClient.from_issuer(idp.issuer, DEVICE_PUBLIC.client_id, scope=SCOPE)
+    spent.store.save(spent.cache_key, first)
+    with pytest.raises(exc.LoginRequired) as info:
+        spent.refresh()
+    assert isinstance(info.value.__cause__, exc.InvalidGrant)  # issue 7 item 7: chained
 
 
 def test_invalid_grant_means_login_required_and_the_dead_token_is_dropped(idp: LocalIdP) -> None:
@@ -106,7 +110,7 @@ def test_invalid_grant_means_login_required_and_the_dead_token_is_dropped(idp: L
         on_prompt=_approve_on_prompt(idp),
     )
     token = client.login()
-    client.refresh(token)  # rotates: `token`'s refresh token is now spent
+    client.refresh()  # rotates: `token`'s refresh token is now spent
     expired = Token(token.access_token, expires_at=time.time() - 1, refresh_token=token.refresh_token)
     client.store.save(client.cache_key, expired)
     client._token = None

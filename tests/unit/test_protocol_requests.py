@@ -6,6 +6,7 @@ import base64
 from urllib.parse import unquote_plus
 
 import pytest
+import requests
 
 from tokensmith._protocol.client_auth import (
     ClientSecretBasic,
@@ -18,6 +19,7 @@ from tokensmith._protocol.device import device_authorization_request, device_tok
 from tokensmith._protocol.params import normalize_scope
 from tokensmith._protocol.token import GrantType, token_request
 from tokensmith._protocol.urls import check_endpoint
+from tokensmith._transport import Transport
 from tokensmith.exceptions import InsecureEndpointError, InvalidEndpointError
 
 
@@ -135,12 +137,45 @@ def test_allowed_endpoints(url: str) -> None:
 
 
 def test_plain_http_refused_for_remote_hosts(monkeypatch: pytest.MonkeyPatch) -> None:
-    """C24: TLS everywhere but loopback; an explicit opt-out exists for test rigs."""
-    monkeypatch.delenv("TOKENSMITH_ALLOW_INSECURE_HTTP", raising=False)
+    """C24: TLS everywhere but loopback; an explicit opt-out exists for test rigs. The protocol core reads no
+    environment (issue 7 item 19): the transport turns TOKENSMITH_ALLOW_INSECURE_HTTP into ``allow_insecure``."""
+    monkeypatch.setenv("TOKENSMITH_ALLOW_INSECURE_HTTP", "1")
     with pytest.raises(InsecureEndpointError, match="TOKENSMITH_ALLOW_INSECURE_HTTP"):
         check_endpoint("http://idp.example.com/token")
-    monkeypatch.setenv("TOKENSMITH_ALLOW_INSECURE_HTTP", "1")
-    assert check_endpoint("http://idp.example.com/token")
+    assert check_endpoint("http://idp.example.com/token", allow_insecure=True)
+    assert Transport(requests.Session()).allow_insecure_http is True
+    monkeypatch.delenv("TOKENSMITH_ALLOW_INSECURE_HTTP")
+    with pytest.raises(InsecureEndpointError):
+        Transport(requests.Session()).check("http://idp.example.com/token")
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "\u00a0http://evil.example/token",  # requests strips it and would send the secret over plain http
+        "http://evil.example/token\u00a0",
+        " https://idp.example/token",
+        "https://idp.example/token\n",
+        "https://idp.example/to ken",
+        "https://idp.example/\u200btoken",  # zero-width space
+        "https://idp.example/\u202etoken",  # bidi override
+        "https://idp.example/\x85token",  # C1 next-line
+        "\u3000https://idp.example/token",  # ideographic space
+    ],
+)
+def test_invisible_characters_are_refused(url: str) -> None:
+    """Issue 7 item 13: no whitespace or control/format character anywhere in an endpoint."""
+    with pytest.raises(InvalidEndpointError, match="whitespace or invisible"):
+        check_endpoint(url, allow_insecure=True)
+
+
+@pytest.mark.parametrize(
+    "url", ["ftp://idp.example/token", "file:///etc/passwd", "javascript:alert(1)", "//idp.example/token"]
+)
+def test_other_schemes_are_refused(url: str) -> None:
+    """Issue 7 item 13: only https (and http to loopback)."""
+    with pytest.raises(InvalidEndpointError):
+        check_endpoint(url)
 
 
 def test_credentials_in_url_refused() -> None:

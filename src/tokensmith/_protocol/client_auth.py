@@ -70,7 +70,8 @@ class ClientSecretBasic:
     def apply(self, form: FormPairs, headers: dict[str, str]) -> tuple[str, ...]:
         value = basic_authorization(self.client_id, self.client_secret, self.encoding)
         headers["Authorization"] = value
-        return (self.client_secret, value)
+        # The bare base64 too: a server or proxy that reflects the header would show that part.
+        return (self.client_secret, value, value.partition(" ")[2])
 
     def __repr__(self) -> str:
         return f"ClientSecretBasic(client_id={self.client_id!r}, client_secret={redact(self.client_secret)})"

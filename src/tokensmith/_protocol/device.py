@@ -25,11 +25,14 @@ def device_authorization_request(
     scope: ScopeInput = None,
     params: Iterable[tuple[str, str | Iterable[str] | None]] = (),
 ) -> HttpRequest:
-    """RFC 8628 §3.1: client_id for public clients, the usual client authentication for confidential ones
-    (Google needs the secret), optional scope, audience/resource extensions. Empty values are omitted."""
+    """RFC 8628 §3.1: the usual client authentication for confidential clients (Google needs the secret),
+    optional scope, audience/resource extensions. Empty values are omitted. ``client_id`` is always in the body,
+    also next to Basic authentication: §3.1 allows it, and django-oauth-toolkit rejects the request without it."""
     form: FormPairs = []
     headers = dict(JSON_ACCEPT)
     secrets = auth.apply(form, headers)
+    if auth.client_id and not any(name == "client_id" for name, _ in form):
+        form.append(("client_id", auth.client_id))
     add_param(form, "scope", normalize_scope(scope))
     for name, value in params:
         add_param(form, name, value)
@@ -56,7 +59,10 @@ class DeviceAuthorization:
     #: Azure AD's ready-made instruction text, when sent.
     message: str | None = None
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    #: Wall-clock receipt time, for display (``DevicePrompt.expires_at``).
     received_at: float = 0.0
+    #: Receipt time on the driver's monotonic clock: polling measures the code's remaining life from it.
+    received_monotonic: float | None = field(default=None, repr=False, compare=False)
 
     def __repr__(self) -> str:
         return (

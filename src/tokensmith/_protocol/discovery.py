@@ -41,7 +41,7 @@ class ServerMetadata:
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
 
-def parse_metadata(response: HttpResponse, expected_issuer: str) -> ServerMetadata:
+def parse_metadata(response: HttpResponse, expected_issuer: str, *, allow_insecure: bool = False) -> ServerMetadata:
     """Validate a metadata document. The ``issuer`` in it MUST be identical to the one we asked for, or the
     document MUST NOT be used (RFC 8414 §3.3; mix-up defence, C23). Endpoints must be https (or loopback)."""
     what = "authorization server metadata"
@@ -59,7 +59,7 @@ def parse_metadata(response: HttpResponse, expected_issuer: str) -> ServerMetada
             continue
         if not isinstance(value, str):
             raise DiscoveryError(f"{what}: {name} is not a string")
-        endpoints[name] = check_endpoint(value)
+        endpoints[name] = check_endpoint(value, allow_insecure=allow_insecure)
     token_endpoint = endpoints.pop("token_endpoint")
     if token_endpoint is None:
         raise DiscoveryError(f"{what} has no token_endpoint")

@@ -10,11 +10,15 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 from .._redact import scrub
-from ..exceptions import InvalidResponse, SlowDown, UnexpectedRedirect, error_class_for
-from .messages import NOT_DECODED, HttpResponse
+from ..exceptions import InvalidResponse, NonJSONResponse, SlowDown, UnexpectedRedirect, error_class_for
+from .messages import HttpResponse
 
 _MAX_DESCRIPTION = 500
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+#: A Retry-After beyond a day is a server bug; capping keeps the arithmetic finite.
+MAX_RETRY_AFTER = 86400.0
+# C0, DEL, C1, and the invisible format characters that can reorder or hide text on a terminal (bidi
+# overrides, zero-width, line/paragraph separators): server text reaches users' terminals through messages.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff]+")
 
 
 def parse_retry_after(value: str | None, now: float) -> float | None:
@@ -22,8 +26,8 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
-        return float(value)
+    if value.isascii() and value.isdigit():  # ASCII only: str.isdigit() also accepts "²" and "٣"
+        return min(float(value), MAX_RETRY_AFTER)
     try:
         when = parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError, OverflowError):
@@ -34,11 +38,12 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
         return None
 
 
-def _clean_text(value: object) -> str | None:
-    """A server-supplied string made safe to put in a message: printable, bounded."""
+def _clean_text(value: object, secrets: Iterable[str] = ()) -> str | None:
+    """A server-supplied string made safe to put in a message: secrets we sent scrubbed (before truncating, so
+    a cut cannot leave half a secret behind), printable, bounded."""
     if not isinstance(value, str) or not value:
         return None
-    value = _CONTROL.sub(" ", value).strip()
+    value = _CONTROL.sub(" ", scrub(value, secrets)).strip()
     return value[:_MAX_DESCRIPTION] + ("…" if len(value) > _MAX_DESCRIPTION else "")
 
 
@@ -59,22 +64,21 @@ def decode_json_object(response: HttpResponse, what: str, secrets: Iterable[str]
             f"{what} answered with a redirect (HTTP {status}); not following it with credentials (RFC 9700 §4.12)",
             status_code=status,
         )
-    obj: object = response.json
-    if obj is NOT_DECODED:
-        if not response.body.strip():
-            raise InvalidResponse(
-                f"{what} returned an empty body ({describe_body(response)})",
-                status_code=status,
-                retry_after=retry_after,
-            )
-        try:
-            obj = json.loads(response.body, parse_constant=_reject_constant)
-        except (ValueError, RecursionError):
-            raise InvalidResponse(
-                f"{what} returned a non-JSON response ({describe_body(response)})",
-                status_code=status,
-                retry_after=retry_after,
-            ) from None
+    if not response.body.strip():
+        raise NonJSONResponse(
+            f"{what} returned an empty body ({describe_body(response)})",
+            status_code=status,
+            retry_after=retry_after,
+        )
+    try:
+        obj: object = json.loads(response.body, parse_constant=_reject_constant)
+    except (ValueError, RecursionError):
+        raise NonJSONResponse(
+            f"{what} returned a non-JSON response ({describe_body(response)}); a proxy, gateway or login page "
+            "may be answering instead of the authorization server",
+            status_code=status,
+            retry_after=retry_after,
+        ) from None
     if not isinstance(obj, dict):
         raise InvalidResponse(
             f"{what} returned JSON that is not an object (HTTP {status}, {type(obj).__name__})",
@@ -101,11 +105,9 @@ def error_from_body(
             retry_after=retry_after,
         )
     secrets = tuple(secrets)
-    code = scrub(_clean_text(code) or "", secrets)[:100]
-    description = _clean_text(obj.get("error_description"))
-    if description:
-        description = scrub(description, secrets)
-    uri = _clean_text(obj.get("error_uri"))
+    code = (_clean_text(code, secrets) or "")[:100]
+    description = _clean_text(obj.get("error_description"), secrets)
+    uri = _clean_text(obj.get("error_uri"), secrets)
     cls = error_class_for(code)
     exc = cls(code, description, uri, status_code=status, retry_after=retry_after)
     if isinstance(exc, SlowDown):

@@ -9,9 +9,6 @@ from .._redact import redact_form
 
 FormPairs = list[tuple[str, str]]
 
-# Marks "the transport handed us no decoded JSON"; distinct from a JSON ``null``.
-NOT_DECODED: object = object()
-
 
 @dataclass(frozen=True)
 class HttpRequest:
@@ -29,13 +26,11 @@ class HttpRequest:
 
 @dataclass(frozen=True)
 class HttpResponse:
-    """What came back. ``headers`` keys are lower-case. ``json`` is set when the transport only had a decoded
-    body (a test double's ``.json()``); otherwise ``body`` holds the capped raw bytes."""
+    """What came back: status, headers (keys lower-case) and the capped raw body bytes."""
 
     status_code: int
     headers: Mapping[str, str] = field(default_factory=dict)
     body: bytes = b""
-    json: object = NOT_DECODED
     #: Wall-clock time (``time.time()``) when the response arrived: the base for ``expires_at``.
     received_at: float = 0.0
 

@@ -16,6 +16,9 @@ SLOW_DOWN_STEP = 5.0
 #: Added to every wait so a poll never lands *exactly* on the interval: VM/WSL clock drift and network
 #: jitter then cannot make it look early to the server. Small, so approval-to-token stays within interval+0.1 s.
 DEFAULT_MARGIN = 0.05
+#: Floor of the gap between polls: a server interval of 0 (or less) must not turn polling into a tight loop.
+#: The first poll still goes out after the server's own interval (a single early poll is not a loop).
+MIN_INTERVAL = 1.0
 #: Ceiling of the exponential backoff after transport errors and 5xx.
 MAX_BACKOFF = 60.0
 #: This many slow_down answers in a row, although each wait was 5 s longer, means something else is wrong.
@@ -49,6 +52,9 @@ class PollSchedule:
     not_before: float = 0.0
     polls: int = 0
     slow_downs: int = 0
+    #: The outcome of the latest poll (None before the first): the driver reports a transport failure, not
+    #: "expired", when polling ends because the server could not be reached.
+    last_outcome: PollOutcome | None = None
     _slow_down_streak: int = field(default=0, repr=False)
     _transient_streak: int = field(default=0, repr=False)
 
@@ -64,16 +70,17 @@ class PollSchedule:
         max_slow_downs: int = MAX_CONSECUTIVE_SLOW_DOWNS,
     ) -> PollSchedule:
         """Begin at ``now`` (when the device authorization response arrived). The first poll also waits one
-        interval: the user cannot have approved yet, and RFC 8628 §3.5 asks for the wait "before each"."""
-        interval = max(0.0, float(interval))
+        interval: the user cannot have approved yet, and RFC 8628 §3.5 asks for the wait "before each".
+        Later gaps are at least ``MIN_INTERVAL``."""
+        requested = max(0.0, float(interval))
         return cls(
-            interval=interval,
+            interval=max(MIN_INTERVAL, requested),
             deadline=now + max(0.0, float(expires_in)),
             caller_deadline=None if timeout is None else now + max(0.0, timeout),
             margin=margin,
             max_slow_downs=max_slow_downs,
             expires_in=float(expires_in),
-            not_before=now + interval + margin,
+            not_before=now + requested + margin,
         )
 
     def time_left(self, now: float) -> float:
@@ -106,6 +113,7 @@ class PollSchedule:
         """Account for one poll's answer, received at ``now``. Waits are measured from the answer, so a slow
         response never shortens the gap the server sees."""
         self.polls += 1
+        self.last_outcome = outcome
         if outcome is PollOutcome.SLOW_DOWN:
             self.slow_downs += 1
             self._slow_down_streak += 1
@@ -130,4 +138,9 @@ class PollSchedule:
             wait = self.interval
         if retry_after is not None:
             wait = max(wait, retry_after)
-        self.not_before = now + wait + self.margin
+        not_before = now + wait + self.margin
+        if outcome is PollOutcome.TRANSIENT and retry_after is None:
+            # Back-off must not skip the code's remaining life: keep one last try an interval before it
+            # expires (still at least an interval after this answer).
+            not_before = min(not_before, max(now + self.interval + self.margin, self.deadline - self.interval))
+        self.not_before = not_before

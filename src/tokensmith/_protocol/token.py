@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import enum
-import logging
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -15,8 +14,6 @@ from .client_auth import ClientAuth
 from .errors import coerce_seconds, decode_json_object, optional_str, required_str
 from .messages import FormPairs, HttpRequest, HttpResponse
 from .params import ScopeInput, add_param, normalize_scope
-
-logger = logging.getLogger("tokensmith.protocol")
 
 
 class GrantType(str, enum.Enum):
@@ -35,8 +32,8 @@ B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
 
 JSON_ACCEPT = {"Accept": "application/json"}
 
-# Warn about a server omitting token_type once per process, not on every request.
-_warned_missing_type: list[bool] = []
+#: ``TokenResponse.warnings`` entry for a response without ``token_type`` (the driver decides how to log it).
+MISSING_TOKEN_TYPE = "token endpoint response has no token_type (RFC 6749 §5.1 requires it); assuming Bearer"
 
 
 def token_request(
@@ -74,6 +71,8 @@ class TokenResponse:
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
     #: Wall-clock receipt time; ``expires_at`` is computed from it once.
     received_at: float = 0.0
+    #: Things a driver may want to log (the protocol core logs nothing itself).
+    warnings: tuple[str, ...] = field(default=(), repr=False, compare=False)
 
     @property
     def expires_at(self) -> float | None:
@@ -109,10 +108,9 @@ def parse_token_response(
         raise InvalidResponse(f"{what}: access_token is not a valid RFC 6750 b64token", status_code=status)
     token_type = optional_str(obj, "token_type", what, status=status)
     accepted = {t.lower() for t in accepted_token_types}
+    warnings: tuple[str, ...] = ()
     if token_type is None:
-        log = logger.debug if _warned_missing_type else logger.warning
-        _warned_missing_type.append(True)
-        log("token endpoint response has no token_type (RFC 6749 §5.1 requires it); assuming Bearer")
+        warnings = (MISSING_TOKEN_TYPE,)
         token_type = "Bearer"
     elif token_type.lower() not in accepted:
         raise UnexpectedTokenType(
@@ -135,4 +133,5 @@ def parse_token_response(
         issued_token_type=optional_str(obj, "issued_token_type", what, status=status),
         raw=obj,
         received_at=response.received_at,
+        warnings=warnings,
     )

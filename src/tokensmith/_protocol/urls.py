@@ -1,16 +1,16 @@
-"""Endpoint URL policy (C3, C24): TLS everywhere except loopback, decided before any network access."""
+"""Endpoint URL policy (C3, C24): TLS everywhere except loopback, decided before any network access.
+
+Pure: whether plain http is allowed for a test rig is the caller's decision (the transport reads
+``TOKENSMITH_ALLOW_INSECURE_HTTP``), and nothing is cached here (the transport checks each URL once).
+"""
 
 from __future__ import annotations
 
-import functools
 import ipaddress
-import os
+import unicodedata
 from urllib.parse import urlsplit
 
 from ..exceptions import InsecureEndpointError, InvalidEndpointError
-
-#: Set to "1" to allow plain http:// to non-loopback hosts (test rigs behind a TLS-terminating proxy only).
-ALLOW_INSECURE_ENV = "TOKENSMITH_ALLOW_INSECURE_HTTP"
 
 
 def is_loopback_host(host: str) -> bool:
@@ -24,35 +24,60 @@ def is_loopback_host(host: str) -> bool:
         return False
 
 
-def check_endpoint(url: str, *, allow_insecure: bool | None = None) -> str:
-    """Return ``url`` if a token client may send credentials to it; raise otherwise (see ``_check``)."""
-    if not isinstance(url, str):
-        raise InvalidEndpointError(f"endpoint must be a string URL, not {type(url).__name__}")
-    if allow_insecure is None:
-        allow_insecure = os.environ.get(ALLOW_INSECURE_ENV, "") == "1"
-    return _check(url, allow_insecure)
+def has_invisible_characters(text: str) -> bool:
+    """Whitespace, control or format characters anywhere. A URL has none; where one appears, HTTP libraries
+    disagree on what it means (requests strips a leading U+00A0 *after* our scheme check would have run)."""
+    return any(ch.isspace() or unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp", "Zs") for ch in text)
 
 
-@functools.lru_cache(maxsize=256)  # the same few endpoints, on every request
-def _check(url: str, allow_insecure: bool) -> str:
+def is_secure_url(url: str) -> bool:
+    """``https``, or ``http`` to a loopback host (RFC 8252 §7.3), with no invisible characters."""
+    if has_invisible_characters(url):
+        return False
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+    except ValueError:
+        return False
+    scheme = parts.scheme.lower()
+    return bool(host) and (scheme == "https" or (scheme == "http" and is_loopback_host(host or "")))
+
+
+def check_endpoint(url: str, *, allow_insecure: bool = False) -> str:
     """Return ``url`` if a token client may send credentials to it; raise otherwise.
 
-    ``https`` is always fine; ``http`` only for loopback hosts, unless ``allow_insecure`` (default: the
-    ``TOKENSMITH_ALLOW_INSECURE_HTTP`` environment variable) says otherwise. Other schemes and URLs
-    without a scheme are left for the HTTP layer to reject (it raises before sending anything), which keeps
-    callers that patch the HTTP session in tests working with bare names such as ``"test.com"``.
+    - any whitespace, control or format character anywhere: ``InvalidEndpointError``;
+    - ``https`` is fine; ``http`` only for loopback hosts unless ``allow_insecure``
+      (``InsecureEndpointError``); any other scheme: ``InvalidEndpointError``;
+    - credentials in the URL: ``InvalidEndpointError`` (RFC 6749 §2.3.1).
+
+    A URL without any scheme (``"test.com"``) is left for the HTTP layer, which refuses it before sending
+    anything; callers that patch the HTTP session in their tests pass such bare names.
     """
-    parts = urlsplit(url)
+    if not isinstance(url, str):
+        raise InvalidEndpointError(f"endpoint must be a string URL, not {type(url).__name__}")
+    if has_invisible_characters(url):
+        raise InvalidEndpointError(
+            f"endpoint URL {url[:200]!r} contains whitespace or invisible characters; remove them (check the "
+            "configuration or environment variable it came from)"
+        )
+    try:
+        parts = urlsplit(url)
+        hostname = parts.hostname
+        credentials = parts.username or parts.password
+    except ValueError as error:
+        raise InvalidEndpointError(f"endpoint URL {url[:200]!r} cannot be parsed: {error}") from None
     scheme = parts.scheme.lower()
-    if scheme == "http":
-        if not parts.hostname:
-            raise InvalidEndpointError(f"endpoint URL has no host: {url!r}")
-        if not allow_insecure and not is_loopback_host(parts.hostname):
-            raise InsecureEndpointError(
-                f"refusing plain http:// for non-loopback host {parts.hostname!r}: OAuth endpoints need TLS "
-                f"(RFC 6749 §3.2, RFC 9700 §2.6). Set {ALLOW_INSECURE_ENV}=1 to override for a test rig."
-            )
-    if parts.username or parts.password:
+    if scheme not in ("", "http", "https") or (scheme == "" and url.startswith("//")):
+        raise InvalidEndpointError(f"endpoint URL {url[:200]!r}: only https:// (or http:// to loopback) is allowed")
+    if scheme in ("http", "https") and not hostname:
+        raise InvalidEndpointError(f"endpoint URL has no host: {url[:200]!r}")
+    if scheme == "http" and not allow_insecure and not is_loopback_host(hostname or ""):
+        raise InsecureEndpointError(
+            f"refusing plain http:// for non-loopback host {hostname!r}: OAuth endpoints need TLS "
+            "(RFC 6749 §3.2, RFC 9700 §2.6). Use https://, or set TOKENSMITH_ALLOW_INSECURE_HTTP=1 for a test rig."
+        )
+    if credentials:
         # RFC 6749 §2.3.1: credentials MUST NOT appear in the request URI.
         raise InvalidEndpointError("endpoint URL must not carry credentials (RFC 6749 §2.3.1)")
     return url
