@@ -49,7 +49,10 @@ def _explain(error: TokensmithError) -> str:
         return "gave up waiting for approval (--timeout)"
     if isinstance(error, DeviceFlowCancelled):
         return "cancelled"
-    return f"{type(error).__name__}: {error}"
+    from .presenter import printable
+
+    # The message may quote the server (error_description): no terminal controls, bidi or zero-width characters.
+    return printable(f"{type(error).__name__}: {error}", limit=None)
 
 
 def _build() -> Any:
