@@ -120,3 +120,79 @@ def test_plain_text_when_stderr_is_not_a_terminal(idp: LocalIdP) -> None:
     assert proc.returncode == 0
     assert "\x1b" not in seen and "\r" not in seen and "█" not in seen
     assert B64TOKEN.fullmatch(stdout.strip()) and stdout.count("\n") == 1
+
+
+# -- stdout that cannot take the token (issue 7, item 16) ---------------------------------------------------
+
+CLOSED_STDOUT = "tokensmith: cannot write the token to stdout (closed); nothing was printed\n"
+
+
+def _read_until_code(proc: subprocess.Popen[str]) -> tuple[str, str]:
+    """stderr up to and including the user code, and the code."""
+    assert proc.stderr is not None
+    seen = ""
+    while not (match := CODE.search(seen.encode())) or "enter the code" not in seen:
+        line = proc.stderr.readline()
+        assert line, f"command ended early: {seen}"
+        seen += line
+    return seen, match.group(1).decode()
+
+
+def _assert_one_clean_complaint(stderr: str, expected_line: str) -> None:
+    """The person gets exactly one line about stdout, as the last line, and no Python noise."""
+    assert stderr.endswith(expected_line)
+    assert stderr.count("tokensmith:") == 1
+    for noise in ("Traceback", "Exception ignored", "BrokenPipeError", "Error:"):
+        assert noise not in stderr
+
+
+def test_closed_stdout_fails_at_once_with_one_line(idp: LocalIdP) -> None:
+    """``tokensmith device-login ... >&-``: nothing could ever be printed, so no login is started."""
+    proc = subprocess.run(
+        ["/bin/sh", "-c", 'exec "$@" >&-', "sh", *_argv(idp, "--no-browser")],
+        stdin=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=_env(),
+        text=True,
+        timeout=30,
+    )
+    assert proc.returncode == 1
+    assert proc.stderr == CLOSED_STDOUT  # exactly one line: no prompt, so no code was ever asked for
+
+
+def test_stdout_reader_gone_after_sign_in_fails_with_one_line(idp: LocalIdP) -> None:
+    """``tokensmith device-login ... | head -c0``: the reader is gone when the token arrives (EPIPE)."""
+    proc = subprocess.Popen(
+        _argv(idp, "--no-browser"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env(), text=True
+    )
+    seen, user_code = _read_until_code(proc)
+    assert proc.stdout is not None
+    proc.stdout.close()  # the only reader of the pipe goes away
+    proc.stdout = None
+    idp.approve(user_code)
+    _, stderr = proc.communicate(timeout=30)
+    seen += stderr
+    assert proc.returncode == 1
+    assert "Signed in." in seen  # the login itself worked; only printing failed
+    _assert_one_clean_complaint(
+        seen,
+        "tokensmith: cannot write the token to stdout (the reading end of the pipe has gone); nothing was printed\n",
+    )
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+def test_stdout_on_a_full_disk_fails_with_one_line(idp: LocalIdP) -> None:
+    proc = subprocess.Popen(
+        ["/bin/sh", "-c", 'exec "$@" >/dev/full', "sh", *_argv(idp, "--no-browser")],
+        stderr=subprocess.PIPE,
+        env=_env(),
+        text=True,
+    )
+    seen, user_code = _read_until_code(proc)
+    idp.approve(user_code)
+    _, stderr = proc.communicate(timeout=30)
+    seen += stderr
+    assert proc.returncode == 1
+    _assert_one_clean_complaint(
+        seen, "tokensmith: cannot write the token to stdout (No space left on device); nothing was printed\n"
+    )

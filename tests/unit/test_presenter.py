@@ -10,7 +10,13 @@ import time
 import pytest
 
 from tokensmith._protocol.polling import PollOutcome
-from tokensmith.cli.presenter import TerminalPresenter, has_local_display, printable
+from tokensmith.cli.presenter import (
+    TerminalPresenter,
+    has_local_display,
+    may_open_in_browser,
+    printable,
+    render_qr,
+)
 from tokensmith.device import DevicePrompt, PollProgress
 
 PROMPT = DevicePrompt(
@@ -133,3 +139,266 @@ def test_final_progress_event_stops_the_status_line() -> None:
         assert (expected in text) if expected else ("Signed in." not in text)
         presenter.close(success=True)  # idempotent: nothing more is written
         assert out.getvalue() == text
+
+
+# -- "never trust" the server's text (issue 7, item 16) -----------------------------------------------------
+
+
+def _prompt(
+    user_code: str = "WDJB-MJHT",
+    verification_uri: str = "https://idp.example/device",
+    verification_uri_complete: str | None = None,
+    expires_in: int = 600,
+    expires_at: float | None = None,
+) -> DevicePrompt:
+    at = time.time() + expires_in if expires_at is None else expires_at
+    return DevicePrompt(user_code, verification_uri, verification_uri_complete, expires_in, at, 5)
+
+
+class RecordingOpener:
+    """A browser that records every link it is asked to open."""
+
+    def __init__(self) -> None:
+        self.opened: list[str] = []
+
+    def __call__(self, url: str) -> None:
+        self.opened.append(url)
+
+
+def _show_with_browser(prompt: DevicePrompt, **kwargs: object) -> tuple[str, list[str]]:
+    out = io.StringIO()
+    opener = RecordingOpener()
+    presenter = TerminalPresenter(out, live=False, open_browser=True, browser_opener=opener, **kwargs)  # type: ignore[arg-type]
+    presenter.show_prompt(prompt)
+    for thread in threading.enumerate():  # the opener runs in the background: let it finish before looking
+        if thread.name == "tokensmith-browser":
+            thread.join(5)
+    presenter.close(success=True)
+    return out.getvalue(), opener.opened
+
+
+HIDDEN = [
+    "\x00",
+    "\x07",  # bell
+    "\x08",  # backspace: could overwrite what was shown
+    "\x1b",  # ESC (C0)
+    "\r",
+    "\n",
+    "\x7f",
+    "\x85",  # NEL (C1)
+    "\x9b",  # CSI (C1): an escape sequence in one byte on 8-bit terminals
+    "\x9d",  # OSC (C1)
+    "\u202a",
+    "\u202b",
+    "\u202c",
+    "\u202d",
+    "\u202e",  # bidi embeddings and overrides
+    "\u2066",
+    "\u2067",
+    "\u2068",
+    "\u2069",  # bidi isolates
+    "\u200b",
+    "\u200c",
+    "\u200d",  # zero-width space, non-joiner, joiner
+    "\u200e",
+    "\u200f",  # left-to-right / right-to-left marks
+    "\ufeff",  # BOM / zero-width no-break space
+    "\u00ad",  # soft hyphen
+    "\u2060",  # word joiner
+    "\u2028",
+    "\u2029",  # line / paragraph separator
+    "\u3164",  # Hangul filler: a letter that renders as nothing
+    "\U000e0041",  # tag character
+]
+
+
+@pytest.mark.parametrize("hidden", HIDDEN, ids=[f"U+{ord(c):04X}" for c in HIDDEN])
+def test_printable_removes_controls_format_and_invisible_characters(hidden: str) -> None:
+    assert printable(f"WDJB{hidden}-MJHT") == "WDJB-MJHT"
+
+
+def test_printable_keeps_ordinary_text() -> None:
+    text = "Gerät anmelden – コードを入力 https://idp.example/device?user_code=WDJB-MJHT"
+    assert printable(text) == text
+
+
+def test_printable_bounds_long_text_with_an_ellipsis() -> None:
+    assert printable("A" * 300) == "A" * 300
+    assert printable("A" * 1_000_000) == "A" * 300 + "…"
+    assert printable("\u202e" * 1000 + "A" * 301) == "A" * 300 + "…"  # counted after stripping
+    assert printable("A" * 1000, limit=10) == "A" * 10 + "…"
+    assert printable("A" * 1000, limit=None) == "A" * 1000
+
+
+def test_bidi_and_zero_width_characters_never_reach_the_terminal() -> None:
+    evil = _prompt(
+        user_code="WDJB\u202e-MJHT\u200b\u2028",
+        verification_uri="https://idp.example/\u2066device\u2069\x9b2J",
+        verification_uri_complete="https://idp.example/device?user_code=WDJB-MJHT\ufeff\u0085",
+    )
+    text = _show(evil, color=False)
+    assert not {ch for ch in text if ch in HIDDEN and ch != "\n"}
+    assert "    WDJB-MJHT\n" in text
+    assert "    https://idp.example/device2J\n" in text
+    assert "Link with the code filled in: https://idp.example/device?user_code=WDJB-MJHT\n" in text
+
+
+def test_absurdly_long_server_strings_are_cut_on_the_terminal() -> None:
+    huge = _prompt(
+        user_code="W" * 100_000,
+        verification_uri="https://idp.example/" + "d" * 100_000,
+        verification_uri_complete="https://idp.example/device?user_code=" + "W" * 100_000,
+    )
+    text = _show(huge, color=False)
+    assert len(text) < 2_000
+    assert f"    {'W' * 300}…\n" in text
+    assert text.count("…") == 3
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://idp.example/device",
+        "HTTPS://IDP.EXAMPLE/device?user_code=WDJB-MJHT",
+        "https://idp.example:8443/device#x",
+        "http://127.0.0.1:3000/device",
+        "http://127.8.9.10/device",
+        "http://[::1]:3000/device",
+        "http://localhost/device",
+        "http://idp.localhost:3000/device",
+    ],
+)
+def test_links_a_browser_may_open(url: str) -> None:
+    assert may_open_in_browser(url)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "",
+        "-https://idp.example/device",
+        "--remote-debugging-port=9222",
+        "-new-tab https://idp.example",
+        "file:///etc/passwd",
+        "javascript:alert(document.cookie)",
+        "JavaScript:alert(1)",
+        "data:text/html,<script>alert(1)</script>",
+        "vbscript:msgbox(1)",
+        "ftp://idp.example/device",
+        "chrome://settings",
+        "about:blank",
+        "idp.example/device",  # no scheme
+        "//idp.example/device",
+        "http://idp.example/device",  # plain http to a remote host
+        "http://10.0.0.1/device",
+        "http://127.0.0.1.evil.example/device",
+        "http://evil.example\\.localhost/device",  # browsers read the backslash as '/': host evil.example
+        "https://idp.example@evil.example/device",  # user info: the host is evil.example
+        "https://user:password@idp.example/device",
+        "https:///device",  # no host
+        "https://",
+        "https://[::1/device",  # malformed
+        "http://localhost:99999/device",  # malformed port
+        "https://idp.example/dev ice",
+        "https://idp.example/device\t",
+        " https://idp.example/device",
+        "https://idp.example/device\n",
+        "https://idp.example/\x1b[2Jdevice",
+        "https://idp.example/\x9bdevice",
+        "https://idp.example/device\u202e",
+        "https://idp.example/\u200bdevice",
+        "https://idp.example/device\u00a0",  # no-break space
+        "https://іdp.example/device",  # Cyrillic і: non-ASCII links are shown, never opened
+    ],
+)
+def test_links_a_browser_must_not_open(url: str) -> None:
+    assert not may_open_in_browser(url)
+
+
+@pytest.mark.parametrize(
+    ("uri", "complete", "expected"),
+    [
+        ("https://idp.example/device", "https://idp.example/device?user_code=WDJB-MJHT", ["complete"]),
+        ("http://127.0.0.1:3000/device", None, ["uri"]),
+        ("https://idp.example/device", "javascript:alert(1)", ["uri"]),  # the plain link still works
+        ("https://idp.example/device", "https://idp.example/device?user_code=WDJB MJHT", ["uri"]),
+        ("--renderer-cmd-prefix=/bin/sh", None, []),
+        ("file:///etc/passwd", "data:text/html,<h1>hi</h1>", []),
+        ("http://idp.example/device", "-https://idp.example/device?user_code=WDJB-MJHT", []),
+    ],
+)
+def test_browser_opens_only_a_safe_link(uri: str, complete: str | None, expected: list[str]) -> None:
+    text, opened = _show_with_browser(_prompt(verification_uri=uri, verification_uri_complete=complete))
+    assert opened == [{"uri": uri, "complete": complete}[e] for e in expected]
+    if opened:
+        assert "Opening your browser" in text and "not opened automatically" not in text
+    else:
+        assert "Opening your browser" not in text
+        assert text.count("not opened automatically") == 1
+    assert f"    {printable(uri)}\n" in text  # shown, so the person can copy it
+    if complete:
+        assert f"Link with the code filled in: {printable(complete)}\n" in text
+
+
+def test_no_qr_code_for_a_link_that_must_not_be_opened() -> None:
+    text = _show(_prompt(verification_uri_complete="javascript:alert(1)//WDJB-MJHT"), qr=True, color=False)
+    assert "scan this QR code" not in text and not any(ch in text for ch in "█▀▄")
+    assert "Link with the code filled in: javascript:alert(1)//WDJB-MJHT" in text
+
+
+def test_link_too_long_for_a_qr_code_shows_the_link_and_no_qr(caplog: pytest.LogCaptureFixture) -> None:
+    long_link = "https://idp.example/device?user_code=WDJB-MJHT&pad=" + "a" * 4000
+    assert render_qr(long_link) is None  # segno: DataOverflowError
+    caplog.set_level("DEBUG", logger="tokensmith.cli")
+    text, opened = _show_with_browser(_prompt(verification_uri_complete=long_link), qr=True, color=False)
+    assert "scan this QR code" not in text and not any(ch in text for ch in "█▀▄")
+    assert "Link with the code filled in: https://idp.example/device?user_code=WDJB-MJHT&pad=" in text
+    assert "    WDJB-MJHT\n" in text
+    assert opened == [long_link]
+    assert "DataOverflowError" in caplog.text
+
+
+def test_a_failing_qr_renderer_never_ends_the_login(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import segno
+
+    def broken(*args: object, **kwargs: object) -> object:
+        raise RuntimeError("renderer exploded")
+
+    monkeypatch.setattr(segno, "make", broken)
+    caplog.set_level("DEBUG", logger="tokensmith.cli")
+    text = _show(PROMPT, qr=True, color=False)
+    assert "scan this QR code" not in text
+    assert "WDJB-MJHT" in text and f"Link with the code filled in: {PROMPT.verification_uri_complete}" in text
+    assert "Signed in." in text
+    assert "RuntimeError" in caplog.text
+
+
+@pytest.mark.parametrize("expires_in", [10**12, 2**62])
+def test_absurd_lifetime_is_shown_without_a_clock_time_or_countdown(expires_in: int) -> None:
+    prompt = _prompt(verification_uri_complete=PROMPT.verification_uri_complete, expires_in=expires_in)
+    assert "The code expires in more than a day." in _show(prompt, color=False)
+    out = io.StringIO()
+    presenter = TerminalPresenter(out, live=True, qr=False, color=False, open_browser=False)
+    presenter.show_prompt(prompt)
+    for _ in range(100):
+        if "* Waiting for approval ..." in out.getvalue():
+            break
+        time.sleep(0.05)
+    assert presenter._ticker is not None and presenter._ticker.is_alive()
+    presenter.close(success=True)
+    text = out.getvalue()
+    assert "* Waiting for approval ..." in text and "left" not in text
+    assert text.endswith("\r\x1b[2KSigned in.\n")
+
+
+def test_expiry_outside_the_clock_range_shows_the_minutes_only() -> None:
+    text = _show(_prompt(expires_in=600, expires_at=1e300), color=False)  # time.localtime overflows
+    assert "The code expires in 10 min.\n" in text
+
+
+def test_expiry_shows_minutes_and_clock_time() -> None:
+    prompt = _prompt(expires_in=900)
+    text = _show(prompt, color=False)
+    assert f"The code expires in 15 min (at {time.strftime('%H:%M', time.localtime(prompt.expires_at))})." in text

@@ -29,6 +29,57 @@ EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
 
+class _StdoutUnavailable(Exception):
+    """stdout cannot take the token: closed before we started, or a pipe whose reader has gone."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _check_stdout() -> None:
+    """Refuse to start a login whose token could not be printed: with fd 1 closed (``>&-``) Python has no
+    ``sys.stdout``. A stream without a file descriptor (a test harness) is taken on trust."""
+    stream = sys.stdout
+    if stream is None or stream.closed:
+        raise _StdoutUnavailable("closed")
+    try:
+        fd = stream.fileno()
+    except (AttributeError, OSError, ValueError):
+        return
+    try:
+        os.fstat(fd)
+    except OSError:
+        raise _StdoutUnavailable("closed") from None
+
+
+def _print_token(text: str) -> None:
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        raise _StdoutUnavailable("the reading end of the pipe has gone") from None
+    except (OSError, ValueError) as error:  # ENOSPC (> /dev/full), EBADF, a closed stream
+        reason = getattr(error, "strerror", None) or "closed"
+        raise _StdoutUnavailable(str(reason)) from None
+
+
+def _silence_stdout() -> None:
+    """Point stdout's file descriptor at /dev/null, so the interpreter's final flush of what is still buffered
+    (the token) neither fails again ("Exception ignored ... BrokenPipeError") nor goes anywhere else."""
+    try:
+        fd = sys.stdout.fileno()
+        devnull = os.open(os.devnull, os.O_WRONLY)
+    except (AttributeError, OSError, ValueError):
+        return
+    try:
+        os.dup2(devnull, fd)
+    except OSError:
+        pass
+    finally:
+        os.close(devnull)
+
+
 def _client_auth(client_id: str, secret_env: str, method: str, encoding: str) -> Any:
     from .._protocol.client_auth import ClientSecretBasic, ClientSecretPost, NoClientAuth
 
@@ -49,7 +100,10 @@ def _explain(error: TokensmithError) -> str:
         return "gave up waiting for approval (--timeout)"
     if isinstance(error, DeviceFlowCancelled):
         return "cancelled"
-    return f"{type(error).__name__}: {error}"
+    from .presenter import printable
+
+    # The message may quote the server (error_description): no terminal controls, bidi or zero-width characters.
+    return printable(f"{type(error).__name__}: {error}", limit=None)
 
 
 def _build() -> Any:
@@ -90,6 +144,7 @@ def _build() -> Any:
     )
     def device_login(**opts: Any) -> None:
         """Sign in with the device authorization grant and print the access token."""
+        _check_stdout()
         from ..device import device_login as run
         from .presenter import TerminalPresenter
 
@@ -108,8 +163,7 @@ def _build() -> Any:
                 timeout=opts["timeout"],
                 cancel=cancel,
             )
-        sys.stdout.write(token.access_token + "\n")
-        sys.stdout.flush()
+        _print_token(token.access_token + "\n")
 
     return cli
 
@@ -130,6 +184,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except click.ClickException as error:
         error.show()
         return EXIT_USAGE
+    except _StdoutUnavailable as error:
+        _silence_stdout()
+        sys.stderr.write(f"tokensmith: cannot write the token to stdout ({error.reason}); nothing was printed\n")
+        return EXIT_ERROR
     except (TokensmithError, ValueError) as error:
         message = _explain(error) if isinstance(error, TokensmithError) else str(error)
         sys.stderr.write(f"tokensmith: {message}\n")

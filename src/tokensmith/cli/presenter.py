@@ -10,28 +10,67 @@ import io
 import itertools
 import logging
 import os
-import re
 import shutil
 import sys
 import threading
 import time
+import unicodedata
 import webbrowser
 from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import TextIO
+from urllib.parse import urlsplit
 
 from .._protocol.polling import PollOutcome
+from .._protocol.urls import is_loopback_host
 from ..device import DevicePrompt, PollProgress
 
 logger = logging.getLogger("tokensmith.cli")
 
-_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
 
+#: At most this many characters of one server string are shown (a user code is ~9, a link ~100).
+SHOWN_LIMIT = 300
+#: Unicode categories never shown: controls (C0, DEL, C1), format characters (bidi overrides and isolates,
+#: zero-width space/joiners, BOM, soft hyphen, tags), lone surrogates, and line/paragraph separators.
+_HIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
+#: Letters that render as nothing (Hangul fillers) and the combining grapheme joiner.
+_HIDDEN_CHARS = frozenset("\u115f\u1160\u3164\uffa0\u034f")
+#: Lifetimes beyond this are shown as "more than a day", without a clock time or countdown.
+_ONE_DAY = 24 * 3600
 
-def printable(text: str) -> str:
-    """Strip control characters: a server-supplied code or link must not drive the terminal (escape injection)."""
-    return _UNPRINTABLE.sub("", text)
+
+def printable(text: str, limit: int | None = SHOWN_LIMIT) -> str:
+    """``text`` made safe to show on a terminal: without control, format (bidi, zero-width) and line-separator
+    characters, so a server-supplied code or link can neither drive the terminal (escape injection) nor disguise
+    itself; cut to ``limit`` characters with an ellipsis (``None``: no limit)."""
+    kept: list[str] = []
+    for ch in text:
+        if ch in _HIDDEN_CHARS or unicodedata.category(ch) in _HIDDEN_CATEGORIES:
+            continue
+        if limit is not None and len(kept) >= limit:
+            return "".join(kept) + "…"
+        kept.append(ch)
+    return "".join(kept)
+
+
+def may_open_in_browser(url: str) -> bool:
+    """True for a link the presenter may hand to a browser: ``https://``, or ``http://`` to a loopback host;
+    printable ASCII only (no whitespace, control, format or look-alike characters), no leading ``-`` (it would
+    be an option to the browser command), no backslash (browsers read it as ``/``, so the host they see could
+    differ from the one checked here) and no user name or password before the host. Everything else
+    (``file:``, ``javascript:``, ``data:``, ...) is only shown."""
+    if not url or url.startswith("-") or "\\" in url or not all("!" <= ch <= "~" for ch in url):
+        return False
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+        parts.port  # noqa: B018 - raises ValueError for a malformed port
+    except ValueError:
+        return False
+    if not host or parts.username is not None or parts.password is not None:
+        return False
+    return parts.scheme == "https" or (parts.scheme == "http" and is_loopback_host(host))
 
 
 def is_remote_session(environ: Mapping[str, str]) -> bool:
@@ -51,14 +90,19 @@ def has_local_display(environ: Mapping[str, str], platform: str = sys.platform) 
 
 
 def render_qr(data: str, *, border: int = 2) -> str | None:
-    """A compact (half-block) QR code as text, or None when ``segno`` is not installed."""
+    """A compact (half-block) QR code as text, or None when ``segno`` is not installed or cannot encode ``data``
+    (too long for a QR code: ``DataOverflowError``). A QR code is a convenience: no failure here ends a login."""
     try:
         import segno
     except ImportError:
         logger.debug("segno not installed (pip install 'tokensmith[qr]'); no QR code shown")
         return None
     buffer = io.StringIO()
-    segno.make(data, error="l", micro=False).terminal(out=buffer, border=border, compact=True)
+    try:
+        segno.make(data, error="l", micro=False).terminal(out=buffer, border=border, compact=True)
+    except Exception as error:
+        logger.debug("no QR code shown: %s", type(error).__name__)
+        return None
     return buffer.getvalue()
 
 
@@ -67,7 +111,9 @@ class TerminalPresenter:
 
     Defaults follow the stream: on a TTY, a QR code (when it fits), a live status line and colour (unless
     ``NO_COLOR`` is set or ``TERM=dumb``); otherwise plain lines only. The browser is opened only when there is a
-    local display and the session is not over SSH, from a background thread so it can never block the login.
+    local display and the session is not over SSH, from a background thread so it can never block the login,
+    and only for a link that passes ``may_open_in_browser`` (the same rule decides whether a QR code is shown).
+    Server text is shown through ``printable``.
     """
 
     def __init__(
@@ -105,6 +151,7 @@ class TerminalPresenter:
         self._prompt = prompt
         uri = printable(prompt.verification_uri)
         code = printable(prompt.user_code)
+        raw_complete = prompt.verification_uri_complete
         lines = [
             "",
             "To sign in, open this page in a browser:",
@@ -116,24 +163,28 @@ class TerminalPresenter:
             f"    {self._style(code, '1')}",
             "",
         ]
-        complete = printable(prompt.verification_uri_complete) if prompt.verification_uri_complete else None
-        if complete and self.qr:
-            block = render_qr(complete)
+        complete = printable(raw_complete) if raw_complete else None
+        if raw_complete and self.qr and may_open_in_browser(raw_complete):
+            block = render_qr(raw_complete)
             if block is not None and _width(block) <= _columns(self.stream):
                 lines += ["Or scan this QR code (check that the page shows the same code):", block.rstrip("\n"), ""]
         if complete:
             lines += [f"Link with the code filled in: {complete}", ""]
-        minutes = max(1, round(prompt.expires_in / 60))
-        lines.append(
-            f"The code expires in {minutes} min (at {time.strftime('%H:%M', time.localtime(prompt.expires_at))})."
-        )
+        lines.append(_expiry_text(prompt.expires_in, prompt.expires_at))
         self._write("\n".join(lines) + "\n")
         if self.open_browser:
-            target = complete or uri
-            self._write("Opening your browser ...\n")
-            threading.Thread(
-                target=self._browser_opener, args=(target,), daemon=True, name="tokensmith-browser"
-            ).start()
+            # The link with the code filled in if it passes, else the plain one; the person always has both.
+            target = next((u for u in (raw_complete, prompt.verification_uri) if u and may_open_in_browser(u)), None)
+            if target is None:
+                self._write(
+                    "The link was not opened automatically (only https:// links, or http:// to this computer, are);"
+                    " copy it into a browser.\n"
+                )
+            else:
+                self._write("Opening your browser ...\n")
+                threading.Thread(
+                    target=self._browser_opener, args=(target,), daemon=True, name="tokensmith-browser"
+                ).start()
         if self.live:
             self._ticker = threading.Thread(target=self._tick, daemon=True, name="tokensmith-status")
             self._ticker.start()
@@ -186,11 +237,16 @@ class TerminalPresenter:
         for frame in itertools.cycle(_SPINNER):
             if self._stop.is_set() or self._prompt is None:
                 return
-            left = max(0, int(self._prompt.expires_at - self._clock()))
-            if left == 0:  # the code is dead; whoever polls will say so
+            remaining = self._prompt.expires_at - self._clock()
+            if remaining < 1:  # the code is dead; whoever polls will say so
                 return
+            if remaining <= _ONE_DAY:
+                left = int(remaining)
+                countdown = f" {left // 60}:{left % 60:02d} left"
+            else:  # an absurd lifetime: no countdown
+                countdown = ""
             with self._lock:
-                line = f"{frame if self.color else '*'} {self._status} ... {left // 60}:{left % 60:02d} left"
+                line = f"{frame if self.color else '*'} {self._status} ...{countdown}"
                 self.stream.write("\r\x1b[2K" + line)
                 self.stream.flush()
                 self._status_shown = True
@@ -204,6 +260,19 @@ class TerminalPresenter:
         with self._lock:
             self.stream.write(text)
             self.stream.flush()
+
+
+def _expiry_text(expires_in: float, expires_at: float) -> str:
+    """When the code expires, for people: minutes and the clock time; an absurd lifetime (``10**12`` s, past what
+    ``time.localtime`` can convert) as "more than a day"."""
+    if not expires_in <= _ONE_DAY:  # also NaN
+        return "The code expires in more than a day."
+    minutes = max(1, round(expires_in / 60))
+    try:
+        clock = time.strftime("%H:%M", time.localtime(expires_at))
+    except (OverflowError, OSError, ValueError):
+        return f"The code expires in {minutes} min."
+    return f"The code expires in {minutes} min (at {clock})."
 
 
 def _isatty(stream: TextIO) -> bool:
