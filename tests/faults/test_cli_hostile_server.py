@@ -88,7 +88,9 @@ def test_hostile_server_text_is_tamed_on_the_terminal(fault_server: FaultServer,
     assert "    https://idp.example/device\n" in stderr
     assert "Link with the code filled in: --renderer-cmd-prefix=/bin/sh\n" in stderr
     assert "The code expires in more than a day." in stderr
-    assert "client 31mblocked0m txet desrever  see  ]8;;https://evil.example" in stderr.splitlines()[-1]
+    # The library already turns hidden characters in server text into spaces (tokensmith._protocol.errors).
+    last = " ".join(stderr.splitlines()[-1].split())
+    assert "client 31mblocked 0m txet desrever see ]8;;https://evil.example" in last
     assert DEVICE_CODE not in stderr
 
     # The browser got the plain link, never the option-like "complete" link.
