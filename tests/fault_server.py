@@ -72,6 +72,8 @@ class Reply:
     connection is closed after the body. ``delay`` sleeps before anything is
     sent (interrupted by :meth:`FaultServer.stop`, which then drops the
     connection). ``drop`` closes the connection without writing a byte.
+    ``trickle > 0`` writes the whole response (status line and headers included) one byte every ``trickle``
+    seconds: a per-read timeout never fires, only a total deadline does.
     """
 
     status: int = 200
@@ -83,6 +85,7 @@ class Reply:
     stream_bytes: int = 0
     omit_length: bool = False
     drop: bool = False
+    trickle: float = 0.0
 
     def __post_init__(self) -> None:
         if self.json is not UNSET and self.body is not None:
@@ -259,10 +262,27 @@ class _Handler(BaseHTTPRequestHandler):
         if reply.drop:
             self.close_connection = True
             return
+        if reply.trickle > 0:
+            self._trickle(reply)
+            return
         try:
             self._send(reply)
         except OSError:  # client went away (e.g. it enforced a size cap)
             self.close_connection = True
+
+    def _trickle(self, reply: Reply) -> None:
+        self.close_connection = True
+        payload = reply.payload()
+        head = f"HTTP/1.1 {reply.status} Slow\r\nContent-Type: {reply.effective_content_type()}\r\n"
+        head += f"Content-Length: {len(payload)}\r\nConnection: close\r\n\r\n"
+        for byte in head.encode("latin-1") + payload:
+            if self._owner._stopping.wait(reply.trickle):
+                return
+            try:
+                self.wfile.write(bytes([byte]))
+                self.wfile.flush()
+            except OSError:  # the client gave up (its deadline): that is the point
+                return
 
     def _send(self, reply: Reply) -> None:
         stop = self._owner._stopping

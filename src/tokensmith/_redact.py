@@ -45,7 +45,9 @@ def redact(value: str | None) -> str:
 def encoded_forms(secret: str) -> set[str]:
     """The ways a secret we sent can come back in text: as sent, percent-encoded (path or form style, either
     case of hex digits), JSON-escaped, and base64 (a reflected ``Authorization`` header)."""
-    forms = {secret, quote(secret, safe=""), quote_plus(secret), json.dumps(secret)[1:-1]}
+    escaped = json.dumps(secret)[1:-1]
+    # JSON-escaped as Python writes it, and with "\/" as PHP and others write it.
+    forms = {secret, quote(secret, safe=""), quote_plus(secret), escaped, escaped.replace("/", "\\/")}
     forms |= {f.lower() for f in forms if "%" in f}
     with contextlib.suppress(UnicodeEncodeError):  # lone surrogates have no bytes to encode
         forms.add(base64.b64encode(secret.encode()).decode("ascii"))

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from ..exceptions import DiscoveryError, InvalidEndpointError
+from ..exceptions import DiscoveryError, InsecureEndpointError, InvalidEndpointError
 from .errors import decode_json_object
 from .messages import HttpResponse
 from .urls import check_endpoint
@@ -59,7 +59,10 @@ def parse_metadata(response: HttpResponse, expected_issuer: str, *, allow_insecu
             continue
         if not isinstance(value, str):
             raise DiscoveryError(f"{what}: {name} is not a string")
-        endpoints[name] = check_endpoint(value, allow_insecure=allow_insecure)
+        try:
+            endpoints[name] = check_endpoint(value, allow_insecure=allow_insecure)
+        except (InvalidEndpointError, InsecureEndpointError) as error:
+            raise DiscoveryError(f"{what}: {name} is not usable: {error}") from error
     token_endpoint = endpoints.pop("token_endpoint")
     if token_endpoint is None:
         raise DiscoveryError(f"{what} has no token_endpoint")
