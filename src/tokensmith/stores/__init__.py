@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ..exceptions import StoreError, StoreLockTimeout
 from .base import TokenStore, cache_key
 
 if TYPE_CHECKING:
@@ -14,7 +15,15 @@ if TYPE_CHECKING:
     from .keyring import KeyringStore
     from .memory import MemoryStore
 
-__all__ = ["FileStore", "KeyringStore", "MemoryStore", "TokenStore", "cache_key"]
+__all__ = [
+    "FileStore",
+    "KeyringStore",
+    "MemoryStore",
+    "StoreError",
+    "StoreLockTimeout",
+    "TokenStore",
+    "cache_key",
+]
 
 
 def __getattr__(name: str) -> Any:

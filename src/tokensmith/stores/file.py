@@ -20,7 +20,6 @@ Why each piece is here (IDP-QUIRKS, "Caches shared by several processes"):
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import re
@@ -30,10 +29,19 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from ..exceptions import TokensmithError
+from ..exceptions import StoreError, StoreLockTimeout
 from ..token import Token
+from .codec import (
+    FORMAT_VERSION,
+    MAX_DOCUMENT_BYTES,
+    NewerFormatError,
+    check_key,
+    decode_token,
+    encode_token,
+    short_key,
+)
 
 if TYPE_CHECKING:
     import filelock
@@ -42,27 +50,16 @@ __all__ = ["FORMAT_VERSION", "FileStore", "StoreError", "StoreLockTimeout", "def
 
 logger = logging.getLogger("tokensmith.stores")
 
-#: The ``version`` member of every token file this module writes.
-FORMAT_VERSION = 1
 #: A token file larger than this is not something we wrote: it is treated as corrupt.
-MAX_FILE_BYTES = 8 * 1024 * 1024
+MAX_FILE_BYTES = MAX_DOCUMENT_BYTES
 #: Temporary files older than this (seconds) belong to a killed writer and may be removed.
 STALE_TEMP_AGE = 300.0
 
 _POSIX = os.name == "posix"
-_KEY_RE = re.compile(r"[A-Za-z0-9_\-][A-Za-z0-9_.\-]{0,199}")
 _TEMP_RE = re.compile(r"\.(?P<key>[A-Za-z0-9_.\-]+)\.json\.[0-9a-f]+\.tmp")
 _O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _O_BINARY = getattr(os, "O_BINARY", 0)
-
-
-class StoreError(TokensmithError):
-    """A token store could not do what was asked (writing a token, preparing its directory)."""
-
-
-class StoreLockTimeout(StoreError, TimeoutError):
-    """``lock(key)`` waited ``lock_timeout`` seconds while another thread or process held the lock."""
 
 
 def default_directory() -> str:
@@ -87,11 +84,6 @@ def _current_uid() -> int | None:
 def _owned_by_current_user(st: os.stat_result) -> bool:
     uid = _current_uid()
     return uid is None or st.st_uid == uid
-
-
-def _short(key: str) -> str:
-    """What a log line may say about a key: its first 12 characters (keys are hashes, never secrets)."""
-    return key[:12]
 
 
 def _loose_bits(mode: int) -> int:
@@ -220,10 +212,10 @@ class FileStore:
 
     def path_for(self, key: str) -> str:
         """The token file for ``key``."""
-        return os.path.join(self.directory, _check_key(key) + ".json")
+        return os.path.join(self.directory, check_key(key) + ".json")
 
     def _lock_path(self, key: str) -> str:
-        return os.path.join(os.path.realpath(self.directory), _check_key(key) + ".lock")
+        return os.path.join(os.path.realpath(self.directory), check_key(key) + ".lock")
 
     # -- directory --
 
@@ -282,12 +274,12 @@ class FileStore:
             return None
         except OSError as error:
             # ELOOP: a symlink where a token file should be. EACCES, EISDIR, ...: not ours to read.
-            logger.warning("token file for key %s cannot be opened (%s); ignored", _short(key), error.strerror)
+            logger.warning("token file for key %s cannot be opened (%s); ignored", short_key(key), error.strerror)
             return None
         with os.fdopen(fd, "rb") as handle:
             st = os.fstat(fd)
             if not stat.S_ISREG(st.st_mode):
-                logger.warning("token file for key %s is not a regular file; ignored", _short(key))
+                logger.warning("token file for key %s is not a regular file; ignored", short_key(key))
                 return None
             if not _owned_by_current_user(st):
                 logger.warning("token file %s is owned by uid %d, not by the current user; ignored", path, st.st_uid)
@@ -297,26 +289,26 @@ class FileStore:
                     os.fchmod(fd, 0o600)
                     logger.warning(
                         "token file for key %s was readable by group/others (mode %03o); tightened to 0600",
-                        _short(key),
+                        short_key(key),
                         stat.S_IMODE(st.st_mode),
                     )
                 except OSError as error:
                     logger.warning(
                         "token file for key %s is readable by group/others and could not be tightened: %s",
-                        _short(key),
+                        short_key(key),
                         error.strerror,
                     )
             try:
                 data = handle.read(MAX_FILE_BYTES + 1)
             except OSError as error:
-                logger.warning("token file for key %s cannot be read (%s); ignored", _short(key), error.strerror)
+                logger.warning("token file for key %s cannot be read (%s); ignored", short_key(key), error.strerror)
                 return None
         try:
-            return _decode(data)
-        except _NewerFormat as newer:
+            return decode_token(data)
+        except NewerFormatError as newer:
             logger.warning(
                 "token file for key %s has format version %s, newer than this tokensmith understands; ignored",
-                _short(key),
+                short_key(key),
                 newer.version,
             )
             return None
@@ -326,12 +318,12 @@ class FileStore:
 
     def save(self, key: str, token: Token) -> None:
         path = self.path_for(key)
-        data = _encode(token)
+        data = encode_token(token)
         self._ensure_directory(create=True)
         if self._already_holds(path, data):
-            logger.debug("token for key %s unchanged; not rewritten", _short(key))
+            logger.debug("token for key %s unchanged; not rewritten", short_key(key))
             return
-        tmp = os.path.join(self.directory, f".{_check_key(key)}.json.{secrets.token_hex(8)}.tmp")
+        tmp = os.path.join(self.directory, f".{check_key(key)}.json.{secrets.token_hex(8)}.tmp")
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_NOFOLLOW | _O_CLOEXEC | _O_BINARY, 0o600)
         except OSError as error:
@@ -351,7 +343,7 @@ class FileStore:
                 raise StoreError(f"cannot write token file {path}: {error.strerror}") from error
             raise
         _fsync_directory(self.directory)
-        logger.debug("token for key %s saved", _short(key))
+        logger.debug("token for key %s saved", short_key(key))
         if not self._swept_temp_files:
             self._swept_temp_files = True
             self._remove_stale_temp_files()
@@ -364,11 +356,11 @@ class FileStore:
             if refresh_token is not None:
                 current = self.load(key)
                 if current is None or current.refresh_token != refresh_token:
-                    logger.debug("token for key %s not deleted: it holds another refresh token", _short(key))
+                    logger.debug("token for key %s not deleted: it holds another refresh token", short_key(key))
                     return False
             removed = self._unlink(path)
         if removed:
-            logger.debug("token for key %s deleted", _short(key))
+            logger.debug("token for key %s deleted", short_key(key))
         return removed
 
     @contextlib.contextmanager
@@ -434,7 +426,7 @@ class FileStore:
         try:
             current = os.lstat(path)
             if (current.st_dev, current.st_ino) != (read_stat.st_dev, read_stat.st_ino):
-                logger.debug("corrupt token file for key %s was replaced meanwhile; left alone", _short(key))
+                logger.debug("corrupt token file for key %s was replaced meanwhile; left alone", short_key(key))
                 return
             os.rename(path, target)
         except FileNotFoundError:
@@ -442,12 +434,12 @@ class FileStore:
         except OSError as error:
             logger.warning(
                 "token file for key %s is unreadable (%s) and could not be moved aside: %s; ignored",
-                _short(key),
+                short_key(key),
                 reason,
                 error.strerror,
             )
             return
-        logger.warning("token file for key %s is unreadable (%s); moved aside to %s", _short(key), reason, target)
+        logger.warning("token file for key %s is unreadable (%s); moved aside to %s", short_key(key), reason, target)
 
     def _remove_stale_temp_files(self) -> None:
         """Remove temporary files left by writers killed more than ``STALE_TEMP_AGE`` seconds ago."""
@@ -466,41 +458,6 @@ class FileStore:
                     logger.debug("removed stale temporary file %s", entry.name)
             except OSError:
                 continue
-
-
-class _NewerFormat(Exception):
-    def __init__(self, version: int) -> None:
-        super().__init__(version)
-        self.version = version
-
-
-def _check_key(key: str) -> str:
-    if not isinstance(key, str) or not _KEY_RE.fullmatch(key) or ".." in key:
-        raise ValueError("a store key must be 1-200 characters of [A-Za-z0-9_.-], not starting with '.'")
-    return key
-
-
-def _encode(token: Token) -> bytes:
-    document = {"version": FORMAT_VERSION, "token": token.to_dict()}
-    return (json.dumps(document, sort_keys=True, separators=(",", ":")) + "\n").encode("ascii")
-
-
-def _decode(data: bytes) -> Token:
-    """Parse a token file. Raises on anything we did not write (the caller quarantines it)."""
-    if len(data) > MAX_FILE_BYTES:
-        raise ValueError("file too large")
-    document: Any = json.loads(data.decode("utf-8"))
-    if not isinstance(document, dict):
-        raise TypeError("not a JSON object")
-    version = document.get("version")
-    if isinstance(version, int) and not isinstance(version, bool) and version > FORMAT_VERSION:
-        raise _NewerFormat(version)
-    if version != FORMAT_VERSION or isinstance(version, bool):
-        raise ValueError("unknown format version")
-    token = document.get("token")
-    if not isinstance(token, dict):
-        raise TypeError("token is not a JSON object")
-    return Token.from_dict(token)
 
 
 def _replace(source: str, target: str) -> None:

@@ -23,7 +23,8 @@ from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING
 
 from ..token import Token
-from .file import FileStore, _decode, _encode, _NewerFormat, _short
+from .codec import NewerFormatError, decode_token, encode_token, short_key
+from .file import FileStore
 
 if TYPE_CHECKING:
     from keyring.backend import KeyringBackend
@@ -94,7 +95,7 @@ class KeyringStore:
         log(
             "keyring %s failed for key %s (%s); using the token files in %s",
             operation,
-            _short(key),
+            short_key(key),
             type(error).__name__,
             self.fallback.directory,
         )
@@ -111,23 +112,23 @@ class KeyringStore:
                 secret = None
             if secret is not None:
                 try:
-                    return _decode(secret.encode("utf-8"))
-                except _NewerFormat as newer:
+                    return decode_token(secret.encode("utf-8"))
+                except NewerFormatError as newer:
                     logger.warning(
                         "keyring entry for key %s has format version %s, newer than this tokensmith understands; "
                         "ignored",
-                        _short(key),
+                        short_key(key),
                         newer.version,
                     )
                 except Exception as error:
                     logger.warning(
-                        "keyring entry for key %s is unreadable (%s); ignored", _short(key), type(error).__name__
+                        "keyring entry for key %s is unreadable (%s); ignored", short_key(key), type(error).__name__
                     )
                 return None
         return self.fallback.load(key)
 
     def save(self, key: str, token: Token) -> None:
-        secret = _encode(token).decode("ascii").rstrip("\n")
+        secret = encode_token(token).decode("ascii").rstrip("\n")
         backend = self._keyring()
         if backend is None:
             self.fallback.save(key, token)
@@ -139,7 +140,7 @@ class KeyringStore:
                 self._oversize_warned.add(key)
             (logger.warning if first else logger.debug)(
                 "token for key %s is %d bytes, more than the keyring takes (%d); stored in %s instead",
-                _short(key),
+                short_key(key),
                 size,
                 self.max_secret_bytes,
                 self.fallback.directory,
@@ -193,7 +194,7 @@ def _secret_size(secret: str) -> int:
 
 def _refresh_token_of(secret: str) -> str | None:
     try:
-        return _decode(secret.encode("utf-8")).refresh_token
+        return decode_token(secret.encode("utf-8")).refresh_token
     except Exception:
         return None
 
