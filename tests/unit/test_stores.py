@@ -7,6 +7,8 @@ wiped by a sibling).
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import logging
 import os
@@ -16,8 +18,9 @@ import sys
 import threading
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import keyring
 import keyring.core
@@ -27,10 +30,18 @@ from keyring.backends import fail, null
 from keyring.errors import InitError, KeyringLocked, PasswordSetError
 from keyrings.alt.file import PlaintextKeyring  # type: ignore[import-untyped]
 
+from tokensmith import exceptions
 from tokensmith.exceptions import TokensmithError
-from tokensmith.stores import FileStore, KeyringStore, MemoryStore, TokenStore, cache_key
+from tokensmith.stores import (
+    FileStore,
+    KeyringStore,
+    MemoryStore,
+    StoreError,
+    StoreLockTimeout,
+    TokenStore,
+    cache_key,
+)
 from tokensmith.stores import file as file_mod
-from tokensmith.stores.file import StoreError, StoreLockTimeout
 from tokensmith.stores.keyring import KeyringFallbackWarning
 from tokensmith.token import Token
 
@@ -77,6 +88,56 @@ def warnings_about(caplog: pytest.LogCaptureFixture, text: str) -> list[logging.
         for r in caplog.records
         if r.name == "tokensmith.stores" and r.levelno == logging.WARNING and text in r.getMessage()
     ]
+
+
+T = TypeVar("T")
+
+
+def without_blocking(function: Callable[[], T]) -> T:
+    """Run ``function`` in a daemon thread and return (or raise) what it did. A call that blocks (a FIFO opened
+    for reading waits for a writer forever) fails the test instead of hanging the suite; the bound is generous
+    and is not a timing claim."""
+    outcome: list[tuple[bool, object]] = []
+
+    def run() -> None:
+        try:
+            outcome.append((True, function()))
+        except BaseException as error:
+            outcome.append((False, error))
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(20)
+    assert not thread.is_alive(), "the store blocked"
+    ok, value = outcome[0]
+    if not ok:
+        assert isinstance(value, BaseException)
+        raise value
+    return value  # type: ignore[return-value]
+
+
+def enter_lock(fs: FileStore, key: str = KEY) -> None:
+    with fs.lock(key):
+        pass
+
+
+def make_fifo(path: str) -> None:
+    os.mkfifo(path, 0o600)
+    _fifos.append(path)
+
+
+_fifos: list[str] = []
+
+
+@pytest.fixture(autouse=True)
+def _unblock_fifos() -> Iterator[None]:
+    """After each test, open every FIFO it made for writing once, so that a reader a broken store left blocked
+    in a daemon thread wakes up."""
+    yield
+    while _fifos:
+        path = _fifos.pop()
+        with contextlib.suppress(OSError):
+            os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))
 
 
 @pytest.fixture
@@ -131,26 +192,35 @@ def test_keys_that_are_not_plain_file_names_are_rejected(store: FileStore, key: 
 # --- permissions and ownership -----------------------------------------------------------------------------
 
 
-def test_directory_0700_and_files_0600_whatever_the_umask(tmp_path: Path) -> None:
-    """C10: tokens are readable by their owner only."""
-    directory = tmp_path / "a" / "b" / "tokens"
+@pytest.mark.parametrize("umask", [0o000, 0o022, 0o077, 0o277], ids=oct)
+def test_directory_and_missing_parents_0700_and_files_0600_whatever_the_umask(tmp_path: Path, umask: int) -> None:
+    """C10: tokens are readable by their owner only; every directory the store creates is private (os.makedirs
+    would give the parents the umask's mode), and a umask without owner bits does not lock us out."""
+    (tmp_path / "a").mkdir(mode=0o755)  # an existing parent is not the store's to change
+    (tmp_path / "a").chmod(0o755)
+    directory = tmp_path / "a" / "b" / "c" / "tokens"
     fs = FileStore(directory)
-    old = os.umask(0)
+    old = os.umask(umask)
     try:
         fs.save(KEY, make_token())
         with fs.lock(KEY):
             pass
     finally:
         os.umask(old)
-    assert mode_of(directory) == 0o700
+    assert [mode_of(p) for p in (tmp_path / "a" / "b", tmp_path / "a" / "b" / "c", directory)] == [0o700] * 3
+    assert mode_of(tmp_path / "a") == 0o755
     assert mode_of(directory / f"{KEY}.json") == 0o600
     assert mode_of(directory / f"{KEY}.lock") == 0o600
+    assert FileStore(directory).load(KEY) == make_token()
 
 
-def test_loose_directory_is_tightened_with_a_warning(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+@pytest.mark.parametrize("mode", [0o755, 0o777, 0o770], ids=oct)
+def test_loose_directory_is_tightened_with_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, mode: int
+) -> None:
     directory = tmp_path / "tokens"
-    directory.mkdir(mode=0o755)
-    directory.chmod(0o755)
+    directory.mkdir(mode=mode)
+    directory.chmod(mode)
     fs = FileStore(directory)
     fs.save(KEY, make_token())
     assert mode_of(directory) == 0o700
@@ -187,7 +257,88 @@ def test_symlink_in_place_of_a_token_file_is_not_followed(
     store.save(OTHER_KEY, make_token())  # creates the directory
     os.symlink(elsewhere, store.path_for(KEY))
     assert store.load(KEY) is None
-    assert len(warnings_about(caplog, "cannot be opened")) == 1
+    assert len(warnings_about(caplog, "is a symbolic link, not a regular file")) == 1
+
+
+def test_directory_owned_by_another_user_is_refused(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another user could read our tokens there or plant theirs: load finds nothing (one warning however often
+    it is asked), save/lock/delete raise, and the directory is left exactly as it was."""
+    directory = tmp_path / "tokens"
+    FileStore(directory).save(KEY, make_token())
+    directory.chmod(0o755)
+    owner = directory.stat().st_uid
+    monkeypatch.setattr(file_mod, "_current_uid", lambda: owner + 1)
+    fs = FileStore(directory)
+    assert fs.load(KEY) is None
+    assert fs.load(KEY) is None
+    assert len(warnings_about(caplog, f"owned by uid {owner}")) == 1
+    for operation in (
+        lambda: fs.save(KEY, make_token(access="new")),
+        lambda: enter_lock(fs),
+        lambda: fs.delete(KEY),
+    ):
+        with pytest.raises(StoreError, match=f"owned by uid {owner}, not by the current user") as caught:
+            operation()
+        assert str(directory) in str(caught.value)
+    assert mode_of(directory) == 0o755  # not ours to tighten
+    monkeypatch.undo()
+    assert FileStore(directory).load(KEY) == make_token()  # untouched
+
+
+def test_group_writable_directory_that_cannot_be_tightened_is_refused(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    directory = tmp_path / "tokens"
+    FileStore(directory).save(KEY, make_token())
+    directory.chmod(0o777)
+
+    def refused_chmod(path: object, mode: int, **kw: object) -> None:
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "chmod", refused_chmod)
+    fs = FileStore(directory)
+    assert fs.load(KEY) is None
+    assert len(warnings_about(caplog, "writable by group/others (mode 777) and could not be tightened")) == 1
+    with pytest.raises(StoreError, match="chmod 700"):
+        fs.save(KEY, make_token(access="new"))
+    with pytest.raises(StoreError, match="writable by group/others"):
+        enter_lock(fs)
+    assert mode_of(directory) == 0o777
+
+
+def test_readable_directory_that_cannot_be_tightened_is_used_with_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Read bits alone expose nothing (token files are 0600): warn, but keep serving and saving."""
+    directory = tmp_path / "tokens"
+    FileStore(directory).save(KEY, make_token())
+    directory.chmod(0o755)
+
+    def refused_chmod(path: object, mode: int, **kw: object) -> None:
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "chmod", refused_chmod)
+    fs = FileStore(directory)
+    assert fs.load(KEY) == make_token()
+    fs.save(KEY, make_token(access="new"))
+    assert fs.load(KEY) == make_token(access="new")
+    assert len(warnings_about(caplog, "readable by group/others (mode 755) and could not be tightened")) == 1
+
+
+@pytest.mark.parametrize("kind", ["file", "fifo"])
+def test_token_directory_that_is_not_a_directory(tmp_path: Path, caplog: pytest.LogCaptureFixture, kind: str) -> None:
+    directory = tmp_path / "tokens"
+    if kind == "fifo":
+        os.mkfifo(directory)
+    else:
+        directory.write_text("not a directory")
+    fs = FileStore(directory)
+    assert without_blocking(lambda: fs.load(KEY)) is None  # load never raises
+    assert len(warnings_about(caplog, "not a directory")) == 1
+    with pytest.raises(StoreError, match="not a directory"):
+        without_blocking(lambda: fs.save(KEY, make_token()))
 
 
 # --- corrupt files -----------------------------------------------------------------------------------------
@@ -449,6 +600,274 @@ def test_lock_is_released_when_the_body_raises(store: FileStore) -> None:
     thread.start()
     thread.join()
     assert result == [True]
+
+
+# --- hostile file system -----------------------------------------------------------------------------------
+
+
+def test_store_errors_are_typed_and_importable_from_every_old_place() -> None:
+    assert file_mod.StoreError is StoreError is exceptions.StoreError
+    assert file_mod.StoreLockTimeout is StoreLockTimeout is exceptions.StoreLockTimeout
+    assert issubclass(StoreLockTimeout, StoreError)
+    assert issubclass(StoreError, TokensmithError)
+    assert {"StoreError", "StoreLockTimeout"} <= set(exceptions.__all__)
+
+
+def _put_in_the_way(path: str, kind: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Something other than a regular file at ``path``."""
+    if kind == "fifo":
+        make_fifo(path)
+    elif kind == "directory":
+        os.mkdir(path)
+    elif kind == "symlink":
+        target = path + ".target"
+        Path(target).write_text(_VALID.decode())
+        os.symlink(target, path)
+    elif kind == "dangling-symlink":
+        os.symlink(path + ".nowhere", path)
+    elif kind == "socket":
+        import socket
+
+        monkeypatch.chdir(os.path.dirname(path))  # AF_UNIX paths are short: bind a relative name
+        sock = socket.socket(socket.AF_UNIX)
+        sock.bind(os.path.basename(path))
+        sock.close()
+    else:
+        raise AssertionError(kind)
+
+
+IN_THE_WAY = ["fifo", "directory", "symlink", "dangling-symlink", "socket"]
+KIND_WORDS = {
+    "fifo": "a FIFO",
+    "directory": "a directory",
+    "symlink": "a symbolic link",
+    "dangling-symlink": "a symbolic link",
+    "socket": "a socket",
+}
+
+
+@pytest.mark.parametrize("kind", IN_THE_WAY)
+def test_non_regular_token_path_is_refused_without_blocking(
+    store: FileStore, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
+    """Issue 7 item 11: a FIFO at the token path used to block load() forever. Every kind of non-file is now
+    ignored by readers and refused by writers, and left where it is."""
+    store.save(OTHER_KEY, make_token())  # creates the directory
+    path = store.path_for(KEY)
+    _put_in_the_way(path, kind, monkeypatch)
+    before = os.lstat(path)
+    assert without_blocking(lambda: store.load(KEY)) is None
+    assert len(warnings_about(caplog, f"is {KIND_WORDS[kind]}, not a regular file; ignored")) == 1
+    with pytest.raises(StoreError, match=f"is {KIND_WORDS[kind]}, not a regular file: remove it") as caught:
+        without_blocking(lambda: store.save(KEY, make_token()))
+    assert path in str(caught.value)
+    assert without_blocking(lambda: store.delete(KEY, refresh_token=REFRESH)) is False
+    assert without_blocking(lambda: store.delete(KEY)) is False
+    assert len(warnings_about(caplog, "left in place")) == 1
+    after = os.lstat(path)
+    assert (after.st_ino, after.st_mode) == (before.st_ino, before.st_mode)
+    assert not list(Path(store.directory).glob("*.corrupt-*"))
+    assert not [p for p in os.listdir(store.directory) if p.endswith(".tmp")]
+    assert store.load(OTHER_KEY) == make_token()  # the rest of the store still works
+
+
+def test_device_at_the_token_path_is_never_opened(store: FileStore, caplog: pytest.LogCaptureFixture) -> None:
+    store.save(OTHER_KEY, make_token())
+    try:
+        os.mknod(store.path_for(KEY), stat.S_IFCHR | 0o600, os.makedev(1, 3))  # /dev/null
+    except (PermissionError, AttributeError):
+        pytest.skip("cannot create a device node here")
+    assert without_blocking(lambda: store.load(KEY)) is None
+    assert len(warnings_about(caplog, "is a device, not a regular file")) == 1
+    with pytest.raises(StoreError, match="is a device"):
+        store.save(KEY, make_token())
+    assert stat.S_ISCHR(os.lstat(store.path_for(KEY)).st_mode)
+
+
+@pytest.mark.parametrize("kind", IN_THE_WAY)
+def test_non_regular_lock_path_is_refused_without_blocking(
+    store: FileStore, monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
+    """The lock file is checked before filelock opens it (some filelock releases open it blocking)."""
+    store.save(KEY, make_token())
+    lock_path = os.path.join(store.directory, f"{KEY}.lock")
+    _put_in_the_way(lock_path, kind, monkeypatch)
+    with pytest.raises(StoreError, match=f"lock file .* is {KIND_WORDS[kind]}, not a regular file: remove it"):
+        without_blocking(lambda: enter_lock(store))
+    assert without_blocking(lambda: store.load(KEY)) == make_token()  # readers do not need the lock
+    with pytest.raises(StoreError):
+        without_blocking(lambda: store.delete(KEY))
+    if kind == "directory":
+        os.rmdir(lock_path)
+    else:
+        os.unlink(lock_path)
+    enter_lock(store)  # once removed, locking works again (the failed attempts left no lock held)
+    assert store.delete(KEY) is True
+
+
+@pytest.mark.parametrize("kind", ["fifo", "symlink", "directory"])
+def test_something_at_the_temporary_path_is_refused(
+    store: FileStore, monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
+    store.save(KEY, make_token())
+    monkeypatch.setattr(file_mod.secrets, "token_hex", lambda n: "0" * (2 * n))
+    tmp = os.path.join(store.directory, f".{KEY}.json.{'0' * 16}.tmp")
+    _put_in_the_way(tmp, kind, monkeypatch)
+    with pytest.raises(StoreError, match="cannot write the token file") as caught:
+        without_blocking(lambda: store.save(KEY, make_token(access="new")))
+    assert store.path_for(KEY) in str(caught.value)
+    assert os.path.lexists(tmp)  # not ours: left alone
+    assert store.load(KEY) == make_token()
+
+
+def test_disk_full_keeps_the_previous_token(
+    store: FileStore, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """ENOSPC mid-write: StoreError naming the file, the previous token intact, no temporary file left."""
+    store.save(KEY, make_token())
+    writes: list[int] = []
+
+    def full_disk(fd: int, data: object) -> int:
+        writes.append(fd)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "write", full_disk)
+    with pytest.raises(StoreError, match="No space left on device; no space left on the device") as caught:
+        store.save(KEY, make_token(access="another-token"))
+    monkeypatch.undo()
+    assert writes  # the failure really came from the write
+    assert store.path_for(KEY) in str(caught.value)
+    assert "free some space" in str(caught.value)
+    assert store.load(KEY) == make_token()
+    assert sorted(os.listdir(store.directory)) == [f"{KEY}.json"]
+    store.save(KEY, make_token(access="another-token"))  # space again: the save goes through
+    assert store.load(KEY) == make_token(access="another-token")
+
+
+def test_short_writes_are_completed(store: FileStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """os.write may write less than asked (a signal, a nearly full pipe or disk): the rest is written too."""
+    real_write = os.write
+    calls: list[int] = []
+
+    def dribble(fd: int, data: bytes) -> int:
+        calls.append(fd)
+        return real_write(fd, bytes(data[:7]))
+
+    monkeypatch.setattr(os, "write", dribble)
+    token = make_token(access="a" * 200)
+    store.save(KEY, token)
+    monkeypatch.undo()
+    assert len(calls) > 10
+    assert FileStore(store.directory).load(KEY) == token
+
+
+@pytest.fixture
+def read_only(store: FileStore, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[], list[str]]]:
+    """A function that turns the store's directory read-only, as a read-only mount would: chmod 0500 and,
+    since tests may run as root (which ignores modes), every modifying call under the directory fails with
+    EROFS. It returns the list of refused calls, which grows as the store tries."""
+    refused: list[str] = []
+    inside = os.path.realpath(store.directory)
+
+    def under(path: object) -> bool:
+        return isinstance(path, (str, os.PathLike)) and os.path.realpath(os.fspath(path)).startswith(inside)
+
+    def erofs(name: str) -> OSError:
+        refused.append(name)
+        return OSError(errno.EROFS, "Read-only file system")
+
+    real_open = os.open
+    writing = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
+
+    def ro_open(path: str, flags: int, mode: int = 0o777, **kw: int | None) -> int:
+        if under(path) and flags & writing:
+            raise erofs("open")
+        return real_open(path, flags, mode, **kw)
+
+    def refuse(name: str, real: Callable[..., object]) -> Callable[..., object]:
+        def replacement(path: object, *args: object, **kw: object) -> object:
+            if under(path):
+                raise erofs(name)
+            return real(path, *args, **kw)
+
+        return replacement
+
+    def ro_fchmod(fd: int, mode: int) -> None:
+        raise erofs("fchmod")
+
+    def activate() -> list[str]:
+        os.chmod(store.directory, 0o500)
+        monkeypatch.setattr(os, "open", ro_open)
+        for name in ("replace", "rename", "unlink", "mkdir", "chmod", "rmdir"):
+            monkeypatch.setattr(os, name, refuse(name, getattr(os, name)))
+        monkeypatch.setattr(os, "fchmod", ro_fchmod)
+        return refused
+
+    yield activate
+    monkeypatch.undo()
+    os.chmod(store.directory, 0o700)
+
+
+def test_read_only_store_still_serves_its_token(
+    store: FileStore, read_only: Callable[[], list[str]], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 7 item 11: on a read-only directory load works, an unchanged save is a no-op, and lock, a changed
+    save and delete raise StoreError (never crash, never hang) so the client serves the token it has."""
+    store.save(KEY, make_token())
+    ro = FileStore(store.directory, lock_timeout=5)
+    refused = read_only()
+    assert ro.load(KEY) == make_token()
+    ro.save(KEY, make_token())  # nothing to write
+    assert refused == []
+    with pytest.raises(StoreError, match="read-only: stored tokens can still be read") as caught:
+        without_blocking(lambda: enter_lock(ro))
+    assert f"{KEY}.lock" in str(caught.value)
+    with pytest.raises(StoreError, match="Read-only file system") as caught:
+        ro.save(KEY, make_token(access="new"))
+    assert ro.path_for(KEY) in str(caught.value)
+    with pytest.raises(StoreError, match="read-only"):
+        without_blocking(lambda: ro.delete(KEY))
+    assert ro.load(KEY) == make_token()
+    assert refused  # the failures came from the (simulated) file system
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+def test_read_only_store_with_a_loose_and_a_corrupt_file_warns_and_serves(
+    store: FileStore, read_only: Callable[[], list[str]], caplog: pytest.LogCaptureFixture
+) -> None:
+    """What load repairs on a writable store (a loose mode, a corrupt file to move aside) cannot be repaired
+    here: it says so and carries on."""
+    store.save(KEY, make_token())
+    os.chmod(store.path_for(KEY), 0o644)
+    Path(store.path_for(OTHER_KEY)).write_bytes(b"{torn")
+    os.chmod(store.path_for(OTHER_KEY), 0o600)
+    refused = read_only()
+    ro = FileStore(store.directory)
+    assert ro.load(KEY) == make_token()
+    assert ro.load(OTHER_KEY) is None
+    assert sorted(set(refused)) == ["fchmod", "rename"]
+    assert len(warnings_about(caplog, "could not be tightened")) == 1
+    assert len(warnings_about(caplog, "could not be moved aside")) == 1
+
+
+@pytest.mark.parametrize("mode", [0o555, 0o500])
+def test_read_only_directory_with_read_bits_for_others_still_serves(
+    store: FileStore, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, mode: int
+) -> None:
+    store.save(KEY, make_token())
+    Path(store.directory).chmod(mode)
+    real_chmod = os.chmod
+
+    def ro_chmod(path: object, mode: int, **kw: object) -> None:
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(os, "chmod", ro_chmod)
+    try:
+        assert FileStore(store.directory).load(KEY) == make_token()
+    finally:
+        monkeypatch.undo()
+        real_chmod(store.directory, 0o700)
+    assert len(warnings_about(caplog, "could not be tightened")) == (1 if mode & 0o077 else 0)
 
 
 # --- no secret in logs -------------------------------------------------------------------------------------
