@@ -1144,3 +1144,129 @@ def test_keyring_write_failure_after_a_good_probe_falls_back(
     assert fallback.load(KEY) == make_token(refresh="r2")
     assert ks.load(KEY) == make_token(refresh="r2")
     assert len(warnings_about(caplog, "keyring write failed")) == 1
+
+
+class ScriptedKeyring(_TestBackend):
+    """A working keyring (a dict) whose operations can be made to fail or hang after the probe."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entries: dict[tuple[str, str], str] = {}
+        self.failing: set[str] = set()
+        self.hanging: set[str] = set()
+        self.unblock = threading.Event()
+
+    def _act(self, operation: str, username: str) -> None:
+        self.calls.append(operation)
+        if username == "tokensmith-probe":
+            return
+        if operation in self.hanging:
+            self.unblock.wait(30)
+        if operation in self.failing:
+            raise KeyringLocked(f"refused {operation}")
+
+    def get_password(self, service: str, username: str) -> str | None:
+        self._act("get", username)
+        return self.entries.get((service, username))
+
+    def set_password(self, service: str, username: str, password: str) -> None:
+        self._act("set", username)
+        self.entries[(service, username)] = password
+
+    def delete_password(self, service: str, username: str) -> None:
+        self._act("delete", username)
+        self.entries.pop((service, username), None)
+
+
+@pytest.fixture
+def scripted_keyring(restore_keyring: None) -> Iterator[ScriptedKeyring]:
+    backend = ScriptedKeyring()
+    keyring.set_keyring(backend)
+    try:
+        yield backend
+    finally:
+        backend.unblock.set()
+
+
+@pytest.mark.parametrize("operation", ["get", "set"])
+def test_keyring_call_that_hangs_after_the_probe_is_abandoned_with_one_warning(
+    scripted_keyring: ScriptedKeyring, tmp_path: Path, caplog: pytest.LogCaptureFixture, operation: str
+) -> None:
+    """Issue 7 item 11: every keyring call is time-boxed, not only the probe. The first call that does not
+    answer sends this store to the file for good, with one warning; the keyring is not asked again."""
+    fallback = FileStore(tmp_path / "fallback")
+    ks = KeyringStore("tokensmith-test", fallback=fallback, call_timeout=0.2)
+    assert ks.load(KEY) is None  # probe + one read: the keyring works
+    scripted_keyring.hanging.add(operation)
+    calls_before_hang = len(scripted_keyring.calls)
+    without_blocking(lambda: ks.save(KEY, make_token()))
+    calls_after_hang = len(scripted_keyring.calls)
+    assert calls_after_hang == calls_before_hang + (1 if operation == "get" else 2)
+    assert not scripted_keyring.unblock.is_set()  # the caller came back while the keyring still hung
+    assert fallback.load(KEY) == make_token()
+    assert not ks.uses_keyring()
+    ks.save(KEY, make_token(refresh="r2"))
+    assert ks.load(KEY) == make_token(refresh="r2")
+    assert ks.delete(KEY, refresh_token="r2") is True
+    assert len(scripted_keyring.calls) == calls_after_hang  # never asked again
+    assert len(warnings_about(caplog, "did not answer within 0.2 s")) == 1
+    assert len([r for r in caplog.records if r.levelno == logging.WARNING]) == 1
+
+
+def test_keyring_delete_that_hangs_still_deletes_the_file_copy(
+    scripted_keyring: ScriptedKeyring, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    fallback = FileStore(tmp_path / "fallback")
+    ks = KeyringStore("tokensmith-test", fallback=fallback, call_timeout=0.2)
+    ks.save(KEY, make_token())
+    fallback.save(KEY, make_token())  # as if an earlier save had fallen back
+    scripted_keyring.hanging.add("delete")
+    assert without_blocking(lambda: ks.delete(KEY)) is True
+    assert fallback.load(KEY) is None
+    assert len(warnings_about(caplog, "keyring delete for key")) == 1
+
+
+def test_keyring_calls_that_keep_failing_warn_once(
+    scripted_keyring: ScriptedKeyring, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A failing (not hanging) keyring is retried on later calls, but the user hears about it once."""
+    fallback = FileStore(tmp_path / "fallback")
+    ks = KeyringStore("tokensmith-test", fallback=fallback)
+    assert ks.uses_keyring()
+    scripted_keyring.failing.update({"get", "set", "delete"})
+    for refresh in ("r1", "r2", "r3"):
+        ks.save(KEY, make_token(refresh=refresh))
+        assert ks.load(KEY) == make_token(refresh=refresh)
+    assert ks.delete(KEY, refresh_token="r3") is True
+    assert ks.uses_keyring()  # failures are per call; only a hang gives the keyring up
+    assert scripted_keyring.calls.count("get") >= 5
+    assert len([r for r in caplog.records if r.levelno == logging.WARNING]) == 1
+    assert len(warnings_about(caplog, "keyring read failed")) == 1
+
+
+def test_a_token_saved_to_the_file_while_the_keyring_refused_wins_over_its_older_copy(
+    scripted_keyring: ScriptedKeyring, tmp_path: Path
+) -> None:
+    """Never serve the keyring's stale copy (its refresh token may already be rotated away): the file copy is
+    the newer one, in this process and in the next."""
+    fallback = FileStore(tmp_path / "fallback")
+    ks = KeyringStore("tokensmith-test", fallback=fallback)
+    ks.save(KEY, make_token(refresh="old"))
+    scripted_keyring.failing.add("set")
+    ks.save(KEY, make_token(refresh="new"))
+    assert scripted_keyring.entries[("tokensmith-test", KEY)]  # the old copy is still in the keyring
+    assert ks.load(KEY) == make_token(refresh="new")
+    assert KeyringStore("tokensmith-test", fallback=FileStore(fallback.directory)).load(KEY) == make_token(
+        refresh="new"
+    )
+    scripted_keyring.failing.clear()
+    ks.save(KEY, make_token(refresh="newest"))  # back in the keyring; the file copy is removed
+    assert fallback.load(KEY) is None
+    assert ks.load(KEY) == make_token(refresh="newest")
+
+
+@pytest.mark.parametrize("value", [-1.0, float("nan")])
+def test_keyring_timeouts_must_be_seconds(tmp_path: Path, value: float) -> None:
+    for name in ("probe_timeout", "call_timeout"):
+        with pytest.raises(ValueError, match=name):
+            KeyringStore(fallback=FileStore(tmp_path), **{name: value})  # type: ignore[arg-type]
