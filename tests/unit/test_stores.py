@@ -12,6 +12,7 @@ import errno
 import json
 import logging
 import os
+import socket
 import stat
 import subprocess
 import sys
@@ -35,6 +36,8 @@ from tokensmith.exceptions import TokensmithError
 from tokensmith.stores import (
     FileStore,
     KeyringStore,
+    Lease,
+    LeasingStore,
     MemoryStore,
     StoreError,
     StoreLockTimeout,
@@ -436,13 +439,16 @@ def test_failed_write_leaves_the_old_token_and_no_temporary_file(
 def test_stale_temporary_files_are_removed(store: FileStore) -> None:
     store.save(OTHER_KEY, make_token())
     stale = Path(store.directory) / f".{KEY}.json.0123456789abcdef.tmp"
+    stale_lease = Path(store.directory) / f".{KEY}.lease.0123456789abcdef.tmp"
     fresh = Path(store.directory) / f".{KEY}.json.fedcba9876543210.tmp"
-    for path in (stale, fresh):
+    for path in (stale, stale_lease, fresh):
         path.write_bytes(b'{"version": 1, "tok')
     old = time.time() - 3600
     os.utime(stale, (old, old))
+    os.utime(stale_lease, (old, old))
     FileStore(store.directory).save(KEY, make_token())
     assert not stale.exists()
+    assert not stale_lease.exists()
     assert fresh.exists()  # may belong to a writer that is still running
 
 
@@ -626,8 +632,6 @@ def _put_in_the_way(path: str, kind: str, monkeypatch: pytest.MonkeyPatch) -> No
     elif kind == "dangling-symlink":
         os.symlink(path + ".nowhere", path)
     elif kind == "socket":
-        import socket
-
         monkeypatch.chdir(os.path.dirname(path))  # AF_UNIX paths are short: bind a relative name
         sock = socket.socket(socket.AF_UNIX)
         sock.bind(os.path.basename(path))
@@ -1270,3 +1274,296 @@ def test_keyring_timeouts_must_be_seconds(tmp_path: Path, value: float) -> None:
     for name in ("probe_timeout", "call_timeout"):
         with pytest.raises(ValueError, match=name):
             KeyringStore(fallback=FileStore(tmp_path), **{name: value})  # type: ignore[arg-type]
+
+
+# --- renewal leases ----------------------------------------------------------------------------------------
+
+
+@pytest.fixture(params=["memory", "file", "keyring"])
+def leasing_store(request: pytest.FixtureRequest, tmp_path: Path, restore_keyring: None) -> LeasingStore:
+    if request.param == "memory":
+        return MemoryStore()
+    if request.param == "file":
+        return FileStore(tmp_path / "tokens", lock_timeout=10)
+    keyring.set_keyring(ScriptedKeyring())
+    return KeyringStore("tokensmith-test", fallback=FileStore(tmp_path / "tokens", lock_timeout=10))
+
+
+def test_claim_release_and_a_foreign_lease(leasing_store: LeasingStore) -> None:
+    store = leasing_store
+    assert isinstance(store, LeasingStore)
+    assert isinstance(store, TokenStore)
+    assert store.current_lease(KEY) is None
+    before = time.time()
+    mine = store.claim(KEY, "owner-a", "renew", 30)
+    after = time.time()
+    assert (mine.owner, mine.kind, mine.pid, mine.host) == ("owner-a", "renew", os.getpid(), socket.gethostname())
+    assert before + 30 <= mine.expires_at <= after + 30
+    assert mine.is_live(after)
+    assert store.current_lease(KEY) == mine
+
+    # Someone else finds our live lease and writes nothing.
+    assert store.claim(KEY, "owner-b", "login", 60) == mine
+    assert store.current_lease(KEY) == mine
+    store.release(KEY, "owner-b")  # not theirs to release
+    assert store.current_lease(KEY) == mine
+
+    # We renew ours (and may change its kind).
+    renewed = store.claim(KEY, "owner-a", "login", 60)
+    assert (renewed.owner, renewed.kind) == ("owner-a", "login")
+    assert renewed.expires_at > mine.expires_at
+    assert store.current_lease(KEY) == renewed
+
+    store.release(KEY, "owner-a")
+    assert store.current_lease(KEY) is None
+    store.release(KEY, "owner-a")  # a missing lease: nothing to do, no error
+    assert store.claim(KEY, "owner-b", "renew", 30).owner == "owner-b"
+    assert store.current_lease(OTHER_KEY) is None  # leases are per key
+
+
+def test_claim_is_reentrant_under_the_callers_lock_and_delete_leaves_the_lease(leasing_store: LeasingStore) -> None:
+    store = leasing_store
+    assert isinstance(store, (FileStore, KeyringStore, MemoryStore))
+    store.save(KEY, make_token())
+    with store.lock(KEY):
+        lease = store.claim(KEY, "owner-a", "renew", 30)
+        assert store.load(KEY) == make_token()
+    assert store.delete(KEY) is True
+    assert store.load(KEY) is None
+    assert store.current_lease(KEY) == lease
+
+
+def test_expired_lease_is_taken_over(leasing_store: LeasingStore) -> None:
+    store = leasing_store
+    first = store.claim(KEY, "owner-a", "renew", 0.05)
+    while first.is_live(time.time()):  # wait for the lease to lapse; no claim about how long that takes
+        time.sleep(0.01)
+    taken = store.claim(KEY, "owner-b", "renew", 30)
+    assert taken.owner == "owner-b"
+    assert store.current_lease(KEY) == taken
+    store.release(KEY, "owner-a")  # the late release of the old owner leaves the new lease alone
+    assert store.current_lease(KEY) == taken
+
+
+@pytest.mark.parametrize(
+    ("owner", "kind", "ttl"),
+    [
+        ("", "renew", 1),
+        ("a", "refresh", 1),
+        ("a", "renew", 0),
+        ("a", "renew", -1),
+        ("a", "renew", float("inf")),
+        ("a", "renew", float("nan")),
+        ("a", "renew", True),
+        ("a\n", "renew", 1),
+        ("a" * 201, "renew", 1),
+    ],
+)
+def test_claim_rejects_nonsense(leasing_store: LeasingStore, owner: str, kind: str, ttl: float) -> None:
+    with pytest.raises(ValueError):
+        leasing_store.claim(KEY, owner, kind, ttl)
+    assert leasing_store.current_lease(KEY) is None
+
+
+def _dead_pid() -> int:
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()  # reaped: its pid names no process (until reused, which a lease's expiry bounds anyway)
+    return child.pid
+
+
+def test_lease_liveness() -> None:
+    now = time.time()
+    here = socket.gethostname()
+    dead = _dead_pid()
+    assert Lease("o", "renew", now + 60, os.getpid(), here).is_live(now)
+    assert not Lease("o", "renew", now - 1, os.getpid(), here).is_live(now)
+    assert not Lease("o", "renew", now, os.getpid(), here).is_live(now)
+    assert not Lease("o", "renew", float("nan"), os.getpid(), here).is_live(now)
+    assert not Lease("o", "renew", now + 60, dead, here).is_live(now)
+    assert Lease("o", "renew", now + 60, dead, here + ".elsewhere").is_live(now)  # a pid means nothing there
+    assert not Lease("o", "renew", now + 60, 2**80, here).is_live(now)
+
+
+def _spawn_claimers(directory: str, start: str, count: int) -> list[subprocess.Popen[str]]:
+    return [
+        subprocess.Popen(
+            [sys.executable, HELPER, "claim", directory, KEY, start],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env=child_env(),
+        )
+        for _ in range(count)
+    ]
+
+
+def _finish(children: list[subprocess.Popen[str]]) -> None:
+    for child in children:
+        if child.stdin is not None:
+            child.stdin.close()
+    for child in children:
+        try:
+            child.wait(timeout=30)
+        finally:
+            if child.poll() is None:
+                child.kill()
+                child.wait()
+            if child.stdout is not None:
+                child.stdout.close()
+
+
+def test_lease_of_a_dead_process_is_taken_over(store: FileStore) -> None:
+    """A renewer that crashed does not hold the key until its lease expires (same host: its pid is checked)."""
+    [child] = _spawn_claimers(store.directory, "-", 1)
+    try:
+        assert child.stdout is not None
+        assert child.stdout.readline().strip() == "ready"
+        owner = child.stdout.readline().strip()
+        assert owner == f"child-{child.pid}"
+        held = store.current_lease(KEY)
+        assert held is not None and (held.owner, held.pid) == (owner, child.pid)
+        assert store.claim(KEY, "parent", "renew", 30) == held  # alive: we lose
+    finally:
+        _finish([child])
+    assert child.returncode == 0
+    taken = store.claim(KEY, "parent", "renew", 30)  # its process is gone: we take over
+    assert (taken.owner, taken.pid) == ("parent", os.getpid())
+
+
+def test_processes_racing_to_claim_one_wins(store: FileStore, tmp_path: Path) -> None:
+    """Six processes claim the same key at once: exactly one gets its own lease, the others all get the
+    winner's. (The winner stays alive until every claim is made: a dead winner's lease would be void.)"""
+    start = tmp_path / "start"
+    children = _spawn_claimers(store.directory, str(start), 6)
+    try:
+        for child in children:
+            assert child.stdout is not None
+            assert child.stdout.readline().strip() == "ready"
+        start.touch()
+        answers = {}
+        for child in children:
+            assert child.stdout is not None
+            answers[f"child-{child.pid}"] = child.stdout.readline().strip()
+        winners = [me for me, owner in answers.items() if owner == me]
+        assert len(winners) == 1, answers
+        assert set(answers.values()) == set(winners)
+        lease = store.current_lease(KEY)
+        assert lease is not None and lease.owner == winners[0]
+    finally:
+        _finish(children)
+    assert [child.returncode for child in children] == [0] * 6
+
+
+def test_lease_file_is_private_json_written_atomically(store: FileStore) -> None:
+    lease = store.claim(KEY, "owner-a", "renew", 30)
+    path = Path(store.directory) / f"{KEY}.lease"
+    assert mode_of(path) == 0o600
+    assert json.loads(path.read_text()) == {
+        "version": 1,
+        "lease": {
+            "owner": "owner-a",
+            "kind": "renew",
+            "expires_at": lease.expires_at,
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+        },
+    }
+    assert sorted(os.listdir(store.directory)) == [f"{KEY}.lease", f"{KEY}.lock"]
+    assert FileStore(store.directory).current_lease(KEY) == lease
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"",
+        b"{not json",
+        b"[]",
+        b"\xff" * 10,
+        b'{"version": 1}',
+        b'{"version": 0, "lease": {"owner": "x", "kind": "renew", "expires_at": 1e12, "pid": 1, "host": "h"}}',
+        b'{"version": 1, "lease": {"owner": "x"}}',
+        b'{"version": 1, "lease": {"owner": "x", "kind": "renew", "expires_at": 1e400, "pid": 1, "host": "h"}}',
+        b'{"version": 1, "lease": {"owner": "x", "kind": "renew", "expires_at": 1e12, "pid": 0, "host": "h"}}',
+    ],
+)
+def test_corrupt_lease_counts_as_none_and_is_replaced(
+    store: FileStore, caplog: pytest.LogCaptureFixture, content: bytes
+) -> None:
+    store.save(KEY, make_token())
+    path = Path(store.directory) / f"{KEY}.lease"
+    path.write_bytes(content)
+    assert store.current_lease(KEY) is None
+    assert len(warnings_about(caplog, "treated as no lease")) == 1
+    store.release(KEY, "owner-a")  # nothing of ours there: no error
+    lease = store.claim(KEY, "owner-a", "renew", 30)
+    assert lease.owner == "owner-a"
+    assert store.current_lease(KEY) == lease
+    assert not list(Path(store.directory).glob("*.corrupt-*"))  # leases are not evidence: simply replaced
+
+
+def test_lease_of_a_newer_format_still_counts(store: FileStore) -> None:
+    """A newer tokensmith renewing the same key must keep this one from renewing at the same time."""
+    store.save(KEY, make_token())
+    document = {
+        "version": 7,
+        "lease": {
+            "owner": "future",
+            "kind": "renew",
+            "expires_at": time.time() + 60,
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "extra": [1, 2],
+        },
+        "more": True,
+    }
+    (Path(store.directory) / f"{KEY}.lease").write_text(json.dumps(document))
+    assert store.claim(KEY, "me", "renew", 30).owner == "future"
+
+
+@pytest.mark.parametrize("kind", ["fifo", "directory", "symlink"])
+def test_non_regular_lease_path_is_refused_without_blocking(
+    store: FileStore, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
+    store.save(KEY, make_token())
+    path = os.path.join(store.directory, f"{KEY}.lease")
+    _put_in_the_way(path, kind, monkeypatch)
+    assert without_blocking(lambda: store.current_lease(KEY)) is None
+    assert len(warnings_about(caplog, f"lease file for key {KEY[:12]} is {KIND_WORDS[kind]}")) == 1
+    with pytest.raises(StoreError, match=f"lease file .* is {KIND_WORDS[kind]}, not a regular file: remove it"):
+        without_blocking(lambda: store.claim(KEY, "owner-a", "renew", 30))
+    without_blocking(lambda: store.release(KEY, "owner-a"))  # nothing of ours: no error
+    assert os.path.lexists(path)
+    assert store.load(KEY) == make_token()
+
+
+def test_lease_on_a_read_only_store(store: FileStore, read_only: Callable[[], list[str]]) -> None:
+    """Reading a lease works; claiming one raises StoreError (the client then renews without one, or not at
+    all); releasing a lease we do not hold needs no write and does not raise."""
+    store.save(KEY, make_token())
+    lease = store.claim(KEY, "owner-a", "renew", 30)
+    refused = read_only()
+    ro = FileStore(store.directory, lock_timeout=5)
+    assert ro.current_lease(KEY) == lease
+    ro.release(KEY, "owner-b")
+    with pytest.raises(StoreError, match="read-only"):
+        without_blocking(lambda: ro.claim(KEY, "owner-b", "renew", 30))
+    with pytest.raises(StoreError, match="read-only"):
+        without_blocking(lambda: ro.release(KEY, "owner-a"))  # ours, but it cannot be removed: a real failure
+    assert refused
+    assert ro.current_lease(KEY) == lease
+
+
+def test_claim_on_a_full_disk_keeps_the_previous_lease(store: FileStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    old = store.claim(KEY, "owner-a", "renew", 0.05)
+    while old.is_live(time.time()):
+        time.sleep(0.01)
+
+    def full_disk(fd: int, data: object) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "write", full_disk)
+    with pytest.raises(StoreError, match=r"lease file .*no space left"):
+        store.claim(KEY, "owner-b", "renew", 30)
+    monkeypatch.undo()
+    assert store.current_lease(KEY) == old
+    assert not [p for p in os.listdir(store.directory) if p.endswith(".tmp")]

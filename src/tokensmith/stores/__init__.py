@@ -1,5 +1,8 @@
 """Token stores: ``MemoryStore``, ``FileStore`` (atomic, locked, 0600), ``KeyringStore`` (with file fallback).
 
+All three implement ``TokenStore`` and the optional ``LeasingStore`` (renewal leases); their failures are
+``StoreError`` (``StoreLockTimeout`` when a lock wait times out).
+
 Imported lazily so that ``import tokensmith.stores`` costs nothing until a store is used.
 """
 
@@ -8,7 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ..exceptions import StoreError, StoreLockTimeout
-from .base import TokenStore, cache_key
+from .base import Lease, LeasingStore, TokenStore, cache_key
 
 if TYPE_CHECKING:
     from .file import FileStore
@@ -18,6 +21,8 @@ if TYPE_CHECKING:
 __all__ = [
     "FileStore",
     "KeyringStore",
+    "Lease",
+    "LeasingStore",
     "MemoryStore",
     "StoreError",
     "StoreLockTimeout",

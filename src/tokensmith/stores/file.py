@@ -24,6 +24,10 @@ Why each piece is here (IDP-QUIRKS, "Caches shared by several processes"):
   umask. An existing directory with group/other bits is tightened to 0700 (one warning); one that is owned by
   another user, or writable by group/others and cannot be tightened, is refused: ``load`` warns and returns
   None, ``save`` and ``lock`` raise ``StoreError``.
+- **Renewal leases.** ``claim``/``release``/``current_lease`` (``LeasingStore``) keep a lease in
+  ``<key>.lease``: JSON, 0600, written atomically like a token file (claims and releases under ``lock(key)``),
+  refused the same way when it is not a regular file. An unreadable or corrupt lease counts as no lease and is
+  replaced by the next claim. ``delete`` of a token leaves its lease alone.
 - **Locks.** ``lock(key)`` is exclusive across threads *and* processes, re-entrant for the thread that holds it
   (the client calls ``delete`` while holding it). Processes exclude each other with ``filelock`` on a
   dedicated ``<key>.lock`` file (checked to be a regular file before ``filelock`` opens it); threads of one
@@ -49,12 +53,16 @@ from typing import TYPE_CHECKING
 
 from ..exceptions import StoreError, StoreLockTimeout
 from ..token import Token
+from .base import Lease, check_claim, new_lease
 from .codec import (
     FORMAT_VERSION,
     MAX_DOCUMENT_BYTES,
+    MAX_LEASE_BYTES,
     NewerFormatError,
     check_key,
+    decode_lease,
     decode_token,
+    encode_lease,
     encode_token,
     short_key,
 )
@@ -72,7 +80,7 @@ MAX_FILE_BYTES = MAX_DOCUMENT_BYTES
 STALE_TEMP_AGE = 300.0
 
 _POSIX = os.name == "posix"
-_TEMP_RE = re.compile(r"\.(?P<key>[A-Za-z0-9_.\-]+)\.json\.[0-9a-f]+\.tmp")
+_TEMP_RE = re.compile(r"\.(?P<key>[A-Za-z0-9_.\-]+)\.(?:json|lease)\.[0-9a-f]+\.tmp")
 _O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _O_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
 _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
@@ -374,6 +382,9 @@ class FileStore:
     def _lock_path(self, key: str) -> str:
         return os.path.join(os.path.realpath(self.directory), check_key(key) + ".lock")
 
+    def _lease_path(self, key: str) -> str:
+        return os.path.join(self.directory, check_key(key) + ".lease")
+
     # -- directory --
 
     def _ensure_directory(self, *, create: bool) -> bool:
@@ -540,6 +551,81 @@ class FileStore:
             yield
         finally:
             path_lock.release()
+
+    # -- LeasingStore --
+
+    def claim(self, key: str, owner: str, kind: str, ttl: float) -> Lease:
+        """See ``LeasingStore.claim``. The lease is ``<key>.lease``, written like a token file."""
+        check_claim(owner, kind, ttl)
+        path = self._lease_path(key)
+        with self.lock(key):
+            now = time.time()
+            current = self._read_lease(key, path)
+            if current is not None and current.owner != owner and current.is_live(now):
+                logger.debug(
+                    "key %s is leased by pid %d on %s (%s)", short_key(key), current.pid, current.host, current.kind
+                )
+                return current
+            lease = new_lease(owner, kind, ttl, now)
+            self._write_atomically(path, encode_lease(lease), what="lease file")
+            logger.debug("lease on key %s claimed (%s, %g s)", short_key(key), kind, ttl)
+            return lease
+
+    def release(self, key: str, owner: str) -> None:
+        """See ``LeasingStore.release``."""
+        path = self._lease_path(key)
+        if not self._readable_directory():
+            return
+        current = self._read_lease(key, path)
+        if current is None or current.owner != owner:
+            # Only ``owner`` ever writes a lease naming ``owner``, so this cannot change under us: no lock needed
+            # (and none taken, so releasing nothing works on a read-only store).
+            return
+        with self.lock(key):
+            current = self._read_lease(key, path)  # another owner may have taken over an expired lease meanwhile
+            if current is not None and current.owner == owner:
+                self._unlink(path, key, what="lease file")
+                logger.debug("lease on key %s released", short_key(key))
+
+    def current_lease(self, key: str) -> Lease | None:
+        """See ``LeasingStore.current_lease``."""
+        path = self._lease_path(key)
+        if not self._readable_directory():
+            return None
+        return self._read_lease(key, path)
+
+    def _read_lease(self, key: str, path: str) -> Lease | None:
+        """The lease in ``path``; None (with a warning) for anything unreadable: a lease that cannot be read
+        protects nothing, and the next claim replaces it."""
+        try:
+            fd = _open_regular(path, os.O_RDONLY)
+        except FileNotFoundError:
+            return None
+        except _NotRegularFile as refused:
+            logger.warning(
+                "lease file for key %s is %s, not a regular file; ignored (remove it)", short_key(key), refused.kind
+            )
+            return None
+        except OSError as error:
+            logger.warning("lease file for key %s cannot be opened (%s); ignored", short_key(key), error.strerror)
+            return None
+        with os.fdopen(fd, "rb") as handle:
+            st = os.fstat(fd)
+            if not _owned_by_current_user(st):
+                logger.warning("lease file %s is owned by uid %d, not by the current user; ignored", path, st.st_uid)
+                return None
+            try:
+                data = handle.read(MAX_LEASE_BYTES + 1)
+            except OSError as error:
+                logger.warning("lease file for key %s cannot be read (%s); ignored", short_key(key), error.strerror)
+                return None
+        try:
+            return decode_lease(data)
+        except Exception as error:
+            logger.warning(
+                "lease file for key %s is unreadable (%s); treated as no lease", short_key(key), type(error).__name__
+            )
+            return None
 
     # -- helpers --
 

@@ -16,7 +16,8 @@ Credential Manager caps a secret at 2560 bytes and macOS Keychain rejects very l
 - A token in the fallback file wins over the keyring's copy: every successful keyring write removes the file
   copy, so a file copy exists only if it was written later, when the keyring could not take it (failing, hung,
   oversize). Serving the keyring's older copy would spend a rotated-away refresh token.
-- Keyrings cannot lock: ``lock(key)`` is the fallback ``FileStore``'s lock (threads and processes).
+- Keyrings cannot lock: ``lock(key)`` and the renewal leases (``claim``, ``release``, ``current_lease``) are
+  the fallback ``FileStore``'s (threads and processes).
 - ``delete`` is compare-and-delete under that lock and removes the entry from both places.
 """
 
@@ -32,6 +33,7 @@ from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, TypeVar
 
 from ..token import Token
+from .base import Lease
 from .codec import NewerFormatError, decode_token, encode_token, short_key
 from .file import FileStore
 
@@ -222,6 +224,17 @@ class KeyringStore:
     def lock(self, key: str) -> AbstractContextManager[object]:
         """The fallback ``FileStore``'s lock: keyrings have none."""
         return self.fallback.lock(key)
+
+    # -- LeasingStore: the fallback's, like the lock --
+
+    def claim(self, key: str, owner: str, kind: str, ttl: float) -> Lease:
+        return self.fallback.claim(key, owner, kind, ttl)
+
+    def release(self, key: str, owner: str) -> None:
+        self.fallback.release(key, owner)
+
+    def current_lease(self, key: str) -> Lease | None:
+        return self.fallback.current_lease(key)
 
     def _remove_from_keyring(self, backend: KeyringBackend, key: str) -> None:
         try:
