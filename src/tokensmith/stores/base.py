@@ -37,14 +37,17 @@ class TokenStore(Protocol):
         """The stored token, or None. Never raises for a missing or unreadable entry (it logs instead)."""
 
     def save(self, key: str, token: Token) -> None:
-        """Store atomically: a reader sees the old token or the new one, never a mix."""
+        """Store atomically: a reader sees the old token or the new one, never a mix. Raises ``StoreError``
+        when the token cannot be stored (read-only, disk full); the previously stored token is then intact."""
 
     def delete(self, key: str, *, refresh_token: str | None = None) -> bool:
         """Remove the entry. With ``refresh_token``, only if the stored token still holds that refresh token
         (compare-and-delete: never wipe a sibling process's freshly rotated token). True if removed."""
 
     def lock(self, key: str) -> AbstractContextManager[object]:
-        """Exclusive across everyone sharing the store (threads, and processes for file-backed stores)."""
+        """Exclusive across everyone sharing the store (threads, and processes for file-backed stores).
+        Raises ``StoreLockTimeout`` after the store's wait limit, ``StoreError`` when the store cannot be locked
+        at all (a read-only directory): ``load`` still works then, so a caller can keep serving what it has."""
 
 
 @dataclass(frozen=True)
