@@ -54,10 +54,10 @@ from .exceptions import (
     LoginInProgress,
     LoginRequired,
     OAuthError,
+    StoreError,
     TokensmithError,
 )
 from .stores.base import TokenStore, cache_key
-from .stores.file import StoreError
 from .stores.memory import MemoryStore
 from .token import Token
 

@@ -47,6 +47,8 @@ __all__ = [
     "ResponseTooLarge",
     "ServerError",
     "SlowDown",
+    "StoreError",
+    "StoreLockTimeout",
     "TLSError",
     "TemporarilyUnavailable",
     "TokensmithError",
@@ -326,6 +328,18 @@ _ERROR_TABLE: dict[str, type[OAuthError] | type[AuthorizationPending]] = {
 def error_class_for(error: str) -> type[OAuthError] | type[AuthorizationPending]:
     """The exception class for an error code; ``OAuthError`` for codes no RFC we implement registers."""
     return _ERROR_TABLE.get(error, OAuthError)
+
+
+# --- token stores ------------------------------------------------------------------------------------------
+
+
+class StoreError(TokensmithError):
+    """A token store could not do what was asked (writing a token or a lease, preparing its directory, taking
+    its lock). The message names the path and says what to do; it never contains a token."""
+
+
+class StoreLockTimeout(StoreError, builtins.TimeoutError):
+    """``lock(key)`` waited ``lock_timeout`` seconds while another thread or process held the lock."""
 
 
 def _present_as_public() -> None:

@@ -3,6 +3,9 @@
 - ``lock DIR KEY LOG START ITERATIONS``: print ``ready``, wait until START exists, then ITERATIONS times take
   ``FileStore(DIR).lock(KEY)`` and append ``begin``/``end`` lines to LOG while holding it.
 - ``hold DIR KEY``: take the lock, print ``locked``, hold it until stdin closes.
+- ``claim DIR KEY START``: print ``ready``, wait until START exists (``-``: no wait), claim a 600 s renewal lease on
+  KEY as owner ``child-<pid>``, print the owner of the lease ``claim`` returned (itself if it won), then stay
+  alive (a dead claimant's lease is void) until stdin closes.
 - ``crash DIR KEY RUN``: print ``started``, then save tokens of random sizes to KEY as fast as possible, forever.
   Each access token is ``<sha256(payload)[:32]>.<payload>`` and its refresh token ``rt-<same checksum>``,
   so a reader can tell an intact token from a torn one.
@@ -62,6 +65,16 @@ def main(argv: list[str]) -> int:
         with store.lock(key):
             print("locked", flush=True)
             sys.stdin.read()
+        return 0
+    if mode == "claim":
+        directory, key, start = argv[1:4]
+        store = FileStore(directory, lock_timeout=60)
+        print("ready", flush=True)
+        while start != "-" and not os.path.exists(start):
+            time.sleep(0.001)
+        lease = store.claim(key, f"child-{os.getpid()}", "renew", 600)
+        print(lease.owner, flush=True)
+        sys.stdin.read()
         return 0
     if mode == "crash":
         directory, key, run = argv[1:4]

@@ -1,5 +1,8 @@
 """Token stores: ``MemoryStore``, ``FileStore`` (atomic, locked, 0600), ``KeyringStore`` (with file fallback).
 
+All three implement ``TokenStore`` and the optional ``LeasingStore`` (renewal leases); their failures are
+``StoreError`` (``StoreLockTimeout`` when a lock wait times out).
+
 Imported lazily so that ``import tokensmith.stores`` costs nothing until a store is used.
 """
 
@@ -7,14 +10,25 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .base import TokenStore, cache_key
+from ..exceptions import StoreError, StoreLockTimeout
+from .base import Lease, LeasingStore, TokenStore, cache_key
 
 if TYPE_CHECKING:
     from .file import FileStore
     from .keyring import KeyringStore
     from .memory import MemoryStore
 
-__all__ = ["FileStore", "KeyringStore", "MemoryStore", "TokenStore", "cache_key"]
+__all__ = [
+    "FileStore",
+    "KeyringStore",
+    "Lease",
+    "LeasingStore",
+    "MemoryStore",
+    "StoreError",
+    "StoreLockTimeout",
+    "TokenStore",
+    "cache_key",
+]
 
 
 def __getattr__(name: str) -> Any:

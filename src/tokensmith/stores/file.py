@@ -3,24 +3,43 @@
 Why each piece is here (IDP-QUIRKS, "Caches shared by several processes"):
 
 - **Atomic writes.** A token is written to a temporary file in the same directory (created ``O_EXCL``, 0600),
-  flushed, fsynced, then renamed over the old file with ``os.replace`` and the directory fsynced. A reader
-  sees the old token or the new one, never a mix, even if the writer is killed halfway (C26).
-- **Writes only when something changed.** Saving exactly the bytes already stored is a no-op.
-- **Never crash on a bad file.** A missing file is "no token"; a corrupt one is moved aside to
-  ``<key>.json.corrupt-<unix-ts>`` (evidence kept, never deleted) and treated as "no token"; a file owned by
-  another user is ignored; group/other permission bits are removed. Each case logs one warning (C10: never a
-  token value, only a short key prefix).
+  fsynced, then renamed over the old file with ``os.replace`` and the directory fsynced. A reader sees the old
+  token or the new one, never a mix, even if the writer is killed halfway (C26). A failed write (disk full,
+  read-only file system) removes its temporary file, leaves the previous token file untouched and raises
+  ``StoreError``.
+- **Writes only when something changed.** Saving exactly the bytes already stored is a no-op (so saving an
+  unchanged token works even on a read-only file system).
+- **Never crash on a bad file, never block on one.** A missing file is "no token"; a corrupt one is moved aside
+  to ``<key>.json.corrupt-<unix-ts>`` (evidence kept, never deleted) and treated as "no token"; a file owned by
+  another user is ignored; group/other permission bits are removed. Anything that is not a regular file where a
+  token, lock or temporary file belongs (a FIFO, a directory, a device, a socket, a symlink) is refused without
+  being opened for reading or writing: files are opened ``O_NOFOLLOW | O_NONBLOCK`` after an ``lstat`` and
+  checked again with ``fstat``, so a FIFO can never block a read. ``load`` logs one warning per case and returns
+  None (C10: never a token value, only a short key prefix); ``save``, ``delete`` and ``lock`` raise
+  ``StoreError``, whose message names the path and says what to do.
+- **Read-only is a state, not a crash.** On a read-only directory or file system ``load`` still serves the
+  stored token; ``save`` (of a changed token) and ``lock`` raise ``StoreError``, so a caller can keep using the
+  token it has without coordination.
+- **A private directory, or none.** The token directory and every missing parent are created 0700 whatever the
+  umask. An existing directory with group/other bits is tightened to 0700 (one warning); one that is owned by
+  another user, or writable by group/others and cannot be tightened, is refused: ``load`` warns and returns
+  None, ``save`` and ``lock`` raise ``StoreError``.
+- **Renewal leases.** ``claim``/``release``/``current_lease`` (``LeasingStore``) keep a lease in
+  ``<key>.lease``: JSON, 0600, written atomically like a token file (claims and releases under ``lock(key)``),
+  refused the same way when it is not a regular file. An unreadable or corrupt lease counts as no lease and is
+  replaced by the next claim. ``delete`` of a token leaves its lease alone.
 - **Locks.** ``lock(key)`` is exclusive across threads *and* processes, re-entrant for the thread that holds it
   (the client calls ``delete`` while holding it). Processes exclude each other with ``filelock`` on a
-  dedicated ``<key>.lock`` file; threads of one process with a per-path ``threading.RLock`` shared by every
-  ``FileStore`` on that directory. The ``filelock`` object is only ever touched by the thread holding the
-  ``RLock``, so its own thread semantics (``thread_local``, which changed between releases) do not matter.
+  dedicated ``<key>.lock`` file (checked to be a regular file before ``filelock`` opens it); threads of one
+  process with a per-path ``threading.RLock`` shared by every ``FileStore`` on that directory. The
+  ``filelock`` object is only ever touched by the thread holding the ``RLock``, so its own thread semantics
+  (``thread_local``, which changed between releases) do not matter.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
+import errno
 import logging
 import os
 import re
@@ -30,10 +49,23 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from ..exceptions import TokensmithError
+from ..exceptions import StoreError, StoreLockTimeout
 from ..token import Token
+from .base import Lease, check_claim, new_lease
+from .codec import (
+    FORMAT_VERSION,
+    MAX_DOCUMENT_BYTES,
+    MAX_LEASE_BYTES,
+    NewerFormatError,
+    check_key,
+    decode_lease,
+    decode_token,
+    encode_lease,
+    encode_token,
+    short_key,
+)
 
 if TYPE_CHECKING:
     import filelock
@@ -42,27 +74,18 @@ __all__ = ["FORMAT_VERSION", "FileStore", "StoreError", "StoreLockTimeout", "def
 
 logger = logging.getLogger("tokensmith.stores")
 
-#: The ``version`` member of every token file this module writes.
-FORMAT_VERSION = 1
 #: A token file larger than this is not something we wrote: it is treated as corrupt.
-MAX_FILE_BYTES = 8 * 1024 * 1024
+MAX_FILE_BYTES = MAX_DOCUMENT_BYTES
 #: Temporary files older than this (seconds) belong to a killed writer and may be removed.
 STALE_TEMP_AGE = 300.0
 
 _POSIX = os.name == "posix"
-_KEY_RE = re.compile(r"[A-Za-z0-9_\-][A-Za-z0-9_.\-]{0,199}")
-_TEMP_RE = re.compile(r"\.(?P<key>[A-Za-z0-9_.\-]+)\.json\.[0-9a-f]+\.tmp")
+_TEMP_RE = re.compile(r"\.(?P<key>[A-Za-z0-9_.\-]+)\.(?:json|lease)\.[0-9a-f]+\.tmp")
 _O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_O_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
 _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _O_BINARY = getattr(os, "O_BINARY", 0)
-
-
-class StoreError(TokensmithError):
-    """A token store could not do what was asked (writing a token, preparing its directory)."""
-
-
-class StoreLockTimeout(StoreError, TimeoutError):
-    """``lock(key)`` waited ``lock_timeout`` seconds while another thread or process held the lock."""
+_GROUP_OTHER_WRITE = stat.S_IWGRP | stat.S_IWOTH
 
 
 def default_directory() -> str:
@@ -89,11 +112,6 @@ def _owned_by_current_user(st: os.stat_result) -> bool:
     return uid is None or st.st_uid == uid
 
 
-def _short(key: str) -> str:
-    """What a log line may say about a key: its first 12 characters (keys are hashes, never secrets)."""
-    return key[:12]
-
-
 def _loose_bits(mode: int) -> int:
     return stat.S_IMODE(mode) & (stat.S_IRWXG | stat.S_IRWXO) if _POSIX else 0
 
@@ -112,6 +130,141 @@ def _fsync_directory(directory: str) -> None:
         pass
     finally:
         os.close(fd)
+
+
+# --- refusing what is not ours to touch --------------------------------------------------------------------
+
+
+def _kind_of(mode: int) -> str:
+    if stat.S_ISLNK(mode):
+        return "a symbolic link"
+    if stat.S_ISDIR(mode):
+        return "a directory"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    return "an unknown kind of file"
+
+
+class _NotRegularFile(Exception):
+    def __init__(self, path: str, mode: int) -> None:
+        self.path = path
+        self.kind = _kind_of(mode)
+        super().__init__(f"{path} is {self.kind}, not a regular file")
+
+
+def _open_regular(path: str, flags: int) -> int:
+    """Open ``path`` only if it is a regular file (or, with ``O_CREAT``, absent).
+
+    ``lstat`` first, so a device or FIFO is never even opened; then ``O_NOFOLLOW | O_NONBLOCK`` and ``fstat``,
+    so a FIFO or symlink swapped in between can neither block us nor redirect us. Raises ``_NotRegularFile``,
+    ``FileNotFoundError`` (without ``O_CREAT``) or another ``OSError``."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        if not flags & os.O_CREAT:
+            raise
+    else:
+        if not stat.S_ISREG(st.st_mode):
+            raise _NotRegularFile(path, st.st_mode)
+    fd = os.open(path, flags | _O_NOFOLLOW | _O_NONBLOCK | _O_CLOEXEC | _O_BINARY, 0o600)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise _NotRegularFile(path, st.st_mode)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _refuse_non_regular(path: str, what: str) -> None:
+    """``StoreError`` if something other than a regular file sits at ``path`` (which we are about to replace)."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    except OSError as error:
+        raise _store_error(f"check the {what}", path, error) from error
+    if not stat.S_ISREG(st.st_mode):
+        raise StoreError(f"the {what} {path} is {_kind_of(st.st_mode)}, not a regular file: remove it")
+
+
+_NOT_YOURS = "the token directory must belong to you and be writable by you (mode 0700)"
+_ADVICE = {
+    errno.EROFS: "the file system is read-only: stored tokens can still be read, but nothing can be saved or "
+    "locked here; give FileStore a writable directory",
+    errno.EACCES: _NOT_YOURS,
+    errno.EPERM: _NOT_YOURS,
+    errno.ENOSPC: "no space left on the device: free some space (a previously stored token is untouched)",
+    errno.ELOOP: "a symbolic link is in the way: remove it",
+    errno.EISDIR: "a directory is in the way: remove it",
+    errno.ENOTDIR: "a part of the path is not a directory: fix the path or give FileStore another directory",
+    errno.ENAMETOOLONG: "the path is too long: give FileStore a shorter directory",
+}
+if hasattr(errno, "EDQUOT"):
+    _ADVICE[errno.EDQUOT] = "disk quota exceeded: free some space (a previously stored token is untouched)"
+
+
+def _store_error(action: str, path: str, error: OSError) -> StoreError:
+    """A ``StoreError`` that names the path, the reason and what to do (never anything read from a file)."""
+    reason = error.strerror or type(error).__name__
+    advice = _ADVICE.get(error.errno or 0, "check the path and its permissions")
+    return StoreError(f"cannot {action} {path}: {reason}; {advice}")
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+def _prepare_lock_file(path: str) -> None:
+    """Create the lock file, or check the existing one, before ``filelock`` opens it: some ``filelock`` releases
+    open it without ``O_NONBLOCK`` (a FIFO there would hang) or retry a refused open until the timeout."""
+    try:
+        fd = _open_regular(path, os.O_RDWR | os.O_CREAT)
+    except _NotRegularFile as refused:
+        raise StoreError(f"the lock file {path} is {refused.kind}, not a regular file: remove it") from None
+    except OSError as error:
+        raise _store_error("open the lock file", path, error) from error
+    try:
+        st = os.fstat(fd)
+        if _POSIX and _owned_by_current_user(st) and stat.S_IMODE(st.st_mode) != 0o600:
+            os.fchmod(fd, 0o600)  # a umask without owner bits would lock us out of our own lock file
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _make_private_directories(directory: str) -> None:
+    """Create ``directory`` and every missing parent 0700 whatever the umask (``os.makedirs`` gives its mode to
+    the leaf only; the parents get the umask's default, often 0755)."""
+    missing: list[str] = []
+    current = directory
+    while not os.path.lexists(current):
+        missing.append(current)
+        parent = os.path.dirname(current)
+        if parent == current:
+            break
+        current = parent
+    for path in reversed(missing):
+        try:
+            os.mkdir(path, 0o700)
+        except FileExistsError:
+            continue  # created meanwhile by another process; the leaf is checked by the caller
+        except OSError as error:
+            raise _store_error("create the token directory", path, error) from error
+        if _POSIX:
+            try:
+                os.chmod(path, 0o700)  # the umask may have removed owner bits the next mkdir needs
+            except OSError as error:
+                raise _store_error("set the mode of the token directory", path, error) from error
 
 
 # --- the per-process lock registry -------------------------------------------------------------------------
@@ -153,6 +306,7 @@ class _PathLock:
                 file_lock = self._get_file_lock()  # imports filelock, or says how to install it
                 import filelock
 
+                _prepare_lock_file(self.path)
                 remaining = -1.0 if forever else max(0.0, deadline - time.monotonic())
                 try:
                     file_lock.acquire(timeout=remaining)
@@ -160,6 +314,8 @@ class _PathLock:
                     raise StoreLockTimeout(
                         f"lock {self.path} still held by another process after {timeout:g} s"
                     ) from None
+                except OSError as error:
+                    raise _store_error("lock", self.path, error) from error
             self._depth += 1
         except BaseException:
             self._thread_lock.release()
@@ -212,6 +368,7 @@ class FileStore:
         self.lock_timeout = lock_timeout
         self._checked_directory = False
         self._swept_temp_files = False
+        self._refusal_warned = False
 
     def __repr__(self) -> str:
         return f"FileStore({self.directory!r})"
@@ -220,15 +377,19 @@ class FileStore:
 
     def path_for(self, key: str) -> str:
         """The token file for ``key``."""
-        return os.path.join(self.directory, _check_key(key) + ".json")
+        return os.path.join(self.directory, check_key(key) + ".json")
 
     def _lock_path(self, key: str) -> str:
-        return os.path.join(os.path.realpath(self.directory), _check_key(key) + ".lock")
+        return os.path.join(os.path.realpath(self.directory), check_key(key) + ".lock")
+
+    def _lease_path(self, key: str) -> str:
+        return os.path.join(self.directory, check_key(key) + ".lease")
 
     # -- directory --
 
     def _ensure_directory(self, *, create: bool) -> bool:
-        """True if the directory exists (creating it 0700 when asked); tightens loose permissions once."""
+        """True if the directory exists and may hold tokens (creating it and its missing parents 0700 when
+        asked), False if it does not exist; ``StoreError`` if it must not be used. Checked once per store."""
         if self._checked_directory and (not create or os.path.isdir(self.directory)):
             return True
         try:
@@ -236,59 +397,83 @@ class FileStore:
         except FileNotFoundError:
             if not create:
                 return False
+            _make_private_directories(self.directory)
             try:
-                os.makedirs(self.directory, mode=0o700, exist_ok=True)
-                if _POSIX:
-                    os.chmod(self.directory, 0o700)
                 st = os.stat(self.directory)
             except OSError as error:
-                raise StoreError(f"cannot create token directory {self.directory}: {error.strerror}") from error
+                raise _store_error("use the token directory", self.directory, error) from error
+        except OSError as error:
+            raise _store_error("use the token directory", self.directory, error) from error
         if not stat.S_ISDIR(st.st_mode):
-            raise StoreError(f"token directory {self.directory} is not a directory")
-        if not _owned_by_current_user(st):
-            logger.warning(
-                "token directory %s is owned by uid %d, not by the current user; tokens in it from other users "
-                "are ignored",
-                self.directory,
-                st.st_uid,
+            raise StoreError(
+                f"token directory {self.directory} is {_kind_of(st.st_mode)}, not a directory: remove it or give "
+                "FileStore another directory"
             )
-        elif loose := _loose_bits(st.st_mode):
+        uid = _current_uid()
+        if uid is not None and st.st_uid != uid:
+            # Another user could read our tokens there, or plant theirs: never use it.
+            raise StoreError(
+                f"token directory {self.directory} is owned by uid {st.st_uid}, not by the current user "
+                f"(uid {uid}); tokens are only kept in a directory of your own: give FileStore another directory"
+            )
+        if loose := _loose_bits(st.st_mode):
             try:
                 os.chmod(self.directory, 0o700)
+            except OSError as error:
+                if loose & _GROUP_OTHER_WRITE:
+                    # Others could swap token files under us: refuse rather than warn.
+                    raise StoreError(
+                        f"token directory {self.directory} is writable by group/others (mode "
+                        f"{stat.S_IMODE(st.st_mode):03o}) and could not be tightened ({error.strerror}): run "
+                        f"'chmod 700 {self.directory}' or give FileStore another directory"
+                    ) from error
+                # Only readable: token files are 0600 anyway, so the directory can still be used.
+                logger.warning(
+                    "token directory %s is readable by group/others (mode %03o) and could not be tightened: %s",
+                    self.directory,
+                    stat.S_IMODE(st.st_mode),
+                    error.strerror,
+                )
+            else:
                 logger.warning(
                     "token directory %s was accessible to group/others (mode %03o); tightened to 0700",
                     self.directory,
                     stat.S_IMODE(st.st_mode),
                 )
-            except OSError as error:
-                logger.warning(
-                    "token directory %s is accessible to group/others (bits %03o) and could not be tightened: %s",
-                    self.directory,
-                    loose,
-                    error.strerror,
-                )
         self._checked_directory = True
         return True
+
+    def _readable_directory(self) -> bool:
+        """``_ensure_directory(create=False)`` for readers, which never raise: a refusal is logged (one warning
+        per store) and reads as "no token"."""
+        try:
+            return self._ensure_directory(create=False)
+        except StoreError as error:
+            first, self._refusal_warned = not self._refusal_warned, True
+            (logger.warning if first else logger.debug)("%s; no token loaded from it", error)
+            return False
 
     # -- TokenStore --
 
     def load(self, key: str) -> Token | None:
         path = self.path_for(key)
-        if not self._ensure_directory(create=False):
+        if not self._readable_directory():
             return None
         try:
-            fd = os.open(path, os.O_RDONLY | _O_NOFOLLOW | _O_CLOEXEC | _O_BINARY)
+            fd = _open_regular(path, os.O_RDONLY)
         except FileNotFoundError:
             return None
+        except _NotRegularFile as refused:
+            logger.warning(
+                "token file for key %s is %s, not a regular file; ignored (remove it)", short_key(key), refused.kind
+            )
+            return None
         except OSError as error:
-            # ELOOP: a symlink where a token file should be. EACCES, EISDIR, ...: not ours to read.
-            logger.warning("token file for key %s cannot be opened (%s); ignored", _short(key), error.strerror)
+            # EACCES, ELOOP (a symlink swapped in after the lstat), ...: not ours to read.
+            logger.warning("token file for key %s cannot be opened (%s); ignored", short_key(key), error.strerror)
             return None
         with os.fdopen(fd, "rb") as handle:
             st = os.fstat(fd)
-            if not stat.S_ISREG(st.st_mode):
-                logger.warning("token file for key %s is not a regular file; ignored", _short(key))
-                return None
             if not _owned_by_current_user(st):
                 logger.warning("token file %s is owned by uid %d, not by the current user; ignored", path, st.st_uid)
                 return None
@@ -297,26 +482,26 @@ class FileStore:
                     os.fchmod(fd, 0o600)
                     logger.warning(
                         "token file for key %s was readable by group/others (mode %03o); tightened to 0600",
-                        _short(key),
+                        short_key(key),
                         stat.S_IMODE(st.st_mode),
                     )
                 except OSError as error:
                     logger.warning(
                         "token file for key %s is readable by group/others and could not be tightened: %s",
-                        _short(key),
+                        short_key(key),
                         error.strerror,
                     )
             try:
                 data = handle.read(MAX_FILE_BYTES + 1)
             except OSError as error:
-                logger.warning("token file for key %s cannot be read (%s); ignored", _short(key), error.strerror)
+                logger.warning("token file for key %s cannot be read (%s); ignored", short_key(key), error.strerror)
                 return None
         try:
-            return _decode(data)
-        except _NewerFormat as newer:
+            return decode_token(data)
+        except NewerFormatError as newer:
             logger.warning(
                 "token file for key %s has format version %s, newer than this tokensmith understands; ignored",
-                _short(key),
+                short_key(key),
                 newer.version,
             )
             return None
@@ -326,32 +511,13 @@ class FileStore:
 
     def save(self, key: str, token: Token) -> None:
         path = self.path_for(key)
-        data = _encode(token)
+        data = encode_token(token)
         self._ensure_directory(create=True)
         if self._already_holds(path, data):
-            logger.debug("token for key %s unchanged; not rewritten", _short(key))
+            logger.debug("token for key %s unchanged; not rewritten", short_key(key))
             return
-        tmp = os.path.join(self.directory, f".{_check_key(key)}.json.{secrets.token_hex(8)}.tmp")
-        try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_NOFOLLOW | _O_CLOEXEC | _O_BINARY, 0o600)
-        except OSError as error:
-            raise StoreError(f"cannot write a token file in {self.directory}: {error.strerror}") from error
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                if _POSIX:
-                    os.fchmod(fd, 0o600)  # the umask may have removed owner bits; never adds any
-                handle.write(data)
-                handle.flush()
-                os.fsync(fd)
-            _replace(tmp, path)
-        except BaseException as error:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            if isinstance(error, OSError):
-                raise StoreError(f"cannot write token file {path}: {error.strerror}") from error
-            raise
-        _fsync_directory(self.directory)
-        logger.debug("token for key %s saved", _short(key))
+        self._write_atomically(path, data, what="token file")
+        logger.debug("token for key %s saved", short_key(key))
         if not self._swept_temp_files:
             self._swept_temp_files = True
             self._remove_stale_temp_files()
@@ -364,17 +530,19 @@ class FileStore:
             if refresh_token is not None:
                 current = self.load(key)
                 if current is None or current.refresh_token != refresh_token:
-                    logger.debug("token for key %s not deleted: it holds another refresh token", _short(key))
+                    logger.debug("token for key %s not deleted: it holds another refresh token", short_key(key))
                     return False
-            removed = self._unlink(path)
+            removed = self._unlink(path, key, what="token file")
         if removed:
-            logger.debug("token for key %s deleted", _short(key))
+            logger.debug("token for key %s deleted", short_key(key))
         return removed
 
     @contextlib.contextmanager
     def lock(self, key: str) -> Iterator[None]:
         """Exclusive across threads and processes; re-entrant for the holding thread. Waits at most
-        ``lock_timeout`` seconds (a negative or infinite value waits forever), then raises ``StoreLockTimeout``."""
+        ``lock_timeout`` seconds (a negative or infinite value waits forever), then raises ``StoreLockTimeout``.
+        Raises ``StoreError`` when the lock file cannot be created or opened for writing (read-only directory,
+        something other than a regular file in its place): the caller then knows it cannot coordinate."""
         lock_path = self._lock_path(key)
         self._ensure_directory(create=True)
         path_lock = _path_lock(lock_path)
@@ -384,33 +552,155 @@ class FileStore:
         finally:
             path_lock.release()
 
+    # -- LeasingStore --
+
+    def claim(self, key: str, owner: str, kind: str, ttl: float) -> Lease:
+        """See ``LeasingStore.claim``. The lease is ``<key>.lease``, written like a token file."""
+        check_claim(owner, kind, ttl)
+        path = self._lease_path(key)
+        with self.lock(key):
+            now = time.time()
+            current = self._read_lease(key, path)
+            if current is not None and current.owner != owner and current.is_live(now):
+                logger.debug(
+                    "key %s is leased by pid %d on %s (%s)", short_key(key), current.pid, current.host, current.kind
+                )
+                return current
+            lease = new_lease(owner, kind, ttl, now)
+            self._write_atomically(path, encode_lease(lease), what="lease file")
+            logger.debug("lease on key %s claimed (%s, %g s)", short_key(key), kind, ttl)
+            return lease
+
+    def release(self, key: str, owner: str) -> None:
+        """See ``LeasingStore.release``."""
+        path = self._lease_path(key)
+        if not self._readable_directory():
+            return
+        current = self._read_lease(key, path)
+        if current is None or current.owner != owner:
+            # Only ``owner`` ever writes a lease naming ``owner``, so this cannot change under us: no lock needed
+            # (and none taken, so releasing nothing works on a read-only store).
+            return
+        with self.lock(key):
+            current = self._read_lease(key, path)  # another owner may have taken over an expired lease meanwhile
+            if current is not None and current.owner == owner:
+                self._unlink(path, key, what="lease file")
+                logger.debug("lease on key %s released", short_key(key))
+
+    def current_lease(self, key: str) -> Lease | None:
+        """See ``LeasingStore.current_lease``."""
+        path = self._lease_path(key)
+        if not self._readable_directory():
+            return None
+        return self._read_lease(key, path)
+
+    def _read_lease(self, key: str, path: str) -> Lease | None:
+        """The lease in ``path``; None (with a warning) for anything unreadable: a lease that cannot be read
+        protects nothing, and the next claim replaces it."""
+        try:
+            fd = _open_regular(path, os.O_RDONLY)
+        except FileNotFoundError:
+            return None
+        except _NotRegularFile as refused:
+            logger.warning(
+                "lease file for key %s is %s, not a regular file; ignored (remove it)", short_key(key), refused.kind
+            )
+            return None
+        except OSError as error:
+            logger.warning("lease file for key %s cannot be opened (%s); ignored", short_key(key), error.strerror)
+            return None
+        with os.fdopen(fd, "rb") as handle:
+            st = os.fstat(fd)
+            if not _owned_by_current_user(st):
+                logger.warning("lease file %s is owned by uid %d, not by the current user; ignored", path, st.st_uid)
+                return None
+            try:
+                data = handle.read(MAX_LEASE_BYTES + 1)
+            except OSError as error:
+                logger.warning("lease file for key %s cannot be read (%s); ignored", short_key(key), error.strerror)
+                return None
+        try:
+            return decode_lease(data)
+        except Exception as error:
+            logger.warning(
+                "lease file for key %s is unreadable (%s); treated as no lease", short_key(key), type(error).__name__
+            )
+            return None
+
     # -- helpers --
 
     def discard(self, key: str) -> bool:
         """Remove the entry without locking or comparing (for a store that moved the token elsewhere)."""
-        if not self._ensure_directory(create=False):
-            return False
-        return self._unlink(self.path_for(key))
+        try:
+            if not self._ensure_directory(create=False):
+                return False
+        except StoreError:
+            return False  # a directory we refuse to use holds nothing of ours
+        return self._unlink(self.path_for(key), key, what="token file")
 
-    def _unlink(self, path: str) -> bool:
+    def _write_atomically(self, path: str, data: bytes, *, what: str) -> None:
+        """Temporary file (``O_EXCL``, 0600) + write + fsync + rename over ``path`` + directory fsync.
+
+        On any failure the temporary file is removed and ``path`` is untouched; an ``OSError`` becomes a
+        ``StoreError`` naming ``path``."""
+        _refuse_non_regular(path, what)
+        tmp = os.path.join(self.directory, f".{os.path.basename(path)}.{secrets.token_hex(8)}.tmp")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_NOFOLLOW | _O_CLOEXEC | _O_BINARY, 0o600)
+        except OSError as error:
+            raise _store_error(f"write the {what}", path, error) from error
+        try:
+            try:
+                if _POSIX:
+                    os.fchmod(fd, 0o600)  # the umask may have removed owner bits; never adds any
+                _write_all(fd, data)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            _replace(tmp, path)
+        except BaseException as error:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            if isinstance(error, OSError):
+                raise _store_error(f"write the {what}", path, error) from error
+            raise
+        _fsync_directory(self.directory)
+
+    def _unlink(self, path: str, key: str, *, what: str) -> bool:
+        """Remove the regular file at ``path``; anything else there is left alone with a warning (it is not
+        ours: ``load`` ignores it too)."""
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            return False
+        except OSError as error:
+            raise _store_error(f"delete the {what}", path, error) from error
+        if not stat.S_ISREG(st.st_mode):
+            logger.warning(
+                "%s for key %s is %s, not a regular file; left in place (remove it)",
+                what,
+                short_key(key),
+                _kind_of(st.st_mode),
+            )
+            return False
         try:
             os.unlink(path)
         except FileNotFoundError:
             return False
         except OSError as error:
-            raise StoreError(f"cannot delete token file {path}: {error.strerror}") from error
+            raise _store_error(f"delete the {what}", path, error) from error
         _fsync_directory(self.directory)
         return True
 
     def _already_holds(self, path: str, data: bytes) -> bool:
         """Whether ``path`` is our own regular file with exactly ``data`` (tightening its mode if needed)."""
         try:
-            fd = os.open(path, os.O_RDONLY | _O_NOFOLLOW | _O_CLOEXEC | _O_BINARY)
-        except OSError:
+            fd = _open_regular(path, os.O_RDONLY)
+        except (OSError, _NotRegularFile):
             return False
         try:
             st = os.fstat(fd)
-            if not stat.S_ISREG(st.st_mode) or not _owned_by_current_user(st) or st.st_size != len(data):
+            if not _owned_by_current_user(st) or st.st_size != len(data):
                 return False
             with os.fdopen(os.dup(fd), "rb") as handle:
                 if handle.read(len(data) + 1) != data:
@@ -434,7 +724,7 @@ class FileStore:
         try:
             current = os.lstat(path)
             if (current.st_dev, current.st_ino) != (read_stat.st_dev, read_stat.st_ino):
-                logger.debug("corrupt token file for key %s was replaced meanwhile; left alone", _short(key))
+                logger.debug("corrupt token file for key %s was replaced meanwhile; left alone", short_key(key))
                 return
             os.rename(path, target)
         except FileNotFoundError:
@@ -442,12 +732,12 @@ class FileStore:
         except OSError as error:
             logger.warning(
                 "token file for key %s is unreadable (%s) and could not be moved aside: %s; ignored",
-                _short(key),
+                short_key(key),
                 reason,
                 error.strerror,
             )
             return
-        logger.warning("token file for key %s is unreadable (%s); moved aside to %s", _short(key), reason, target)
+        logger.warning("token file for key %s is unreadable (%s); moved aside to %s", short_key(key), reason, target)
 
     def _remove_stale_temp_files(self) -> None:
         """Remove temporary files left by writers killed more than ``STALE_TEMP_AGE`` seconds ago."""
@@ -466,41 +756,6 @@ class FileStore:
                     logger.debug("removed stale temporary file %s", entry.name)
             except OSError:
                 continue
-
-
-class _NewerFormat(Exception):
-    def __init__(self, version: int) -> None:
-        super().__init__(version)
-        self.version = version
-
-
-def _check_key(key: str) -> str:
-    if not isinstance(key, str) or not _KEY_RE.fullmatch(key) or ".." in key:
-        raise ValueError("a store key must be 1-200 characters of [A-Za-z0-9_.-], not starting with '.'")
-    return key
-
-
-def _encode(token: Token) -> bytes:
-    document = {"version": FORMAT_VERSION, "token": token.to_dict()}
-    return (json.dumps(document, sort_keys=True, separators=(",", ":")) + "\n").encode("ascii")
-
-
-def _decode(data: bytes) -> Token:
-    """Parse a token file. Raises on anything we did not write (the caller quarantines it)."""
-    if len(data) > MAX_FILE_BYTES:
-        raise ValueError("file too large")
-    document: Any = json.loads(data.decode("utf-8"))
-    if not isinstance(document, dict):
-        raise TypeError("not a JSON object")
-    version = document.get("version")
-    if isinstance(version, int) and not isinstance(version, bool) and version > FORMAT_VERSION:
-        raise _NewerFormat(version)
-    if version != FORMAT_VERSION or isinstance(version, bool):
-        raise ValueError("unknown format version")
-    token = document.get("token")
-    if not isinstance(token, dict):
-        raise TypeError("token is not a JSON object")
-    return Token.from_dict(token)
 
 
 def _replace(source: str, target: str) -> None:

@@ -1,29 +1,41 @@
 """``KeyringStore``: tokens in the OS keyring, with a ``FileStore`` fallback that always works.
 
 IDP-QUIRKS, "Keyrings": keyrings are locked or absent over SSH and in containers (``KeyringLocked``,
-``InitError``, no D-Bus), probing one can spawn or hang on D-Bus, Windows Credential Manager caps a secret at
-2560 bytes and macOS Keychain rejects very large items. So:
+``InitError``, no D-Bus), any call can spawn or hang on D-Bus or wait on a prompt nobody answers, Windows
+Credential Manager caps a secret at 2560 bytes and macOS Keychain rejects very large items. So:
 
 - ``keyring`` is imported lazily, on first use, never by ``import tokensmith``.
-- The backend is probed once, lazily, in a daemon thread, for at most ``probe_timeout`` seconds. A failing,
-  absent, locked, ``fail``/``null`` or silent backend sends every token to the fallback ``FileStore`` with
-  ONE ``KeyringFallbackWarning`` saying why and where tokens now go.
+- Every keyring call is time-boxed: it runs in a daemon thread and is abandoned after ``probe_timeout`` (the
+  first, probing read) or ``call_timeout`` seconds (every later read, write and delete).
+- The backend is probed once, lazily. A failing, absent, locked, ``fail``/``null`` or silent backend sends
+  every token to the fallback ``FileStore`` with ONE ``KeyringFallbackWarning`` saying why and where tokens go.
+- A later call that fails falls back to the file for that operation; one that does not answer within
+  ``call_timeout`` makes this store stop using the keyring altogether (each call would cost the timeout and
+  leave a stuck thread behind). Either way the store logs ONE warning, however many calls are affected.
 - A token whose JSON exceeds ``max_secret_bytes`` goes to the fallback file (one log warning per key).
-- Keyrings cannot lock: ``lock(key)`` is the fallback ``FileStore``'s lock (threads and processes).
+- A token in the fallback file wins over the keyring's copy: every successful keyring write removes the file
+  copy, so a file copy exists only if it was written later, when the keyring could not take it (failing, hung,
+  oversize). Serving the keyring's older copy would spend a rotated-away refresh token.
+- Keyrings cannot lock: ``lock(key)`` and the renewal leases (``claim``, ``release``, ``current_lease``) are
+  the fallback ``FileStore``'s (threads and processes).
 - ``delete`` is compare-and-delete under that lock and removes the entry from both places.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import sys
 import threading
 import warnings
+from collections.abc import Callable
 from contextlib import AbstractContextManager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from ..token import Token
-from .file import FileStore, _decode, _encode, _NewerFormat, _short
+from .base import Lease
+from .codec import NewerFormatError, decode_token, encode_token, short_key
+from .file import FileStore
 
 if TYPE_CHECKING:
     from keyring.backend import KeyringBackend
@@ -35,9 +47,19 @@ logger = logging.getLogger("tokensmith.stores")
 #: The user name of the entry read (never written) when probing the backend.
 PROBE_USERNAME = "tokensmith-probe"
 
+_T = TypeVar("_T")
+
 
 class KeyringFallbackWarning(UserWarning):
     """The OS keyring cannot be used; tokens are kept in files (0600, per-user directory) instead."""
+
+
+class _NoAnswer(Exception):
+    """A time-boxed call did not return in time."""
+
+
+class _KeyringUnavailable(Exception):
+    """A keyring call failed or did not answer (already reported); the caller uses the fallback file."""
 
 
 class KeyringStore:
@@ -49,11 +71,16 @@ class KeyringStore:
         *,
         fallback: FileStore | None = None,
         probe_timeout: float = 3.0,
+        call_timeout: float = 3.0,
         max_secret_bytes: int = 2500,
     ) -> None:
+        for name, value in (("probe_timeout", probe_timeout), ("call_timeout", call_timeout)):
+            if not value >= 0:  # also rejects NaN
+                raise ValueError(f"{name} must be a number of seconds, not {value!r}")
         self.service = service
         self.fallback = fallback if fallback is not None else FileStore()
         self.probe_timeout = probe_timeout
+        self.call_timeout = call_timeout
         self.max_secret_bytes = max_secret_bytes
         self._probe_lock = threading.Lock()
         self._probed = False
@@ -87,47 +114,67 @@ class KeyringStore:
                 self._probed = True
         return self._backend
 
-    def _operation_failed(self, operation: str, key: str, error: Exception) -> None:
+    def _call(self, operation: str, key: str, function: Callable[[], _T]) -> _T:
+        """``function()`` (one keyring call) in a daemon thread for at most ``call_timeout`` seconds.
+        Raises ``_KeyringUnavailable`` (after reporting) when it fails or does not answer."""
+        try:
+            return _time_boxed(function, self.call_timeout, f"tokensmith-keyring-{operation}")
+        except _NoAnswer:
+            self._backend = None  # never again: every call would cost call_timeout and strand a thread
+            self._report(
+                "keyring %s for key %s did not answer within %g s; this store no longer uses the keyring and keeps "
+                "tokens in %s",
+                operation,
+                short_key(key),
+                self.call_timeout,
+                self.fallback.directory,
+            )
+        except Exception as error:
+            self._report(
+                "keyring %s failed for key %s (%s); using the token files in %s",
+                operation,
+                short_key(key),
+                type(error).__name__,
+                self.fallback.directory,
+            )
+        raise _KeyringUnavailable
+
+    def _report(self, message: str, *args: object) -> None:
+        """ONE warning per store for keyring trouble after the probe; later ones go to debug."""
         with self._guard:
             first, self._failure_warned = not self._failure_warned, True
-        log = logger.warning if first else logger.debug
-        log(
-            "keyring %s failed for key %s (%s); using the token files in %s",
-            operation,
-            _short(key),
-            type(error).__name__,
-            self.fallback.directory,
-        )
+        (logger.warning if first else logger.debug)(message, *args)
 
     # -- TokenStore --
 
     def load(self, key: str) -> Token | None:
+        # The file copy, when there is one, is the newer (see the module docstring).
+        stored = self.fallback.load(key)
+        if stored is not None:
+            return stored
         backend = self._keyring()
-        if backend is not None:
-            try:
-                secret = backend.get_password(self.service, key)
-            except Exception as error:
-                self._operation_failed("read", key, error)
-                secret = None
-            if secret is not None:
-                try:
-                    return _decode(secret.encode("utf-8"))
-                except _NewerFormat as newer:
-                    logger.warning(
-                        "keyring entry for key %s has format version %s, newer than this tokensmith understands; "
-                        "ignored",
-                        _short(key),
-                        newer.version,
-                    )
-                except Exception as error:
-                    logger.warning(
-                        "keyring entry for key %s is unreadable (%s); ignored", _short(key), type(error).__name__
-                    )
-                return None
-        return self.fallback.load(key)
+        if backend is None:
+            return None
+        try:
+            secret = self._call("read", key, functools.partial(backend.get_password, self.service, key))
+        except _KeyringUnavailable:
+            return None
+        if secret is None:
+            return None
+        try:
+            return decode_token(secret.encode("utf-8"))
+        except NewerFormatError as newer:
+            logger.warning(
+                "keyring entry for key %s has format version %s, newer than this tokensmith understands; ignored",
+                short_key(key),
+                newer.version,
+            )
+        except Exception as error:
+            logger.warning("keyring entry for key %s is unreadable (%s); ignored", short_key(key), type(error).__name__)
+        return None
 
     def save(self, key: str, token: Token) -> None:
-        secret = _encode(token).decode("ascii").rstrip("\n")
+        secret = encode_token(token).decode("ascii").rstrip("\n")
         backend = self._keyring()
         if backend is None:
             self.fallback.save(key, token)
@@ -139,7 +186,7 @@ class KeyringStore:
                 self._oversize_warned.add(key)
             (logger.warning if first else logger.debug)(
                 "token for key %s is %d bytes, more than the keyring takes (%d); stored in %s instead",
-                _short(key),
+                short_key(key),
                 size,
                 self.max_secret_bytes,
                 self.fallback.directory,
@@ -149,13 +196,13 @@ class KeyringStore:
             return
         try:
             # Writes only when something changed (a keychain may prompt on every write).
-            if backend.get_password(self.service, key) != secret:
-                backend.set_password(self.service, key, secret)
-        except Exception as error:
-            self._operation_failed("write", key, error)
+            current = self._call("read", key, functools.partial(backend.get_password, self.service, key))
+            if current != secret:
+                self._call("write", key, functools.partial(backend.set_password, self.service, key, secret))
+        except _KeyringUnavailable:
             self.fallback.save(key, token)
             return
-        # A copy left in the fallback (an earlier oversize or failed write) would be stale: remove it.
+        # A copy left in the fallback (an earlier oversize or failed write) would now be stale: remove it.
         self.fallback.discard(key)
 
     def delete(self, key: str, *, refresh_token: str | None = None) -> bool:
@@ -164,12 +211,12 @@ class KeyringStore:
             backend = self._keyring()
             if backend is not None:
                 try:
-                    secret = backend.get_password(self.service, key)
+                    secret = self._call("read", key, functools.partial(backend.get_password, self.service, key))
                     if secret is not None and (refresh_token is None or _refresh_token_of(secret) == refresh_token):
-                        backend.delete_password(self.service, key)
+                        self._call("delete", key, functools.partial(backend.delete_password, self.service, key))
                         removed = True
-                except Exception as error:
-                    self._operation_failed("delete", key, error)
+                except _KeyringUnavailable:
+                    pass
             if self.fallback.delete(key, refresh_token=refresh_token):
                 removed = True
             return removed
@@ -178,12 +225,23 @@ class KeyringStore:
         """The fallback ``FileStore``'s lock: keyrings have none."""
         return self.fallback.lock(key)
 
+    # -- LeasingStore: the fallback's, like the lock --
+
+    def claim(self, key: str, owner: str, kind: str, ttl: float) -> Lease:
+        return self.fallback.claim(key, owner, kind, ttl)
+
+    def release(self, key: str, owner: str) -> None:
+        self.fallback.release(key, owner)
+
+    def current_lease(self, key: str) -> Lease | None:
+        return self.fallback.current_lease(key)
+
     def _remove_from_keyring(self, backend: KeyringBackend, key: str) -> None:
         try:
-            if backend.get_password(self.service, key) is not None:
-                backend.delete_password(self.service, key)
-        except Exception as error:
-            self._operation_failed("delete", key, error)
+            if self._call("read", key, functools.partial(backend.get_password, self.service, key)) is not None:
+                self._call("delete", key, functools.partial(backend.delete_password, self.service, key))
+        except _KeyringUnavailable:
+            pass
 
 
 def _secret_size(secret: str) -> int:
@@ -193,31 +251,46 @@ def _secret_size(secret: str) -> int:
 
 def _refresh_token_of(secret: str) -> str | None:
     try:
-        return _decode(secret.encode("utf-8")).refresh_token
+        return decode_token(secret.encode("utf-8")).refresh_token
     except Exception:
         return None
 
 
-def _probe(service: str, timeout: float) -> tuple[KeyringBackend | None, str]:
-    """Find the configured backend and read one entry, in a daemon thread, for at most ``timeout`` seconds.
-
-    Returns ``(backend, "")`` when usable, else ``(None, reason)``. A thread that hangs (a stuck D-Bus) is
-    abandoned; being a daemon it never delays interpreter exit."""
-    outcome: list[tuple[KeyringBackend | None, str]] = []
+def _time_boxed(function: Callable[[], _T], timeout: float, name: str) -> _T:
+    """Run ``function`` in a daemon thread and wait at most ``timeout`` seconds for it: its result, its
+    exception, or ``_NoAnswer``. A thread that hangs (a stuck D-Bus, an unanswered prompt) is abandoned; being a
+    daemon it never delays interpreter exit."""
+    results: list[_T] = []
+    errors: list[Exception] = []
     done = threading.Event()
 
     def run() -> None:
         try:
-            outcome.append(_probe_now(service))
+            results.append(function())
         except Exception as error:
-            outcome.append((None, _describe(error)))
+            errors.append(error)
         finally:
             done.set()
 
-    threading.Thread(target=run, name="tokensmith-keyring-probe", daemon=True).start()
-    if not done.wait(timeout) or not outcome:
+    threading.Thread(target=run, name=name, daemon=True).start()
+    if not done.wait(min(timeout, threading.TIMEOUT_MAX)):
+        raise _NoAnswer
+    if errors:
+        raise errors[0]
+    if not results:
+        raise RuntimeError("the keyring call ended without a result")
+    return results[0]
+
+
+def _probe(service: str, timeout: float) -> tuple[KeyringBackend | None, str]:
+    """Find the configured backend and read one entry, time-boxed to ``timeout`` seconds.
+    Returns ``(backend, "")`` when usable, else ``(None, reason)``."""
+    try:
+        return _time_boxed(functools.partial(_probe_now, service), timeout, "tokensmith-keyring-probe")
+    except _NoAnswer:
         return None, f"the keyring did not answer within {timeout:g} s"
-    return outcome[0]
+    except Exception as error:
+        return None, _describe(error)
 
 
 def _probe_now(service: str) -> tuple[KeyringBackend | None, str]:

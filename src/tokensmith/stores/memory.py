@@ -1,11 +1,14 @@
-"""``MemoryStore``: process-local, for services and tests."""
+"""``MemoryStore``: process-local, for services and tests. Implements ``LeasingStore`` with a dict (one
+process, so a lease's pid is always alive: only expiry ends a lease nobody releases)."""
 
 from __future__ import annotations
 
 import threading
+import time
 from collections import defaultdict
 
 from ..token import Token
+from .base import Lease, check_claim, new_lease
 
 
 class MemoryStore:
@@ -13,6 +16,7 @@ class MemoryStore:
 
     def __init__(self) -> None:
         self._tokens: dict[str, Token] = {}
+        self._leases: dict[str, Lease] = {}
         self._guard = threading.Lock()
         self._locks: defaultdict[str, threading.RLock] = defaultdict(threading.RLock)
 
@@ -35,3 +39,25 @@ class MemoryStore:
     def lock(self, key: str) -> threading.RLock:
         with self._guard:
             return self._locks[key]
+
+    # -- LeasingStore --
+
+    def claim(self, key: str, owner: str, kind: str, ttl: float) -> Lease:
+        check_claim(owner, kind, ttl)
+        with self.lock(key), self._guard:
+            now = time.time()
+            current = self._leases.get(key)
+            if current is not None and current.owner != owner and current.is_live(now):
+                return current
+            lease = self._leases[key] = new_lease(owner, kind, ttl, now)
+            return lease
+
+    def release(self, key: str, owner: str) -> None:
+        with self._guard:
+            current = self._leases.get(key)
+            if current is not None and current.owner == owner:
+                del self._leases[key]
+
+    def current_lease(self, key: str) -> Lease | None:
+        with self._guard:
+            return self._leases.get(key)
