@@ -57,7 +57,7 @@ from .exceptions import (
     StoreError,
     TokensmithError,
 )
-from .stores.base import TokenStore, cache_key
+from .stores.base import Lease, LeasingStore, TokenStore, cache_key
 from .stores.memory import MemoryStore
 from .token import Token
 
@@ -420,7 +420,7 @@ class TokenClient:
     def _renew_as_leader(
         self, stale: Token | None, interactive: bool, min_valid: float, force: _Force, ui: _LoginUI | None
     ) -> Token:
-        if not hasattr(self.store, "claim"):
+        if not isinstance(self.store, LeasingStore):
             # A store without leases (a custom one): the only cross-process coordination it offers is its lock,
             # so it is held across this renewal, as before leases existed.
             with self.store.lock(self.cache_key):
@@ -712,7 +712,7 @@ class _Lease:
 
     def __init__(self, client: TokenClient, kind: str) -> None:
         self._client = client
-        self._store: Any = client.store
+        self._store = client.store
         self.kind = kind
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex}"
         self.held = False
@@ -725,12 +725,11 @@ class _Lease:
         waits = sum(min(retry.max_wait, retry.backoff * 2.0**n) for n in range(retry.attempts - 1))
         return retry.attempts * total + waits + 5.0
 
-    def claim(self, ttl: float | None = None) -> Any:
+    def claim(self, ttl: float | None = None) -> Lease | None:
         """Claim (or renew) the lease; returns the *other* holder's live lease, or None if ours now."""
-        claim = getattr(self._store, "claim", None)
-        if claim is None:
+        if not isinstance(self._store, LeasingStore):
             return None
-        current = claim(self._client.cache_key, self.owner, self.kind, self._ttl() if ttl is None else ttl)
+        current = self._store.claim(self._client.cache_key, self.owner, self.kind, self._ttl() if ttl is None else ttl)
         if current.owner == self.owner:
             self.held = True
             return None
@@ -749,10 +748,9 @@ class _Lease:
         if not self.held:
             return
         self.held = False
-        release = getattr(self._store, "release", None)
-        if release is not None:
+        if isinstance(self._store, LeasingStore):
             try:
-                release(self._client.cache_key, self.owner)
+                self._store.release(self._client.cache_key, self.owner)
             except StoreError as error:
                 self._client._store_trouble("release the renewal lease", error)
 

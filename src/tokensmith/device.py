@@ -199,8 +199,9 @@ def _poll_until_done(
             wait = schedule.next_wait(clock())
         except (ExpiredToken, DeviceFlowTimeout):
             if schedule.last_outcome is PollOutcome.TRANSIENT and last_transient is not None:
-                # The server could not be reached to the end: that, not "expired", is what happened.
-                raise last_transient from None
+                # The server could not be reached to the end: that, not "expired", is what happened. Re-raised
+                # as is, so its own cause (the requests exception) stays chained.
+                raise last_transient  # noqa: B904
             raise
         if wait > 0 and sleep(wait):
             raise DeviceFlowCancelled(f"device login cancelled ({schedule.polls} polls made)")
