@@ -19,12 +19,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from idp_harness import CC_CLIENT, DEVICE_PUBLIC, LocalIdP
-from tokensmith import TokenClient
+from tokensmith import DevicePrompt, TokenClient, TokensmithError, basic_authorization
 from tokensmith import token_client as tc
-from tokensmith._protocol.client_auth import basic_authorization
 from tokensmith.cli.presenter import TerminalPresenter
-from tokensmith.device import DevicePrompt
-from tokensmith.exceptions import TokensmithError
 
 
 def say(message: str) -> None:

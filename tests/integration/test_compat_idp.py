@@ -13,10 +13,9 @@ from contextlib import contextmanager
 import pytest
 
 from idp_harness import CC_CLIENT, DEVICE_CONFIDENTIAL, DEVICE_PUBLIC, ODD_CLIENT, LocalIdP
+from tokensmith import PollProgress, basic_authorization
 from tokensmith import exceptions as exc
 from tokensmith import token_client as tc
-from tokensmith._protocol.client_auth import basic_authorization
-from tokensmith.device import PollProgress
 
 pytestmark = pytest.mark.idp
 

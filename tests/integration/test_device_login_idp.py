@@ -11,10 +11,8 @@ import pytest
 
 from counting_session import CountingSession
 from idp_harness import DEVICE_CONFIDENTIAL, DEVICE_PUBLIC, LocalIdP
+from tokensmith import ClientSecretBasic, DevicePrompt, NoClientAuth, PollProgress, Transport, device_login
 from tokensmith import exceptions as exc
-from tokensmith._protocol.client_auth import ClientSecretBasic, NoClientAuth
-from tokensmith._transport import Transport
-from tokensmith.device import DevicePrompt, PollProgress, device_login
 
 pytestmark = pytest.mark.idp
 SCOPE = ["openid", "offline_access"]

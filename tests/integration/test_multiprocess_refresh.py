@@ -14,10 +14,7 @@ from pathlib import Path
 import pytest
 
 from idp_harness import DEVICE_PUBLIC, LocalIdP
-from tokensmith import NoClientAuth, TokenClient
-from tokensmith.device import DevicePrompt
-from tokensmith.stores.file import FileStore
-from tokensmith.token import Token
+from tokensmith import DevicePrompt, FileStore, NoClientAuth, Token, TokenClient
 
 pytestmark = pytest.mark.idp
 SCOPE = "openid offline_access"

@@ -13,12 +13,9 @@ import requests
 from counting_session import CountingSession
 from fault_server import FaultServer, Reply
 from idp_harness import CC_CLIENT, CC_POST_CLIENT, DEVICE_PUBLIC, ODD_CLIENT, LocalIdP
+from tokensmith import ClientSecretBasic, ClientSecretPost, DevicePrompt, NoClientAuth, Token, TokenClient
 from tokensmith import exceptions as exc
-from tokensmith._protocol.client_auth import ClientSecretBasic, ClientSecretPost, NoClientAuth
-from tokensmith.client import TokenClient
-from tokensmith.device import DevicePrompt
 from tokensmith.integrations.requests_auth import TokenAuth
-from tokensmith.token import Token
 
 pytestmark = pytest.mark.idp
 SCOPE = "openid offline_access"
