@@ -28,8 +28,11 @@ lint: $(PY_STAMP)
 	$(BIN)/ruff format --check src tests benchmarks demo
 	$(BIN)/mypy
 
+# Four workers on two cores: most of the suite waits on real device-flow intervals (5 s), not on the CPU.
+PYTEST_WORKERS ?= 4
+
 test: install lint
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS)
 
 demo: install
 	$(BIN)/python demo/run_demo.py $(DEMO_ARGS)

@@ -48,6 +48,7 @@ __all__ = [
     "PollOutcome",
     "PollProgress",
     "device_login",
+    "device_token_request",
     "poll_device_token",
     "start_device_login",
 ]
