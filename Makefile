@@ -10,7 +10,7 @@ PY_STAMP  := $(VENV)/.installed
 IDP_STAMP := tests/idp/node_modules/.installed
 DEMO_ARGS ?=
 
-.PHONY: install test lint demo bench clean
+.PHONY: install test lint demo idp bench clean
 
 $(PY_STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,11 @@ test: install lint
 
 demo: install
 	$(BIN)/python demo/run_demo.py $(DEMO_ARGS)
+
+# The bundled IdP on http://127.0.0.1:9400 (IDP_PORT=...), for the README's quickstart snippets.
+IDP_PORT ?= 9400
+idp: install
+	$(BIN)/python demo/idp.py --port $(IDP_PORT)
 
 bench: install
 	$(BIN)/python benchmarks/bench_client_credentials.py

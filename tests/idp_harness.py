@@ -321,7 +321,9 @@ class LocalIdP:
         device_ttl: int | None = None,
         access_ttl: int | None = None,
         startup_timeout: float = DEFAULT_STARTUP_TIMEOUT,
+        port: int = 0,
     ) -> None:
+        self.requested_port = port
         self.device_ttl = device_ttl
         self.access_ttl = access_ttl
         self.startup_timeout = startup_timeout
@@ -342,7 +344,7 @@ class LocalIdP:
         if not (NODE_MODULES / "oidc-provider").is_dir():
             raise IdPStartError(f"{NODE_MODULES} is missing oidc-provider; run `npm ci --prefix tests/idp` first")
 
-        command = [node, str(SERVER_SCRIPT), "--port", "0"]
+        command = [node, str(SERVER_SCRIPT), "--port", str(self.requested_port)]
         if self.device_ttl is not None:
             command += ["--device-ttl", str(self.device_ttl)]
         if self.access_ttl is not None:

@@ -295,13 +295,16 @@ def device_login(
     accepted_token_types: Iterable[str] = ("bearer",),
 ) -> Token:
     """Run a whole device login and return the ``Token``: start it, hand the prompt to ``on_prompt`` (before
-    the first poll), then poll until the user approves. ``login_timeout`` is how long to wait for the person (at
-    most the code's own lifetime); ``timeout`` is the HTTP timeout of each request (ignored when a ``transport``
-    is given). Raises ``AccessDenied``, ``ExpiredToken``, ``DeviceFlowTimeout`` (``login_timeout`` passed),
+    the first poll), then poll until the user approves.
+
+    ``login_timeout`` bounds the whole login, the first request included (the code's own lifetime bounds it
+    anyway); ``timeout`` is the HTTP timeout of each request (ignored when a ``transport`` is given). Raises
+    ``AccessDenied``, ``ExpiredToken``, ``DeviceFlowTimeout`` (``login_timeout`` passed),
     ``DeviceFlowCancelled`` (``cancel`` was set) or another typed error. ``KeyboardInterrupt`` passes through
     untouched; nothing is stored before a token arrives."""
     if transport is None:
         transport = Transport() if timeout is None else Transport(timeout=timeout)
+    started = time.monotonic()
     authorization = start_device_login(
         device_authorization_endpoint, auth, scope=scope, audience=audience, resource=resource, transport=transport
     )
@@ -311,7 +314,8 @@ def device_login(
         transport,
         request,
         authorization,
-        login_timeout=login_timeout,
+        # The caller's deadline covers the whole login, the first request included.
+        login_timeout=None if login_timeout is None else max(0.0, login_timeout - (time.monotonic() - started)),
         cancel=cancel,
         on_progress=on_progress,
         accepted_token_types=accepted_token_types,

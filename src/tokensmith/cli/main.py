@@ -21,7 +21,10 @@ from ..exceptions import (
     DeviceFlowCancelled,
     DeviceFlowTimeout,
     ExpiredToken,
+    InvalidClient,
+    NonJSONResponse,
     TokensmithError,
+    TransportError,
 )
 
 EXIT_ERROR = 1
@@ -80,11 +83,20 @@ def _silence_stdout() -> None:
         os.close(devnull)
 
 
+DEFAULT_SECRET_ENV = "TOKENSMITH_CLIENT_SECRET"
+
+
 def _client_auth(client_id: str, secret_env: str, method: str, encoding: str) -> Any:
     from .._protocol.client_auth import ClientSecretBasic, ClientSecretPost, NoClientAuth
 
     secret = os.environ.get(secret_env) or None
     if secret is None:
+        if secret_env != DEFAULT_SECRET_ENV:
+            # Named on purpose: silently becoming a public client would hide a broken setup.
+            raise click.UsageError(
+                f"--client-secret-env names {secret_env}, but that environment variable is not set (or empty); "
+                f"export it, or drop --client-secret-env for a public client"
+            )
         return NoClientAuth(client_id)
     if method == "post":
         return ClientSecretPost(client_id, secret)
@@ -97,13 +109,23 @@ def _explain(error: TokensmithError) -> str:
     if isinstance(error, ExpiredToken):
         return "the code expired before the sign-in was approved; run the command again"
     if isinstance(error, DeviceFlowTimeout):
-        return "gave up waiting for approval (--timeout)"
+        return "gave up waiting for approval (--timeout); run the command again, with a longer --timeout"
     if isinstance(error, DeviceFlowCancelled):
         return "cancelled"
     from .presenter import printable
 
+    hint = ""
+    if isinstance(error, InvalidClient):
+        hint = (
+            "; check --client-id and the secret in the variable named by --client-secret-env, "
+            "or try --auth-method post / --basic-encoding"
+        )
+    elif isinstance(error, TransportError):
+        hint = "; check the URL, your network and any proxy (HTTPS_PROXY, NO_PROXY), or raise --timeout"
+    elif isinstance(error, NonJSONResponse):
+        hint = "; check the endpoint URL: something other than the authorization server answered"
     # The message may quote the server (error_description): no terminal controls, bidi or zero-width characters.
-    return printable(f"{type(error).__name__}: {error}", limit=None)
+    return printable(f"{type(error).__name__}: {error}{hint}", limit=None)
 
 
 def _build() -> Any:
@@ -120,7 +142,7 @@ def _build() -> Any:
     @click.option("--client-id", required=True)
     @click.option(
         "--client-secret-env",
-        default="TOKENSMITH_CLIENT_SECRET",
+        default=DEFAULT_SECRET_ENV,
         show_default=True,
         help="Environment variable holding the client secret, for confidential clients (Google).",
     )
@@ -135,7 +157,11 @@ def _build() -> Any:
     @click.option("--scope", "scopes", multiple=True, help="Scope to request; repeat or space-separate.")
     @click.option("--audience", help="Audience (Auth0).")
     @click.option("--resource", "resources", multiple=True, help="RFC 8707 resource indicator; may repeat.")
-    @click.option("--timeout", type=float, help="Give up after this many seconds (default: when the code expires).")
+    @click.option(
+        "--timeout",
+        type=click.FloatRange(min=0, min_open=True),
+        help="Give up after this many seconds in all, the first request included (default: when the code expires).",
+    )
     @click.option("--qr/--no-qr", default=None, help="Show a QR code (default: when stderr is a terminal).")
     @click.option(
         "--browser/--no-browser",
@@ -145,8 +171,19 @@ def _build() -> Any:
     def device_login(**opts: Any) -> None:
         """Sign in with the device authorization grant and print the access token."""
         _check_stdout()
+        from .._transport import DEFAULT_TIMEOUT, Transport, total_deadline
         from ..device import device_login as run
         from .presenter import TerminalPresenter
+
+        limit: float | None = opts["timeout"]
+        transport = None
+        if limit is not None:
+            # --timeout bounds the whole login: every request (the first one included) gets at most that long.
+            connect, read = DEFAULT_TIMEOUT
+            transport = Transport(
+                timeout=(min(connect, limit), min(read, limit)),
+                total_timeout=min(total_deadline(DEFAULT_TIMEOUT), limit),
+            )
 
         auth = _client_auth(opts["client_id"], opts["client_secret_env"], opts["auth_method"], opts["basic_encoding"])
         cancel = threading.Event()
@@ -160,7 +197,8 @@ def _build() -> Any:
                 scope=list(opts["scopes"]) or None,
                 audience=opts["audience"],
                 resource=list(opts["resources"]) or None,
-                timeout=opts["timeout"],
+                login_timeout=limit,
+                transport=transport,
                 cancel=cancel,
             )
         _print_token(token.access_token + "\n")

@@ -1,0 +1,53 @@
+"""Run the bundled local IdP (node oidc-provider, a test fixture) on a fixed port, for trying tokensmith by hand.
+
+    make idp            # or: .venv/bin/python demo/idp.py [--port 9400]
+
+It prints the issuer, the endpoints and the registered clients, then serves until Ctrl-C. Device logins are
+approved in a browser on this machine: open the link, enter the code, sign in with any user name and password.
+Loopback only, in-memory, ephemeral keys: never expose it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import threading
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+from idp_harness import ALL_CLIENTS, LocalIdP
+
+DEFAULT_PORT = 9400
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port on 127.0.0.1 (default {DEFAULT_PORT})")
+    args = parser.parse_args(argv)
+    with LocalIdP(port=args.port) as idp:
+        lines = [
+            f"issuer:                        {idp.issuer}",
+            f"token endpoint:                {idp.token_endpoint}",
+            f"device authorization endpoint: {idp.device_authorization_endpoint}",
+            f"revocation endpoint:           {idp.revocation_endpoint}",
+            "",
+            "clients (id / secret):",
+            *(
+                f"  {c.client_id:<24} {c.client_secret if c.client_secret is not None else '(public)'}"
+                for c in ALL_CLIENTS
+            ),
+            "",
+            "Device logins: open the link, enter the code, sign in with any user name and password",
+            "(approve in a browser on this machine). Ctrl-C stops the server.",
+        ]
+        print("\n".join(lines), flush=True)
+        try:
+            threading.Event().wait()
+        except KeyboardInterrupt:
+            print("\nstopped", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
