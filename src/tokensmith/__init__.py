@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from ._transport import Transport
     from .client import ClientStats, TokenClient
     from .device import DevicePrompt, PollProgress, device_login
-    from .stores import FileStore, KeyringStore, MemoryStore, TokenStore
+    from .stores import FileStore, KeyringStore, Lease, LeasingStore, MemoryStore, TokenStore
 
 __all__ = [
     "ClientSecretBasic",
@@ -32,6 +32,8 @@ __all__ = [
     "DevicePrompt",
     "FileStore",
     "KeyringStore",
+    "Lease",
+    "LeasingStore",
     "MemoryStore",
     "NoClientAuth",
     "PollOutcome",
@@ -59,6 +61,8 @@ _LAZY = {
     "FileStore": ("stores", "FileStore"),
     "KeyringStore": ("stores", "KeyringStore"),
     "TokenStore": ("stores", "TokenStore"),
+    "Lease": ("stores", "Lease"),
+    "LeasingStore": ("stores", "LeasingStore"),
 }
 
 # The public classes defined outside the lazily loaded modules report this package as their home (httpx-style).

@@ -6,6 +6,7 @@ import enum
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 from .._redact import redact
@@ -30,7 +31,7 @@ class GrantType(str, enum.Enum):
 #: RFC 6750 §2.1 b64token: what may follow "Bearer " without breaking the header (C11).
 B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
 
-JSON_ACCEPT = {"Accept": "application/json"}
+JSON_ACCEPT: Mapping[str, str] = MappingProxyType({"Accept": "application/json"})
 
 #: ``TokenResponse.warnings`` entry for a response without ``token_type`` (the driver decides how to log it).
 MISSING_TOKEN_TYPE = "token endpoint response has no token_type (RFC 6749 §5.1 requires it); assuming Bearer"
