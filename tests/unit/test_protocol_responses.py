@@ -255,3 +255,31 @@ def test_any_device_response_gives_a_result_or_a_typed_error(obj: object) -> Non
     except exc.TokensmithError:
         return
     assert d.interval >= 0 and d.expires_in >= 0 and d.device_code and d.user_code and d.verification_uri
+
+
+# --- issue 7 item 17 ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", ["\u00b2", "\u0663", "\uff15", "1\u00b2", " ", "-5", "1e3", "0x10"])
+def test_retry_after_accepts_ascii_digits_only(value: str) -> None:
+    """``str.isdigit()`` is True for "²" and "٣": ``float("²")`` then raised ValueError out of the parser."""
+    from tokensmith._protocol.errors import parse_retry_after
+
+    assert parse_retry_after(value, now=0.0) is None
+
+
+def test_retry_after_is_bounded() -> None:
+    from tokensmith._protocol.errors import MAX_RETRY_AFTER, parse_retry_after
+
+    assert parse_retry_after("9" * 400, now=0.0) == MAX_RETRY_AFTER
+    assert parse_retry_after("120", now=0.0) == 120.0
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{"attempts": 0}, {"attempts": -1}, {"attempts": 1.5}, {"backoff": -1}, {"max_wait": float("nan")}]
+)
+def test_retry_policy_refuses_nonsense(kwargs: dict[str, float]) -> None:
+    import tokensmith
+
+    with pytest.raises(ValueError):
+        tokensmith.RetryPolicy(**kwargs)  # type: ignore[arg-type]
