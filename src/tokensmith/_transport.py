@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -102,6 +103,57 @@ class _NoNetrc(requests.auth.AuthBase):
 
 
 _NO_NETRC = _NoNetrc()
+
+
+class _Workers:
+    """Daemon threads that run requests, so a caller can stop waiting at its deadline. Reused (a thread per
+    request cost ~4x more than the hand-off); a worker stuck on a hostile server just means one more is started;
+    idle ones exit after a minute."""
+
+    IDLE_SECONDS = 60.0
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._jobs: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+        self._idle = 0  # workers waiting for a job
+        self._pending = 0  # jobs submitted and not yet taken
+
+    def submit(self, job: Callable[[], None]) -> None:
+        with self._lock:
+            self._pending += 1
+            spawn = self._pending > self._idle
+        self._jobs.put(job)
+        if spawn:
+            threading.Thread(target=self._work, name="tokensmith-http", daemon=True).start()
+
+    def _work(self) -> None:
+        while True:
+            with self._lock:
+                self._idle += 1
+            try:
+                job = self._jobs.get(timeout=self.IDLE_SECONDS)
+            except queue.Empty:
+                with self._lock:
+                    self._idle -= 1
+                    if self._pending <= self._idle:
+                        return
+                continue  # a job arrived as this worker timed out: it is this worker's
+            with self._lock:
+                self._idle -= 1
+                self._pending -= 1
+            job()
+
+
+_workers = _Workers()
+
+
+def _reset_workers_after_fork() -> None:  # pragma: no cover - runs in forked children
+    global _workers
+    _workers = _Workers()  # the parent's threads do not exist in the child
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_workers_after_fork)
 
 
 class _Exchange:
@@ -222,8 +274,7 @@ class Transport:
             finally:
                 exchange.done.set()
 
-        worker = threading.Thread(target=run, name="tokensmith-http", daemon=True)
-        worker.start()
+        _workers.submit(run)
         if not exchange.done.wait(self.total_timeout):
             exchange.abandon()
             raise timeout_error(
