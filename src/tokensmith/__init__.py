@@ -3,57 +3,83 @@
 Everything a user meets is importable from here and reports ``__module__ == "tokensmith"``: the clients, the
 token, the stores, the client-authentication objects, the device-login callback payloads and every error.
 
-``import tokensmith`` stays light (no ``requests``): the client, the transport and the stores load on first
-attribute access, so a CLI's cached-token path pays only for what it uses.
+``import tokensmith`` costs next to nothing: every name loads on first use (PEP 562). The command line's cached
+token path (``tokensmith token``), run by kubectl and git on every call, relies on that.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
-from . import exceptions as _exceptions
-from ._protocol.client_auth import ClientSecretBasic, ClientSecretPost, NoClientAuth, basic_authorization
-from ._protocol.polling import PollOutcome
 from ._version import __version__
-from .exceptions import *  # noqa: F403 - every error class is part of the public face
-from .token import Token
+
+# Not `from typing import TYPE_CHECKING`: importing typing alone costs milliseconds on every CLI call.
+TYPE_CHECKING = False
 
 if TYPE_CHECKING:
+    from typing import Any
+
+    from ._protocol.client_auth import ClientSecretBasic, ClientSecretPost, NoClientAuth, basic_authorization
+    from ._protocol.polling import PollOutcome
     from ._retry import RetryPolicy
     from ._transport import Transport
     from .client import ClientStats, TokenClient
     from .device import DevicePrompt, PollProgress, device_login
+    from .exceptions import *  # noqa: F403
     from .stores import FileStore, KeyringStore, Lease, LeasingStore, MemoryStore, TokenStore
+    from .token import Token
 
-__all__ = [
-    "ClientSecretBasic",
-    "ClientSecretPost",
-    "ClientStats",
-    "DevicePrompt",
-    "FileStore",
-    "KeyringStore",
-    "Lease",
-    "LeasingStore",
-    "MemoryStore",
-    "NoClientAuth",
-    "PollOutcome",
-    "PollProgress",
-    "RetryPolicy",
-    "Token",
-    "TokenClient",
-    "TokenStore",
-    "Transport",
-    "__version__",
-    "basic_authorization",
-    "device_login",
-    *_exceptions.__all__,
-]
+#: Every error class (kept in step with ``tokensmith.exceptions.__all__`` by a test), loaded on first use.
+_ERRORS = (
+    "AccessDenied",
+    "AccessTokenNotFoundError",
+    "AuthenticationError",
+    "AuthenticationPending",
+    "AuthorizationPending",
+    "ConnectError",
+    "DeviceFlowCancelled",
+    "DeviceFlowTimeout",
+    "DiscoveryError",
+    "ExpiredToken",
+    "InsecureEndpointError",
+    "InvalidClient",
+    "InvalidEndpointError",
+    "InvalidGrant",
+    "InvalidRequest",
+    "InvalidResponse",
+    "InvalidScope",
+    "InvalidTarget",
+    "LoginInProgress",
+    "LoginRequired",
+    "NonJSONResponse",
+    "OAuthError",
+    "PersistentSlowDown",
+    "RequestTimeout",
+    "ResponseTooLarge",
+    "ServerError",
+    "SlowDown",
+    "StoreError",
+    "StoreLockTimeout",
+    "TLSError",
+    "TemporarilyUnavailable",
+    "TokensmithError",
+    "TransportError",
+    "UnauthorizedClient",
+    "UnexpectedRedirect",
+    "UnexpectedTokenType",
+    "UnsupportedGrantType",
+    "UnsupportedTokenType",
+)
 
-_LAZY = {
+_LAZY: dict[str, tuple[str, str]] = {
     "TokenClient": ("client", "TokenClient"),
     "ClientStats": ("client", "ClientStats"),
+    "Token": ("token", "Token"),
     "Transport": ("_transport", "Transport"),
     "RetryPolicy": ("_retry", "RetryPolicy"),
+    "NoClientAuth": ("_protocol.client_auth", "NoClientAuth"),
+    "ClientSecretBasic": ("_protocol.client_auth", "ClientSecretBasic"),
+    "ClientSecretPost": ("_protocol.client_auth", "ClientSecretPost"),
+    "basic_authorization": ("_protocol.client_auth", "basic_authorization"),
+    "PollOutcome": ("_protocol.polling", "PollOutcome"),
     "DevicePrompt": ("device", "DevicePrompt"),
     "PollProgress": ("device", "PollProgress"),
     "device_login": ("device", "device_login"),
@@ -63,24 +89,24 @@ _LAZY = {
     "TokenStore": ("stores", "TokenStore"),
     "Lease": ("stores", "Lease"),
     "LeasingStore": ("stores", "LeasingStore"),
+    **{name: ("exceptions", name) for name in _ERRORS},
 }
 
-# The public classes defined outside the lazily loaded modules report this package as their home (httpx-style).
-for _cls in (ClientSecretBasic, ClientSecretPost, NoClientAuth, PollOutcome, Token):
-    _cls.__module__ = __name__
+__all__ = ["__version__", *sorted(_LAZY)]
 
 
 def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
+    target = _LAZY.get(name)
+    if target is None:
+        raise AttributeError(f"module 'tokensmith' has no attribute {name!r}")
+    import importlib
 
-        module, attr = _LAZY[name]
-        value = getattr(importlib.import_module(f".{module}", __name__), attr)
-        if isinstance(value, type) and value.__module__.startswith(__name__ + "."):
-            value.__module__ = __name__
-        globals()[name] = value  # later lookups skip this function
-        return value
-    raise AttributeError(f"module 'tokensmith' has no attribute {name!r}")
+    module, attr = target
+    value = getattr(importlib.import_module(f".{module}", __name__), attr)
+    if isinstance(value, type) and value.__module__.startswith(__name__ + "."):
+        value.__module__ = __name__  # shown as tokensmith.<name>, as httpx does
+    globals()[name] = value  # later lookups skip this function
+    return value
 
 
 def __dir__() -> list[str]:

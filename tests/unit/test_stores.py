@@ -44,6 +44,7 @@ from tokensmith.stores import (
     TokenStore,
     cache_key,
 )
+from tokensmith.stores import _fs as fs_mod
 from tokensmith.stores import file as file_mod
 from tokensmith.stores.keyring import KeyringFallbackWarning
 from tokensmith.token import Token
@@ -246,7 +247,9 @@ def test_file_owned_by_someone_else_is_ignored(
     assert store.load(KEY) is not None  # the directory has been checked; now pretend another user wrote the file
     path = Path(store.path_for(KEY))
     before = path.read_bytes()
-    monkeypatch.setattr(file_mod, "_current_uid", lambda: path.stat().st_uid + 1)
+    other_uid = path.stat().st_uid + 1
+    monkeypatch.setattr(file_mod, "_current_uid", lambda: other_uid)
+    monkeypatch.setattr(fs_mod, "_current_uid", lambda: other_uid)
     assert store.load(KEY) is None
     assert len(warnings_about(caplog, "not by the current user")) == 1
     assert path.read_bytes() == before  # ignored, not quarantined or deleted
@@ -273,6 +276,7 @@ def test_directory_owned_by_another_user_is_refused(
     directory.chmod(0o755)
     owner = directory.stat().st_uid
     monkeypatch.setattr(file_mod, "_current_uid", lambda: owner + 1)
+    monkeypatch.setattr(fs_mod, "_current_uid", lambda: owner + 1)
     fs = FileStore(directory)
     assert fs.load(KEY) is None
     assert fs.load(KEY) is None

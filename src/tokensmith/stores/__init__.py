@@ -3,17 +3,22 @@
 All three implement ``TokenStore`` and the optional ``LeasingStore`` (renewal leases); their failures are
 ``StoreError`` (``StoreLockTimeout`` when a lock wait times out).
 
-Imported lazily so that ``import tokensmith.stores`` costs nothing until a store is used.
+Every name loads on first use, so ``import tokensmith.stores`` (and the command line's light file reader,
+``tokensmith.stores._fs``) costs nothing until a store is used.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import importlib
 
-from ..exceptions import StoreError, StoreLockTimeout
-from .base import Lease, LeasingStore, TokenStore, cache_key
+# Not `from typing import TYPE_CHECKING`: importing typing alone costs milliseconds on every CLI call.
+TYPE_CHECKING = False
 
 if TYPE_CHECKING:
+    from typing import Any
+
+    from ..exceptions import StoreError, StoreLockTimeout
+    from .base import Lease, LeasingStore, TokenStore, cache_key
     from .file import FileStore
     from .keyring import KeyringStore
     from .memory import MemoryStore
@@ -30,18 +35,21 @@ __all__ = [
     "cache_key",
 ]
 
+_HOMES = {
+    "FileStore": ".file",
+    "KeyringStore": ".keyring",
+    "MemoryStore": ".memory",
+    "Lease": ".base",
+    "LeasingStore": ".base",
+    "TokenStore": ".base",
+    "cache_key": ".base",
+    "StoreError": "..exceptions",
+    "StoreLockTimeout": "..exceptions",
+}
+
 
 def __getattr__(name: str) -> Any:
-    if name == "MemoryStore":
-        from .memory import MemoryStore
-
-        return MemoryStore
-    if name == "FileStore":
-        from .file import FileStore
-
-        return FileStore
-    if name == "KeyringStore":
-        from .keyring import KeyringStore
-
-        return KeyringStore
-    raise AttributeError(name)
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(name)
+    return getattr(importlib.import_module(home, __name__), name)

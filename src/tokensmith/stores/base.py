@@ -15,16 +15,14 @@ This module is imported by ``import tokensmith.stores``: standard library only.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import os
 import socket
-from collections.abc import Iterable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
+from .._keys import cache_key as cache_key  # re-exported: the store key's home is a light module
 from ..token import Token
 
 #: The kinds of work a lease announces.
@@ -114,30 +112,3 @@ def _process_exists(pid: int) -> bool:
     except OSError:
         return True  # EPERM: it exists, as another user's process
     return True
-
-
-def cache_key(
-    *,
-    issuer: str | None,
-    token_endpoint: str,
-    client_id: str | None,
-    grant: str,
-    scope: str | None = None,
-    audience: str | None = None,
-    resource: Iterable[str] = (),
-    extra: Iterable[tuple[str, str]] = (),
-) -> str:
-    """A stable key from everything that changes the token (kubelogin-style): issuer (C23: tokens of two
-    authorization servers never mix), endpoint, client, grant, requested scope (order-insensitive),
-    audience and resources. Hex SHA-256, safe as a file name."""
-    material = {
-        "issuer": issuer,
-        "token_endpoint": token_endpoint,
-        "client_id": client_id,
-        "grant": grant,
-        "scope": sorted(set((scope or "").split())),
-        "audience": audience,
-        "resource": sorted(set(resource)),
-        "extra": sorted(extra),
-    }
-    return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()

@@ -18,6 +18,7 @@ import re
 from typing import Any
 
 from ..token import Token
+from ._format import FORMAT_VERSION, MAX_DOCUMENT_BYTES, NewerFormatError, token_fields
 from .base import Lease
 
 __all__ = [
@@ -34,24 +35,12 @@ __all__ = [
     "short_key",
 ]
 
-#: The ``version`` member of every token document this module writes.
-FORMAT_VERSION = 1
-#: A document larger than this is not something we wrote: it is treated as corrupt.
-MAX_DOCUMENT_BYTES = 8 * 1024 * 1024
 #: The ``version`` member of every lease document this module writes.
 LEASE_FORMAT_VERSION = 1
 #: A lease document larger than this is not something we wrote.
 MAX_LEASE_BYTES = 64 * 1024
 
 _KEY_RE = re.compile(r"[A-Za-z0-9_\-][A-Za-z0-9_.\-]{0,199}")
-
-
-class NewerFormatError(Exception):
-    """The document has a format ``version`` newer than this tokensmith understands."""
-
-    def __init__(self, version: int) -> None:
-        super().__init__(version)
-        self.version = version
 
 
 def check_key(key: str) -> str:
@@ -76,20 +65,7 @@ def encode_token(token: Token) -> bytes:
 def decode_token(data: bytes) -> Token:
     """Parse a document. Raises ``NewerFormatError`` for a newer format, another exception for anything else
     that is not a document this module wrote."""
-    if len(data) > MAX_DOCUMENT_BYTES:
-        raise ValueError("document too large")
-    document: Any = json.loads(data.decode("utf-8"))
-    if not isinstance(document, dict):
-        raise TypeError("not a JSON object")
-    version = document.get("version")
-    if isinstance(version, int) and not isinstance(version, bool) and version > FORMAT_VERSION:
-        raise NewerFormatError(version)
-    if version != FORMAT_VERSION or isinstance(version, bool):
-        raise ValueError("unknown format version")
-    token = document.get("token")
-    if not isinstance(token, dict):
-        raise TypeError("token is not a JSON object")
-    return Token.from_dict(token)
+    return Token.from_dict(token_fields(data))
 
 
 def encode_lease(lease: Lease) -> bytes:
