@@ -1,7 +1,7 @@
-"""``python -m tokensmith``: the command line."""
+"""``python -m tokensmith``: the command line (cached-token fast path first, as the console script)."""
 
 import sys
 
-from .cli.main import main
+from .cli.fast import main
 
 sys.exit(main())

@@ -680,6 +680,12 @@ class TokenClient:
         self.stats.logins += 1
         return token
 
+    def forget(self) -> None:
+        """Drop the token held in memory (after a logout: the store is the caller's business)."""
+        with self._mutex:
+            self._token = None
+            self._unsaved = None
+
     def close(self) -> None:
         """Save a token that could not be stored earlier (one last try) and close the transport."""
         if self._unsaved is not None:

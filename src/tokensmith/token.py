@@ -6,13 +6,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from ._lifetime import LEEWAY_FRACTION, MAX_LEEWAY, renew_at
 from ._protocol.token import B64TOKEN, TokenResponse
 from ._redact import redact
 
-#: Refresh ahead of expiry by a tenth of the token's lifetime, at most this much (seconds). A 60 s token is
-#: refreshed 6 s early, a 1 h token 60 s early: never a fresh short-lived token treated as expired.
-MAX_LEEWAY = 60.0
-LEEWAY_FRACTION = 0.1
+__all__ = ["LEEWAY_FRACTION", "MAX_LEEWAY", "Token"]
 
 
 @dataclass(frozen=True)
@@ -64,11 +62,7 @@ class Token:
     @property
     def refresh_at(self) -> float | None:
         """When to renew: ``expires_at`` minus a leeway that adapts to the lifetime; None if no expiry is known."""
-        if self.expires_at is None:
-            return None
-        lifetime = self.lifetime
-        leeway = MAX_LEEWAY if lifetime is None else min(MAX_LEEWAY, lifetime * LEEWAY_FRACTION)
-        return self.expires_at - leeway
+        return renew_at(self.expires_at, self.issued_at)
 
     def is_fresh(self, now: float) -> bool:
         """Usable without renewal at ``now`` (wall clock)."""

@@ -40,7 +40,7 @@ def _run(fault_server: FaultServer, *extra: str, env: dict[str, str] | None = No
 def test_timeout_bounds_the_first_request(fault_server: FaultServer) -> None:
     fault_server.script("/device", Reply(json=DEVICE_REPLY, delay=20))
     proc = _run(fault_server, "--timeout", "1")
-    assert proc.returncode == 1 and proc.stdout == ""
+    assert proc.returncode == 6 and proc.stdout == ""  # 6: network
     (line,) = proc.stderr.strip().splitlines()
     assert "RequestTimeout" in line and "raise --timeout" in line
     assert fault_server.count("/device") == 1 and fault_server.count("/token") == 0
@@ -55,7 +55,7 @@ def test_a_named_secret_variable_that_is_unset_is_a_usage_error(fault_server: Fa
 def test_a_rejected_client_says_which_flags_to_check(fault_server: FaultServer) -> None:
     fault_server.script("/device", Reply(status=401, json={"error": "invalid_client"}))
     proc = _run(fault_server, env={"TOKENSMITH_CLIENT_SECRET": "wrong-secret"})
-    assert proc.returncode == 1
+    assert proc.returncode == 5  # 5: rejected by the IdP
     assert "--client-id" in proc.stderr and "--client-secret-env" in proc.stderr
     assert "wrong-secret" not in proc.stderr
 
@@ -63,4 +63,4 @@ def test_a_rejected_client_says_which_flags_to_check(fault_server: FaultServer) 
 def test_a_gateway_page_says_check_the_url(fault_server: FaultServer) -> None:
     fault_server.script("/device", Reply(status=502, body="<html>Bad Gateway</html>", content_type="text/html"))
     proc = _run(fault_server)
-    assert proc.returncode == 1 and "check the endpoint URL" in proc.stderr and "Bad Gateway" not in proc.stderr
+    assert proc.returncode == 6 and "check the endpoint URL" in proc.stderr and "Bad Gateway" not in proc.stderr

@@ -77,7 +77,7 @@ def test_hostile_server_text_is_tamed_on_the_terminal(fault_server: FaultServer,
         timeout=60,
     )
     stderr = proc.stderr.decode("utf-8")
-    assert proc.returncode == 1, stderr
+    assert proc.returncode == 5, stderr  # rejected by the IdP (invalid_client)
     assert proc.stdout == b""
     assert fault_server.count("/token") == 2  # it really polled until the server's error
 

@@ -1,14 +1,22 @@
-"""``tokensmith``: print a fresh access token on stdout; everything for the person goes to stderr.
+"""The ``tokensmith`` command line: log in once, then a fresh token for every kubectl, git, curl and flytekit call.
 
-Secrets never come from argv (visible in ``ps``): the client secret is read from an environment variable.
+Data goes to stdout, everything for the person (prompts, QR codes, progress, errors) to stderr. Secrets never come
+from argv (visible in ``ps``): a client secret is read from an environment variable, a file or stdin. Settings
+come from flags, then ``TOKENSMITH_*`` environment variables, then a named profile (see ``cli.config``). The
+cached-token path of ``token`` and ``git-credential get`` is answered before this module is even imported
+(``cli.fast``); everything else, and every renewal, happens here.
 """
 
 from __future__ import annotations
 
+import json
+import logging
 import os
+import subprocess
 import sys
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
 try:
@@ -18,18 +26,39 @@ except ImportError:  # pragma: no cover - exercised only without the extra
 
 from ..exceptions import (
     AccessDenied,
+    AuthenticationError,
     DeviceFlowCancelled,
     DeviceFlowTimeout,
+    DiscoveryError,
     ExpiredToken,
     InvalidClient,
+    InvalidResponse,
+    LoginRequired,
     NonJSONResponse,
+    OAuthError,
     TokensmithError,
     TransportError,
 )
+from .config import AUTH_METHODS, BASIC_ENCODINGS, DEFAULT_SECRET_ENV, FLOWS, STORES, ConfigError, Settings, resolve
+from .formats import FORMATS, ExecInfoError
 
+EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_USAGE = 2
+EXIT_LOGIN_REQUIRED = 4
+EXIT_REJECTED = 5
+EXIT_NETWORK = 6
 EXIT_INTERRUPTED = 130
+
+EXIT_CODES_HELP = """Exit codes:
+  0    ok
+  1    error (a login that was denied, expired or timed out; anything not listed below)
+  2    usage: a bad flag, setting or configuration file
+  4    login required: no usable token and no login allowed (--no-interactive, or no terminal)
+  5    rejected by the identity provider (an OAuth error: invalid_client, invalid_grant, ...)
+  6    network or TLS failure, or a server/proxy that did not answer in OAuth (gateway pages, 5xx)
+  130  interrupted (Ctrl-C); nothing is left half-written
+"""
 
 
 class _StdoutUnavailable(Exception):
@@ -83,9 +112,6 @@ def _silence_stdout() -> None:
         os.close(devnull)
 
 
-DEFAULT_SECRET_ENV = "TOKENSMITH_CLIENT_SECRET"
-
-
 def _client_auth(client_id: str, secret_env: str, method: str, encoding: str) -> Any:
     from .._protocol.client_auth import ClientSecretBasic, ClientSecretPost, NoClientAuth
 
@@ -128,13 +154,399 @@ def _explain(error: TokensmithError) -> str:
     return printable(f"{type(error).__name__}: {error}{hint}", limit=None)
 
 
+def _exit_code(error: BaseException) -> int:
+    if isinstance(error, LoginRequired):
+        return EXIT_LOGIN_REQUIRED
+    if isinstance(error, (ConfigError, ExecInfoError)):
+        return EXIT_USAGE
+    if isinstance(error, (DeviceFlowTimeout, DeviceFlowCancelled, ExpiredToken)):
+        return EXIT_ERROR
+    if isinstance(error, (OAuthError, AuthenticationError)):
+        return EXIT_REJECTED
+    if isinstance(error, TransportError) or (isinstance(error, InvalidResponse) and error.transient):
+        return EXIT_NETWORK
+    return EXIT_ERROR
+
+
+def _login_command(settings: Settings) -> str:
+    """The command that fixes a "login required", for the one-line remedy."""
+    if settings.profile:
+        return f"tokensmith login --profile {settings.profile}"
+    parts = ["tokensmith login"]
+    if settings.issuer:
+        parts.append(f"--issuer {settings.issuer}")
+    elif settings.token_endpoint:
+        parts.append(f"--token-endpoint {settings.token_endpoint}")
+    if settings.client_id:
+        parts.append(f"--client-id {settings.client_id}")
+    if settings.scope:
+        parts.append("--scope '" + " ".join(settings.scope) + "'")
+    return " ".join(parts)
+
+
+def _read_secret(settings: Settings) -> str | None:
+    """The client secret, from the one place the settings name: stdin, a file, or an environment variable. A
+    source that was named but is empty is an error: silently becoming a public client would hide a broken setup."""
+    if settings.client_secret_stdin:
+        line = sys.stdin.readline().rstrip("\r\n")
+        if not line:
+            raise ConfigError("--client-secret-stdin: nothing was read from stdin")
+        return line
+    if settings.client_secret_file:
+        path = os.path.expanduser(settings.client_secret_file)
+        try:
+            with open(path, encoding="utf-8") as handle:
+                secret = handle.read().strip()
+        except OSError as error:
+            raise ConfigError(f"cannot read the client secret file {path}: {error.strerror}") from None
+        if not secret:
+            raise ConfigError(f"the client secret file {path} is empty")
+        return secret
+    if settings.client_secret_env:
+        from_env = os.environ.get(settings.client_secret_env) or None
+        if from_env is None:
+            raise ConfigError(
+                f"the client secret variable {settings.client_secret_env} (from "
+                f"{settings.origin.get('client_secret_env', 'the settings')}) is not set or empty; export it, or "
+                "drop client_secret_env for a public client"
+            )
+        return from_env
+    return os.environ.get(DEFAULT_SECRET_ENV) or None
+
+
+def _store(settings: Settings) -> Any:
+    from ..stores import FileStore
+
+    files = FileStore(settings.store_dir)
+    if settings.store == "keyring":
+        from ..stores import KeyringStore
+
+        return KeyringStore(fallback=files)
+    return files
+
+
+def _client(settings: Settings, *, on_prompt: Callable[[Any], None] | None = None, on_progress: Any = None) -> Any:
+    """The ``TokenClient`` for these settings (its store key is the one the fast path computes)."""
+    settings.require()
+    from .._protocol.client_auth import ClientSecretBasic, ClientSecretPost
+    from .._transport import DEFAULT_TIMEOUT, Transport, total_deadline
+    from ..client import TokenClient
+
+    secret = _read_secret(settings)
+    auth = None
+    if secret is not None and "auth_method" in settings.origin:
+        assert settings.client_id is not None
+        auth = (
+            ClientSecretPost(settings.client_id, secret)
+            if settings.auth_method == "post"
+            else ClientSecretBasic(settings.client_id, secret, settings.basic_encoding)  # type: ignore[arg-type]
+        )
+    verify: bool | str | None = None
+    if settings.insecure_skip_tls_verify:
+        verify = False
+        sys.stderr.write("tokensmith: warning: TLS certificates are not verified (--insecure-skip-tls-verify)\n")
+    elif settings.ca_bundle:
+        verify = os.path.expanduser(settings.ca_bundle)
+    timeout: Any = DEFAULT_TIMEOUT
+    total = None
+    if settings.timeout is not None:
+        connect, read = DEFAULT_TIMEOUT
+        timeout = (min(connect, settings.timeout), min(read, settings.timeout))
+        total = min(total_deadline(DEFAULT_TIMEOUT), settings.timeout)
+    return TokenClient(
+        settings.token_endpoint,
+        settings.client_id,
+        secret if auth is None else None,
+        issuer=settings.issuer,
+        auth=auth,
+        device_authorization_endpoint=settings.device_authorization_endpoint,
+        scope=list(settings.scope) or None,
+        audience=settings.audience,
+        resource=settings.resource or None,
+        grant=settings.grant,  # type: ignore[arg-type]
+        store=_store(settings),
+        on_prompt=on_prompt,
+        on_progress=on_progress,
+        login_timeout=settings.timeout,
+        transport=Transport(timeout=timeout, total_timeout=total, verify=verify),
+        basic_encoding=settings.basic_encoding,  # type: ignore[arg-type]
+    )
+
+
+class _LazyPresenter:
+    """The terminal UI, created only when a login really starts (a cached or refreshed token needs none)."""
+
+    def __init__(self, qr: bool | None = None, browser: bool | None = None) -> None:
+        self._qr, self._browser = qr, browser
+        self.presenter: Any = None
+
+    def show_prompt(self, prompt: Any) -> None:
+        from .presenter import TerminalPresenter
+
+        self.presenter = TerminalPresenter(sys.stderr, qr=self._qr, open_browser=self._browser)
+        self.presenter.show_prompt(prompt)
+
+    def on_progress(self, progress: Any) -> None:
+        if self.presenter is not None:
+            self.presenter.on_progress(progress)
+
+    def close(self, success: bool | None) -> None:
+        if self.presenter is not None:
+            self.presenter.close(success=success)
+
+
+def _interactive_default() -> bool:
+    """A login may start when a person can see the prompt and act: stdin and stderr are terminals."""
+    try:
+        return sys.stdin.isatty() and sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def _record(settings: Settings, client: Any) -> None:
+    from . import identities
+
+    identities.record(settings, client.cache_key)
+
+
+def _setup_logging(verbose: bool) -> None:
+    if verbose:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("tokensmith: %(levelname)s %(name)s: %(message)s"))
+        root = logging.getLogger("tokensmith")
+        root.addHandler(handler)
+        root.setLevel(logging.DEBUG)
+
+
+def _settings_from(opts: dict[str, Any]) -> Settings:
+    _setup_logging(bool(opts.pop("verbose", False)))
+    flags = {k: v for k, v in opts.items() if v is not None}
+    return resolve(flags)
+
+
+def _identity_options(function: Callable[..., Any]) -> Callable[..., Any]:
+    """The options every command that talks to an authorization server takes (flags > env > profile)."""
+    assert click is not None
+    options = [
+        click.option("--profile", help="Named profile from the configuration file (TOKENSMITH_PROFILE)."),
+        click.option("--issuer", help="Issuer URL; endpoints are discovered (TOKENSMITH_ISSUER)."),
+        click.option("--token-endpoint", help="Token endpoint URL, instead of discovery."),
+        click.option("--device-authorization-endpoint", help="RFC 8628 device authorization URL."),
+        click.option("--revocation-endpoint", help="RFC 7009 revocation URL, instead of discovery."),
+        click.option("--client-id", help="OAuth client id (TOKENSMITH_CLIENT_ID)."),
+        click.option(
+            "--client-secret-env",
+            help=f"Environment variable holding the client secret (default: {DEFAULT_SECRET_ENV} if set).",
+        ),
+        click.option("--client-secret-file", help="File holding the client secret."),
+        click.option("--client-secret-stdin", is_flag=True, default=None, help="Read the client secret from stdin."),
+        click.option("--auth-method", type=click.Choice(AUTH_METHODS), help="Client authentication (default: basic)."),
+        click.option("--basic-encoding", type=click.Choice(BASIC_ENCODINGS), help="How Basic encodes id and secret."),
+        click.option("--scope", "scope", multiple=True, help="Scope to request; repeat or space-separate."),
+        click.option("--audience", help="Audience (Auth0)."),
+        click.option("--resource", "resource", multiple=True, help="RFC 8707 resource indicator; may repeat."),
+        click.option("--flow", type=click.Choice(FLOWS), help="device (people) or client-credentials (services)."),
+        click.option("--store", type=click.Choice(STORES), help="Where tokens are kept (default: file)."),
+        click.option("--store-dir", help="Token directory of the file store."),
+        click.option("--ca-bundle", help="CA bundle (PEM) to verify the server with."),
+        click.option(
+            "--insecure-skip-tls-verify", is_flag=True, default=None, help="Do not verify TLS (test rigs only)."
+        ),
+        click.option(
+            "--timeout",
+            type=click.FloatRange(min=0, min_open=True),
+            help="Seconds for each request, and for a whole login.",
+        ),
+        click.option("--verbose", "-v", is_flag=True, help="Debug logging on stderr (never secrets)."),
+    ]
+    for option in reversed(options):
+        function = option(function)
+    return function
+
+
 def _build() -> Any:
     assert click is not None
 
-    @click.group(context_settings={"help_option_names": ["-h", "--help"]})
+    @click.group(
+        context_settings={"help_option_names": ["-h", "--help"]},
+        epilog=EXIT_CODES_HELP.replace("\n", "\n\b\n", 1),
+    )
     @click.version_option(package_name="tokensmith")
     def cli() -> None:
-        """Fetch OAuth 2.0 tokens. The token goes to stdout; prompts and progress go to stderr."""
+        """Log in once, then print a fresh OAuth 2.0 access token whenever asked.
+
+        Tokens go to stdout; prompts, progress and errors to stderr. Settings: flags, then TOKENSMITH_*
+        environment variables, then a profile in ~/.config/tokensmith/config.toml.
+        """
+
+    @cli.command()
+    @_identity_options
+    @click.option("--qr/--no-qr", default=None, help="Show a QR code (default: when stderr is a terminal).")
+    @click.option("--browser/--no-browser", default=None, help="Open the browser (default: local display only).")
+    def login(qr: bool | None, browser: bool | None, **opts: Any) -> None:
+        """Sign in and store the token (device flow for people, --flow client-credentials for services)."""
+        settings = _settings_from(opts)
+        ui = _LazyPresenter(qr, browser)
+        client = _client(settings, on_prompt=ui.show_prompt, on_progress=ui.on_progress)
+        ok = False
+        try:
+            if settings.grant == "client_credentials":
+                token = client.fetch_client_credentials()
+            else:
+                token = client.login(login_timeout=settings.timeout)
+            ok = True
+        finally:
+            ui.close(success=True if ok else None)
+        _record(settings, client)
+        left = "" if token.expires_at is None else f"; the access token is valid for {_duration(token.expires_at)}"
+        refresh = ", renewable without you" if token.refresh_token else ""
+        click.echo(f"Logged in ({settings.describe()}){left}{refresh}.", err=True)
+
+    @cli.command()
+    @_identity_options
+    @click.option("--min-valid", type=click.FloatRange(min=0), default=0.0, help="Renew unless valid this long.")
+    @click.option("--force-refresh", is_flag=True, help="Renew now, even if the cached token is valid.")
+    @click.option("--interactive/--no-interactive", default=None, help="May start a login (default: on a terminal).")
+    @click.option("--format", "fmt", type=click.Choice(FORMATS), default="raw", show_default=True)
+    def token(min_valid: float, force_refresh: bool, interactive: bool | None, fmt: str, **opts: Any) -> None:
+        """Print a valid access token (renewing it, or logging in when allowed and needed)."""
+        from .formats import exec_info, render
+
+        settings = _settings_from(opts)
+        api_version, exec_interactive = exec_info() if fmt == "exec-credential" else ("", None)
+        if interactive is None:
+            interactive = exec_interactive if exec_interactive is not None else _interactive_default()
+        _check_stdout()
+        found = _obtain(settings, interactive=interactive, min_valid=min_valid, force=force_refresh)
+        now = time.time()
+        text = render(
+            fmt,
+            found.access_token,
+            found.token_type,
+            found.expires_at,
+            renew_at=found.refresh_at,
+            now=now,
+            api_version=api_version or "client.authentication.k8s.io/v1",
+        )
+        _print_token(text)
+
+    @cli.command()
+    @_identity_options
+    @click.option("--all", "all_", is_flag=True, help="Every stored identity.")
+    @click.option("--revoke/--no-revoke", default=True, show_default=True, help="Revoke at the server first.")
+    def logout(all_: bool, revoke: bool, **opts: Any) -> None:
+        """Revoke the refresh token at the server (RFC 7009) and delete it from the store."""
+        from . import identities
+
+        settings = _settings_from(opts)
+        targets = [(i.to_settings(), i.key) for i in identities.recorded(settings)] if all_ else [(settings, None)]
+        if all_ and not targets:
+            click.echo("Nothing stored.", err=True)
+        for target, key in targets:
+            _logout_one(target, key, revoke=revoke)
+
+    @cli.command()
+    @_identity_options
+    @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+    def status(as_json: bool, **opts: Any) -> None:
+        """Stored identities: profile, issuer, client, scopes, expiry, refresh. Never a token."""
+        from . import identities
+
+        settings = _settings_from(opts)
+        rows: list[dict[str, Any]] = []
+        now = time.time()
+        for identity in identities.recorded(settings):
+            target = identity.to_settings()
+            stored = _store(target).load(identity.key)
+            if stored is None:
+                continue
+            rows.append(
+                {
+                    "profile": target.profile,
+                    "issuer": target.issuer or target.token_endpoint,
+                    "client_id": target.client_id,
+                    "scope": stored.scope or " ".join(target.scope) or None,
+                    "expires_in": None if stored.expires_at is None else int(stored.expires_at - now),
+                    "refresh_available": bool(stored.refresh_token),
+                    "store": target.store,
+                    "store_dir": target.store_dir,
+                }
+            )
+        if as_json:
+            click.echo(json.dumps(rows, indent=2))
+            return
+        if not rows:
+            click.echo("No stored tokens. Log in with: tokensmith login --issuer URL --client-id ID")
+            return
+        for row in rows:
+            expires = row["expires_in"]
+            state = "no expiry" if expires is None else ("expired" if expires <= 0 else f"expires in {expires} s")
+            click.echo(
+                f"{row['profile'] or '-'}\t{row['issuer']}\t{row['client_id']}\t{row['scope'] or '-'}\t{state}\t"
+                f"refresh {'yes' if row['refresh_available'] else 'no'}\t{row['store']}"
+            )
+
+    @cli.command("git-credential")
+    @_identity_options
+    @click.option("--username", "git_username", help="User name git sends with the token (default: oauth2).")
+    @click.option("--interactive/--no-interactive", default=None, help="May start a login (default: on a terminal).")
+    @click.argument("action", type=click.Choice(["get", "store", "erase"]))
+    def git_credential(action: str, interactive: bool | None, **opts: Any) -> None:
+        """git's credential helper: `git config credential.helper "tokensmith git-credential --profile P"`."""
+        from . import fast
+        from .formats import git_answer, parse_git_request
+
+        text = fast.git_request_text if fast.git_request_text is not None else sys.stdin.read()
+        request = parse_git_request(text)
+        settings = _settings_from(opts)
+        if action == "store":
+            return  # never keep a git-supplied secret: the token is ours, and stored already
+        if action == "erase":
+            _git_erase(settings, request)
+            return
+        if interactive is None:
+            try:
+                interactive = sys.stderr.isatty()  # git owns stdin; the prompt goes to the terminal on stderr
+            except (AttributeError, ValueError):
+                interactive = False
+        found = _obtain(settings, interactive=interactive, min_valid=0.0, force=False)
+        _print_token(git_answer(request, found.access_token, found.expires_at, settings.git_username))
+
+    @cli.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+    @_identity_options
+    @click.argument("curl_args", nargs=-1, type=click.UNPROCESSED)
+    def curl(curl_args: tuple[str, ...], **opts: Any) -> None:
+        """Run curl with the token as a header fed on stdin (never in argv): tokensmith curl -- URL ..."""
+        settings = _settings_from(opts)
+        found = _obtain(settings, interactive=_interactive_default(), min_valid=0.0, force=False)
+        args = list(curl_args[1:] if curl_args[:1] == ("--",) else curl_args)
+        command = ["curl", "-H", "@-", *args]
+        try:
+            proc = subprocess.run(  # noqa: S603 - the user's own arguments, no shell
+                command, input=f"Authorization: Bearer {found.access_token}\n", text=True
+            )
+        except FileNotFoundError:
+            raise click.UsageError("curl was not found on PATH") from None
+        raise SystemExit(proc.returncode)
+
+    @cli.command("help")
+    @click.argument("topic", type=click.Choice(["exit-codes", "config", "completion"]))
+    def help_(topic: str) -> None:
+        """More help: exit-codes, config, completion."""
+        if topic == "exit-codes":
+            click.echo(EXIT_CODES_HELP, nl=False)
+        elif topic == "config":
+            from . import config
+
+            click.echo((config.__doc__ or "").strip())
+            click.echo(f"\nThis machine's file: {config.config_path()}")
+        else:
+            click.echo(
+                "Shell completion (click):\n"
+                '  bash: eval "$(_TOKENSMITH_COMPLETE=bash_source tokensmith)"\n'
+                '  zsh:  eval "$(_TOKENSMITH_COMPLETE=zsh_source tokensmith)"\n'
+                "  fish: _TOKENSMITH_COMPLETE=fish_source tokensmith | source"
+            )
 
     @cli.command("device-login")
     @click.option("--device-authorization-endpoint", required=True, help="RFC 8628 device authorization URL.")
@@ -206,8 +618,83 @@ def _build() -> Any:
     return cli
 
 
+def _duration(expires_at: float) -> str:
+    seconds = max(0, int(expires_at - time.time()))
+    return f"{seconds // 60} min" if seconds >= 120 else f"{seconds} s"
+
+
+def _obtain(settings: Settings, *, interactive: bool, min_valid: float, force: bool) -> Any:
+    """A token by the library's rules (store, refresh, client credentials, login when allowed); recorded."""
+    ui = _LazyPresenter()
+    client = _client(settings, on_prompt=ui.show_prompt, on_progress=ui.on_progress)
+    ok = False
+    try:
+        if force:
+            token = client.fetch_client_credentials() if settings.grant == "client_credentials" else client.refresh()
+        else:
+            token = client.get_token(interactive=interactive, min_valid=min_valid)
+        ok = True
+    except LoginRequired as error:
+        if force and interactive and settings.grant != "client_credentials":
+            token = client.login(login_timeout=settings.timeout)
+            ok = True
+        else:
+            raise LoginRequired(
+                f"login required for {settings.describe()}: run `{_login_command(settings)}`"
+            ) from error
+    finally:
+        ui.close(success=True if ok else None)
+    _record(settings, client)
+    return token
+
+
+def _logout_one(settings: Settings, key: str | None, *, revoke: bool) -> None:
+    from ..revocation import logout as drop
+    from . import identities
+
+    assert click is not None
+    client = _client(settings)
+    endpoint = settings.revocation_endpoint
+    revoked = revoke
+    if revoke and endpoint is None:
+        try:
+            metadata = client.discover()
+        except DiscoveryError:
+            metadata = None
+        if metadata is None or metadata.revocation_endpoint is None:
+            revoked = False
+            click.echo(
+                f"tokensmith: {settings.describe()}: the server offers no revocation endpoint; the token is only "
+                "deleted here (pass --revocation-endpoint if it has one)",
+                err=True,
+            )
+    removed = drop(client, revoke_at_server=revoked, endpoint=endpoint)
+    identities.forget(settings, key or client.cache_key)
+    if removed is None:
+        click.echo(f"Nothing stored for {settings.describe()}.", err=True)
+    else:
+        how = "revoked at the server and deleted" if revoked else "deleted"
+        click.echo(f"Logged out of {settings.describe()} (token {how}).", err=True)
+
+
+def _git_erase(settings: Settings, request: dict[str, list[str]]) -> None:
+    """git says the credential it used was rejected: if that is our current token, renew it now (no login; a
+    failure here is silent, the next ``get`` reports it). git's own secret is never stored."""
+    rejected = next(iter(request.get("password") or request.get("credential") or []), None)
+    if not rejected:
+        return
+    try:
+        client = _client(settings)
+        current = client.store.load(client.cache_key)
+        if current is not None and current.access_token == rejected:
+            client.get_token(stale=current, interactive=False)
+    except (TokensmithError, ConfigError):
+        return
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Console entry point. Returns the exit status: 0 ok, 1 failed, 2 usage, 130 interrupted."""
+    """The full command line (``tokensmith.cli.fast.main`` calls it for everything it does not answer itself).
+    Returns the exit status; see ``EXIT_CODES_HELP``."""
     if click is None:
         sys.stderr.write("tokensmith: the command line needs click: pip install 'tokensmith[cli]'\n")
         return EXIT_USAGE
@@ -219,18 +706,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     except click.exceptions.Abort:
         sys.stderr.write("\ntokensmith: interrupted\n")
         return EXIT_INTERRUPTED
+    except click.exceptions.Exit as done:
+        return int(done.exit_code)
     except click.ClickException as error:
         error.show()
         return EXIT_USAGE
+    except SystemExit as done:
+        return done.code if isinstance(done.code, int) else EXIT_ERROR
     except _StdoutUnavailable as error:
         _silence_stdout()
         sys.stderr.write(f"tokensmith: cannot write the token to stdout ({error.reason}); nothing was printed\n")
         return EXIT_ERROR
+    except (ConfigError, ExecInfoError) as error:
+        sys.stderr.write(f"tokensmith: {error}\n")
+        return EXIT_USAGE
+    except LoginRequired as error:
+        from .presenter import printable
+
+        sys.stderr.write(f"tokensmith: {printable(str(error), limit=None)}\n")
+        return EXIT_LOGIN_REQUIRED
     except (TokensmithError, ValueError) as error:
         message = _explain(error) if isinstance(error, TokensmithError) else str(error)
         sys.stderr.write(f"tokensmith: {message}\n")
-        return EXIT_ERROR
-    return 0
+        return _exit_code(error)
+    return EXIT_OK
 
 
 if __name__ == "__main__":

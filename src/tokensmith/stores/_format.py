@@ -6,7 +6,10 @@ Shared by the codec (which turns the inner object into a ``Token``) and the comm
 from __future__ import annotations
 
 import json
-from typing import Any
+
+TYPE_CHECKING = False  # not typing's: this module is on the command line's fast path
+if TYPE_CHECKING:
+    from typing import Any
 
 #: The ``version`` member of every token document this module writes.
 FORMAT_VERSION = 1

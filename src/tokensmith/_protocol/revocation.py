@@ -1,0 +1,32 @@
+"""Token revocation requests and responses (RFC 7009, C29)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from .client_auth import ClientAuth
+from .errors import decode_json_object
+from .messages import FormPairs, HttpRequest, HttpResponse
+from .token import JSON_ACCEPT
+
+
+def revocation_request(url: str, auth: ClientAuth, token: str, token_type_hint: str | None = None) -> HttpRequest:
+    """RFC 7009 §2.1: ``token`` and an optional ``token_type_hint`` (``refresh_token`` or ``access_token``), with
+    the same client authentication as at the token endpoint."""
+    form: FormPairs = []
+    headers = dict(JSON_ACCEPT)
+    secrets = [*auth.apply(form, headers), token]
+    form.append(("token", token))
+    if token_type_hint:
+        form.append(("token_type_hint", token_type_hint))
+    return HttpRequest(url=url, form=form, headers=headers, secrets=tuple(s for s in secrets if s))
+
+
+def check_revocation_response(response: HttpResponse, secrets: Iterable[str] = ()) -> None:
+    """RFC 7009 §2.2: HTTP 200 means revoked (also for a token the server did not know); the body is ignored.
+    Anything else raises the typed error its body describes (§2.2.1 ``unsupported_token_type``; a 503 is
+    transient: the token may still be valid, retry later)."""
+    if response.status_code == 200:
+        return
+    decode_json_object(response, "revocation endpoint", secrets)
+    raise AssertionError("unreachable: a non-200 answer always raises")  # pragma: no cover

@@ -1,0 +1,258 @@
+"""Command-line configuration: flags > ``TOKENSMITH_*`` environment variables > a named profile in a TOML file.
+
+Standard library only, and cheap: the cached-token path (``tokensmith token``, run by kubectl and git on every
+call) resolves its settings with this module before anything else is imported.
+
+The file is ``$TOKENSMITH_CONFIG``, else ``$XDG_CONFIG_HOME/tokensmith/config.toml`` (``~/.config/...``;
+``%APPDATA%\\tokensmith\\config.toml`` on Windows)::
+
+    default_profile = "dev"
+
+    [profiles.dev]
+    issuer = "http://127.0.0.1:9400"
+    client_id = "device-public"
+    scope = "openid offline_access"
+
+Secrets never live in it (nor on the command line): a profile names where the secret is, with
+``client_secret_env`` or ``client_secret_file``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: no typing (nor dataclasses) import on the fast path
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from typing import Any
+
+ENV_PREFIX = "TOKENSMITH_"
+#: Read for the secret when nothing else names a source.
+DEFAULT_SECRET_ENV = "TOKENSMITH_CLIENT_SECRET"
+
+FLOWS = ("device", "client-credentials")
+STORES = ("file", "keyring")
+AUTH_METHODS = ("basic", "post")
+BASIC_ENCODINGS = ("rfc6749", "secret_only", "raw")
+
+
+class ConfigError(ValueError):
+    """The configuration cannot be used; the message says which setting and where it came from."""
+
+
+class Settings:
+    """Everything a command needs to know, resolved. Secrets are not here: only where to find one.
+
+    A plain class (class attributes are the defaults), not a dataclass: this module is on the fast path."""
+
+    profile: str | None = None
+    issuer: str | None = None
+    token_endpoint: str | None = None
+    device_authorization_endpoint: str | None = None
+    revocation_endpoint: str | None = None
+    client_id: str | None = None
+    client_secret_env: str | None = None
+    client_secret_file: str | None = None
+    client_secret_stdin: bool = False
+    auth_method: str = "basic"
+    basic_encoding: str = "rfc6749"
+    scope: tuple[str, ...] = ()
+    audience: str | None = None
+    resource: tuple[str, ...] = ()
+    flow: str | None = None
+    store: str = "file"
+    store_dir: str | None = None
+    ca_bundle: str | None = None
+    insecure_skip_tls_verify: bool = False
+    timeout: float | None = None
+    git_username: str = "oauth2"
+
+    def __init__(self, *, origin: Mapping[str, str] | None = None, **values: Any) -> None:
+        for name, value in values.items():
+            if name not in SETTING_NAMES and name != "profile":
+                raise TypeError(f"unknown setting {name!r}")
+            setattr(self, name, value)
+        #: Where each value came from ("flag", "env", "profile <name>"), for error messages.
+        self.origin: Mapping[str, str] = dict(origin or {})
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{n}={getattr(self, n)!r}" for n in ("profile", *sorted(SETTING_NAMES)))
+        return f"Settings({shown})"
+
+    @property
+    def secret_configured(self) -> bool:
+        """Whether a client secret is to be used (without reading it)."""
+        if self.client_secret_stdin or self.client_secret_file:
+            return True
+        return bool(os.environ.get(self.client_secret_env or DEFAULT_SECRET_ENV))
+
+    @property
+    def grant(self) -> str:
+        """The TokenClient grant: the explicit flow, else client credentials for a confidential client."""
+        flow = self.flow or ("client-credentials" if self.secret_configured else "device")
+        return "client_credentials" if flow == "client-credentials" else "device_code"
+
+    def describe(self) -> str:
+        """A short "which identity" for messages: profile, else issuer and client."""
+        if self.profile:
+            return f"profile {self.profile!r}"
+        return f"{self.issuer or self.token_endpoint} / client {self.client_id}"
+
+    def require(self) -> None:
+        """``ConfigError`` unless there is enough to talk to an authorization server."""
+        if not self.client_id:
+            raise ConfigError("no client id: pass --client-id, set TOKENSMITH_CLIENT_ID, or put client_id in a profile")
+        if not self.issuer and not self.token_endpoint:
+            raise ConfigError(
+                "no authorization server: pass --issuer (or --token-endpoint), set TOKENSMITH_ISSUER, or put "
+                "issuer in a profile"
+            )
+
+
+#: The settings a flag, an environment variable or a profile may give.
+SETTING_NAMES = frozenset(
+    {
+        "issuer",
+        "token_endpoint",
+        "device_authorization_endpoint",
+        "revocation_endpoint",
+        "client_id",
+        "client_secret_env",
+        "client_secret_file",
+        "client_secret_stdin",
+        "auth_method",
+        "basic_encoding",
+        "scope",
+        "audience",
+        "resource",
+        "flow",
+        "store",
+        "store_dir",
+        "ca_bundle",
+        "insecure_skip_tls_verify",
+        "timeout",
+        "git_username",
+    }
+)
+_KEYS = SETTING_NAMES
+_TUPLES = {"scope", "resource"}
+_BOOLS = {"client_secret_stdin", "insecure_skip_tls_verify"}
+_CHOICES = {"flow": FLOWS, "store": STORES, "auth_method": AUTH_METHODS, "basic_encoding": BASIC_ENCODINGS}
+
+
+def config_path(environ: Mapping[str, str] = os.environ) -> str:
+    explicit = environ.get(ENV_PREFIX + "CONFIG")
+    if explicit:
+        return explicit
+    if sys.platform == "win32":
+        base = environ.get("APPDATA") or os.path.join(os.path.expanduser("~"), "AppData", "Roaming")
+    else:
+        base = environ.get("XDG_CONFIG_HOME") or ""
+        if not os.path.isabs(base):
+            base = os.path.join(os.path.expanduser("~"), ".config")
+    return os.path.join(base, "tokensmith", "config.toml")
+
+
+def load_config_file(path: str) -> dict[str, Any]:
+    """The parsed file, or ``{}`` if there is none. ``ConfigError`` for a file that cannot be read or parsed."""
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read()
+    except FileNotFoundError:
+        return {}
+    except OSError as error:
+        raise ConfigError(f"cannot read the configuration file {path}: {error.strerror}") from None
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - Python 3.10
+        import tomli as tomllib  # type: ignore[import-not-found, no-redef, unused-ignore]
+    try:
+        parsed: dict[str, Any] = tomllib.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
+        raise ConfigError(f"the configuration file {path} is not valid TOML: {error}") from None
+    return parsed
+
+
+def _coerce(name: str, value: Any, where: str) -> Any:
+    if name in _TUPLES:
+        if isinstance(value, str):
+            return tuple(value.split())
+        if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+            return tuple(part for v in value for part in v.split())
+        raise ConfigError(f"{name} ({where}) must be a string or a list of strings")
+    if name in _BOOLS:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("1", "true", "yes", "0", "false", "no", ""):
+            return value.lower() in ("1", "true", "yes")
+        raise ConfigError(f"{name} ({where}) must be true or false")
+    if name == "timeout":
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"timeout ({where}) must be a number of seconds") from None
+        if not number > 0 or number == float("inf"):
+            raise ConfigError(f"timeout ({where}) must be a positive number of seconds")
+        return number
+    if not isinstance(value, str):
+        raise ConfigError(f"{name} ({where}) must be a string")
+    if name in _CHOICES and value not in _CHOICES[name]:
+        raise ConfigError(f"{name} ({where}) must be one of {', '.join(_CHOICES[name])}, not {value!r}")
+    return value
+
+
+def resolve(
+    flags: Mapping[str, Any],
+    environ: Mapping[str, str] = os.environ,
+    *,
+    file_data: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Settings from ``flags`` (None means "not given"), then the environment, then the profile.
+
+    The profile is ``flags["profile"]``, else ``TOKENSMITH_PROFILE``, else the file's ``default_profile``; a
+    profile asked for by name must exist. Unknown keys in a profile are errors (a typo must not be ignored), and
+    so is a secret written into the file."""
+    data = load_config_file(config_path(environ)) if file_data is None else dict(file_data)
+    profiles = data.get("profiles", {})
+    if not isinstance(profiles, dict):
+        raise ConfigError("the configuration file's [profiles] must be a table of tables")
+    named = flags.get("profile") or environ.get(ENV_PREFIX + "PROFILE") or None
+    profile_name = named or data.get("default_profile") or None
+    if profile_name is not None and not isinstance(profile_name, str):
+        raise ConfigError("default_profile must be a string")
+    profile: Mapping[str, Any] = {}
+    if profile_name is not None:
+        found = profiles.get(profile_name)
+        if found is None:
+            if named:
+                known = ", ".join(sorted(profiles)) or "none defined"
+                raise ConfigError(f"no profile {profile_name!r} in {config_path(environ)} (profiles: {known})")
+            profile_name = None
+        elif not isinstance(found, dict):
+            raise ConfigError(f"profile {profile_name!r} must be a table")
+        else:
+            profile = found
+    for key in profile:
+        if key in ("client_secret", "secret", "password"):
+            raise ConfigError(
+                f"profile {profile_name!r} holds a secret ({key}); name its source instead: client_secret_env = "
+                '"VAR" or client_secret_file = "/path"'
+            )
+        if key not in _KEYS:
+            raise ConfigError(f"profile {profile_name!r}: unknown setting {key!r}")
+    values: dict[str, Any] = {}
+    origin: dict[str, str] = {}
+    for name in _KEYS:
+        flag = flags.get(name)
+        if flag is not None and flag != () and flag is not False:
+            values[name], origin[name] = _coerce(name, flag, "--" + name.replace("_", "-")), "flag"
+            continue
+        env_value = environ.get(ENV_PREFIX + name.upper())
+        if env_value not in (None, ""):
+            values[name], origin[name] = _coerce(name, env_value, ENV_PREFIX + name.upper()), "env"
+            continue
+        if name in profile:
+            values[name] = _coerce(name, profile[name], f"profile {profile_name!r}")
+            origin[name] = f"profile {profile_name}"
+    return Settings(profile=profile_name, origin=origin, **values)
