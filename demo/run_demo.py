@@ -1,31 +1,75 @@
-"""End-to-end demo against the bundled local IdP (node oidc-provider in tests/idp).
+"""End-to-end demo of the ``tokensmith`` command against the bundled local IdP (node oidc-provider, tests/idp).
 
-    make demo                            # you approve the device login in a browser
+    make demo                            # you approve the device login in a browser (any user and password)
     make demo DEMO_ARGS=--auto-approve   # non-interactive smoke run: the script approves it itself
 
-It starts the IdP on a free loopback port, fetches a client-credentials token with the drop-in
-``token_client`` module, runs a device login with ``TokenClient`` and the terminal presenter (the link, the
-code and a QR code on a terminal; waits for approval), then refreshes the token (the IdP rotates refresh tokens).
-Tokens are never printed: only their length and lifetime.
+It starts the IdP on a free loopback port and runs, as a user would (tokens and config in a temporary home):
+
+1. ``tokensmith login --flow client-credentials`` (a service, secret from the environment);
+2. ``tokensmith login`` with the device flow (link, code and QR code on stderr; waits for approval);
+3. ``tokensmith token`` (the cached token, no request) and ``tokensmith token --force-refresh``;
+4. ``tokensmith status``;
+5. ``tokensmith token --format exec-credential`` as kubectl runs it (``KUBERNETES_EXEC_INFO``);
+6. ``tokensmith logout`` (revokes the refresh token at the IdP, then deletes it).
+
+Tokens are never shown: only their length (the demo masks what the commands print on stdout).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import shlex
+import subprocess
 import sys
+import tempfile
 import threading
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from idp_harness import CC_CLIENT, DEVICE_PUBLIC, LocalIdP
-from tokensmith import DevicePrompt, TokenClient, TokensmithError, basic_authorization
-from tokensmith import token_client as tc
-from tokensmith.cli.presenter import TerminalPresenter
+
+TOKENSMITH = [sys.executable, "-m", "tokensmith"]
 
 
 def say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
+
+
+def run(args: list[str], env: dict[str, str], *, approve: LocalIdP | None = None) -> str:
+    """Run ``tokensmith args``; its stderr (prompts, messages) passes through, its stdout is returned. With
+    ``approve``, the device code shown on stderr is approved on the IdP's pages, as the person would."""
+    say(f"\n$ tokensmith {shlex.join(args)}")
+    proc = subprocess.Popen([*TOKENSMITH, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stderr is not None
+
+    def relay() -> None:
+        assert proc.stderr is not None
+        code_next = False
+        for line in proc.stderr:
+            sys.stderr.write(line)
+            sys.stderr.flush()
+            if approve is not None and code_next and line.strip():
+                say("  (--auto-approve: approving on the IdP's pages as user 'alice')")
+                threading.Thread(target=approve.approve, args=(line.strip(),), daemon=True).start()
+                code_next = False
+            code_next = code_next or "enter the code" in line
+
+    relay_thread = threading.Thread(target=relay, daemon=True)
+    relay_thread.start()
+    assert proc.stdout is not None
+    stdout = proc.stdout.read()  # not communicate(): the relay thread owns stderr
+    proc.wait()
+    relay_thread.join(10)
+    if proc.returncode != 0:
+        raise SystemExit(f"tokensmith {args[0]} failed with exit code {proc.returncode}")
+    return stdout
+
+
+def masked(text: str, token: str) -> str:
+    return text.replace(token, f"<token: {len(token)} chars>") if token else text
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -38,53 +82,54 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     say("Starting the local IdP (node oidc-provider) ...")
-    with LocalIdP() as idp:
+    with LocalIdP() as idp, tempfile.TemporaryDirectory() as home:
         say(f"  issuer: {idp.issuer}")
-
-        # 1. Client credentials (RFC 6749 §4.4) with HTTP Basic, id and secret form-encoded (§2.3.1).
         assert CC_CLIENT.client_secret is not None
-        header = basic_authorization(CC_CLIENT.client_id, CC_CLIENT.client_secret, "rfc6749")
-        access, _, expires_in = tc.get_token(idp.token_endpoint, authorization_header=header)
-        say(f"\n[1/3] client credentials: got a Bearer token ({len(access)} chars), expires in {expires_in} s")
+        env = {
+            **os.environ,
+            "XDG_CACHE_HOME": str(Path(home) / "cache"),
+            "XDG_CONFIG_HOME": str(Path(home) / "config"),
+            "NO_COLOR": "1",
+        }
+        service = ["--issuer", idp.issuer, "--client-id", CC_CLIENT.client_id]
+        person = ["--issuer", idp.issuer, "--client-id", DEVICE_PUBLIC.client_id, "--scope", "openid offline_access"]
 
-        # 2. Device login (RFC 8628) with TokenClient and the terminal presenter: link, code, QR, live status.
-        client = TokenClient.from_issuer(idp.issuer, DEVICE_PUBLIC.client_id, scope="openid offline_access")
-        say("\n[2/3] device login (TokenClient.login with TerminalPresenter)")
-        approve = (
-            (lambda p: threading.Thread(target=idp.approve, args=(p.user_code,), daemon=True).start())
-            if args.auto_approve
-            else (lambda p: None)
+        say("\n[1/6] a service logs in with client credentials (the secret comes from TOKENSMITH_CLIENT_SECRET)")
+        run(
+            ["login", "--flow", "client-credentials", *service],
+            {**env, "TOKENSMITH_CLIENT_SECRET": CC_CLIENT.client_secret},
         )
-        with TerminalPresenter(sys.stderr, open_browser=False) as presenter:
 
-            def on_prompt(prompt: DevicePrompt) -> None:
-                presenter.show_prompt(prompt)
-                say(
-                    "  Sign in with any username and password."
-                    if not args.auto_approve
-                    else "  --auto-approve: approving on the IdP's pages as user 'alice' ..."
-                )
-                approve(prompt)
-
-            token = client.login(on_prompt=on_prompt, on_progress=presenter.on_progress)
-        say(f"  {token!r}")
-
-        # 3. Refresh (RFC 6749 §6): pretend the API rejected the token; the IdP rotates the refresh token.
-        renewed = client.get_token(stale=token)
         say(
-            f"\n[3/3] refresh: new access token ({len(renewed.access_token)} chars); refresh token rotated: "
-            f"{renewed.refresh_token != token.refresh_token}; token requests so far: {client.stats.token_requests}"
+            "\n[2/6] a person logs in with the device flow" + ("" if args.auto_approve else ": approve it in a browser")
         )
+        run(["login", *person, "--no-browser"], env, approve=idp if args.auto_approve else None)
+
+        say("\n[3/6] every later call gets the token from the store (no request), or renews it silently")
+        token = run(["token", *person], env).strip()
+        say(f"  stdout: <token: {len(token)} chars>")
+        renewed = run(["token", *person, "--force-refresh"], env).strip()
+        say(f"  stdout: <token: {len(renewed)} chars>; renewed: {renewed != token}")
+
+        say("\n[4/6] what is stored (never a token)")
+        say("  " + run(["status", "--json"], env).strip().replace("\n", "\n  "))
+
+        say("\n[5/6] kubectl's exec plugin call (KUBERNETES_EXEC_INFO)")
+        exec_info = {
+            "apiVersion": "client.authentication.k8s.io/v1",
+            "kind": "ExecCredential",
+            "spec": {"interactive": False},
+        }
+        credential = run(
+            ["token", *person, "--format", "exec-credential"], {**env, "KUBERNETES_EXEC_INFO": json.dumps(exec_info)}
+        )
+        say("  stdout: " + masked(credential.strip(), renewed))
+
+        say("\n[6/6] logout: the refresh token is revoked at the IdP, then deleted")
+        run(["logout", *person], env)
     say("\nDone.")
     return 0
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except TokensmithError as error:
-        say(f"error: {type(error).__name__}: {error}")
-        sys.exit(1)
-    except KeyboardInterrupt:
-        say("interrupted")
-        sys.exit(130)
+    sys.exit(main())

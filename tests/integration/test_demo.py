@@ -1,4 +1,5 @@
-"""The README's main command (`make demo DEMO_ARGS=--auto-approve`) runs end to end and prints no token."""
+"""The README's main command (`make demo DEMO_ARGS=--auto-approve`) runs the tokensmith command end to end
+(login, token, status, an exec-credential call, logout) and shows no token."""
 
 from __future__ import annotations
 
@@ -15,7 +16,10 @@ DEMO = Path(__file__).resolve().parents[2] / "demo" / "run_demo.py"
 def test_demo_runs_end_to_end_without_showing_secrets() -> None:
     proc = subprocess.run([sys.executable, str(DEMO), "--auto-approve"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "[1/3] client credentials" in proc.stderr and "Signed in." in proc.stderr
-    assert "refresh token rotated: True" in proc.stderr and proc.stderr.rstrip().endswith("Done.")
+    err = proc.stderr
+    for step in range(1, 7):
+        assert f"[{step}/6]" in err
+    assert "Signed in." in err and "renewed: True" in err and err.rstrip().endswith("Done.")
+    assert '"kind": "ExecCredential"' in err and '"token": "<token: ' in err  # shown masked, never in clear
+    assert "token revoked at the server and deleted" in err
     assert proc.stdout == ""
-    assert "access_token='***" in proc.stderr  # shown redacted, never in clear
