@@ -47,7 +47,9 @@ def _run(idp: LocalIdP, language: str, code: str, tmp_path: Path) -> subprocess.
 
     watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()
-    stdout, _ = proc.communicate(timeout=90)
+    assert proc.stdout is not None
+    stdout = proc.stdout.read()  # not communicate(): the watcher thread owns stderr
+    proc.wait(timeout=90)
     watcher.join(10)
     return subprocess.CompletedProcess(command, proc.returncode, stdout, "".join(stderr_lines))
 
@@ -69,6 +71,6 @@ def test_quickstart_snippet_runs_as_written(idp: LocalIdP, tmp_path: Path, index
         assert again.returncode == 0 and "enter the code" not in again.stderr
     elif index == 2:
         assert result.stdout.strip() == "3600"
-    else:
+    else:  # login (device flow, approved), then token from the store
         token = result.stdout.strip()
-        assert token and "\n" not in token and "enter the code" in result.stderr
+        assert token and "\n" not in token and "enter the code" in result.stderr and "Logged in" in result.stderr
