@@ -19,6 +19,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import dataclasses
+import enum
 import json
 import logging
 import threading
@@ -197,6 +198,24 @@ def _scopes(scopes: typing.Optional[typing.List[str]]) -> typing.Optional[typing
     return [p for p in parsed if p]
 
 
+def _grant_type_value(grant_type: GrantType | str) -> GrantType | str:
+    """Another module's grant-type enum by its value. flytekit's own ``GrantType`` (still held by code that
+    imported it before ``tokensmith.integrations.flytekit.install()``) is a ``str`` enum whose ``str()`` is
+    ``'GrantType.REFRESH_TOKEN'``; the seed module sent ``grant_type.value``, and so do we."""
+    if isinstance(grant_type, enum.Enum) and not isinstance(grant_type, GrantType):
+        value: GrantType | str = grant_type.value
+        return value
+    return grant_type
+
+
+def _device_code_response(resp: typing.Any) -> DeviceAuthorization:
+    """``resp`` as a ``DeviceAuthorization``: another module's ``DeviceCodeResponse`` (flytekit's own dataclass,
+    the seed's five fields) is copied into ours, which polling needs (it has ``received_monotonic``)."""
+    if isinstance(resp, DeviceAuthorization):
+        return resp
+    return DeviceCodeResponse(resp.device_code, resp.user_code, resp.verification_uri, resp.expires_in, resp.interval)
+
+
 def get_token(
     token_endpoint: str,
     scopes: typing.Optional[typing.List[str]] = None,  # noqa: UP006, UP045
@@ -225,7 +244,7 @@ def get_token(
     """
     request = token_request(
         token_endpoint,
-        grant_type,
+        _grant_type_value(grant_type),
         _client_auth(authorization_header, client_id),
         scope=_scopes(scopes),
         params=[("device_code", device_code), ("audience", audience), ("refresh_token", refresh_token)],
@@ -288,17 +307,18 @@ def poll_token_endpoint(
     token request defines no scope (RFC 8628 §3.4). Set ``cancel`` from another thread to stop polling.
     """
     del scopes  # RFC 8628 §3.4: not a parameter of the device access token request
+    authorization = _device_code_response(resp)
     request = device_token_request(
         token_endpoint,
         _client_auth(authorization_header, client_id),
-        resp.device_code,
+        authorization.device_code,
         params=[("audience", audience)],
     )
     with _seed_errors():
         token = _poll(
             _transport(http_proxy_url, verify, session, timeout),
             request,
-            resp,
+            authorization,
             login_timeout=None,
             cancel=cancel,
             on_progress=on_progress,

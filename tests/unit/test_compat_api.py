@@ -217,3 +217,33 @@ def test_a_caller_session_is_used_for_every_call() -> None:
     kwargs = session.post.call_args.kwargs
     assert kwargs["proxies"] == {"https": "http://proxy:3128", "http": "http://proxy:3128"}
     assert kwargs["verify"] == "/etc/ca.pem"
+
+
+def test_flytekit_own_grant_type_and_device_code_response_are_accepted() -> None:
+    """Code that imported flytekit's ``GrantType``/``DeviceCodeResponse`` before the bridge was installed (or
+    never installs it) hands flytekit's objects to our functions. flytekit's ``GrantType`` is a ``str`` enum whose
+    ``str()`` is ``'GrantType.REFRESH_TOKEN'``: it must be sent by value, as the seed sent ``grant_type.value``;
+    flytekit's ``DeviceCodeResponse`` has only the seed's five fields, and polling must still work with it."""
+    # Imported before patching: flytekit's import chain subclasses requests.Session.
+    flytekit_tc = pytest.importorskip("flytekit.clients.auth.token_client")
+    if flytekit_tc is tc:
+        pytest.skip("the flytekit bridge is installed in this interpreter")
+    theirs = flytekit_tc.DeviceCodeResponse(
+        device_code="x", user_code="y", verification_uri="v", expires_in=5, interval=0
+    )
+    with patch("tokensmith.token_client.requests.Session") as mock_session:
+        post = mock_session.return_value.post
+        post.return_value = _response(True, {"access_token": "abc", "expires_in": 60})
+        tc.get_token(
+            "https://idp.example/token",
+            client_id="c",
+            grant_type=flytekit_tc.GrantType.REFRESH_TOKEN,
+            refresh_token="r",
+        )
+        assert post.call_args.kwargs["data"]["grant_type"] == "refresh_token"
+
+        post.reset_mock()
+        assert tc.poll_token_endpoint(theirs, "https://idp.example/token", "c") == ("abc", None, 60)
+    assert post.call_count == 1
+    form = post.call_args.kwargs["data"]
+    assert (form["grant_type"], form["device_code"]) == (tc.GrantType.DEVICE_CODE.value, "x")

@@ -5,6 +5,9 @@ The handlers live in their own modules so that importing this package never impo
 - :class:`tokensmith.integrations.requests_auth.TokenAuth`, a ``requests.auth.AuthBase``;
 - :class:`tokensmith.integrations.httpx_auth.TokenAuth`, an ``httpx.Auth`` (the ``httpx`` extra).
 
+:mod:`tokensmith.integrations.flytekit` is of another kind: ``install()`` makes flytekit's
+``flytekit.clients.auth.token_client`` and auth exception classes tokensmith's (see that module).
+
 Both wrap a :class:`TokenSource` (a ``tokensmith.client.TokenClient`` is one) and follow RFC 6750:
 
 - C11: the token travels only in ``Authorization: Bearer <b64token>``. ``Token`` validates the b64token syntax
