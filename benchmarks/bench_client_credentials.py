@@ -65,8 +65,10 @@ TS_POOLED = "tokensmith, no session"
 ORIGINAL = "original, no session"
 RAW_POST = "raw requests.post"
 
-#: tokensmith with a session may cost at most this much more than raw requests with a session.
-TARGET_SESSION_OVERHEAD = 1.05
+#: tokensmith with a session may cost at most this much more than raw requests with a session. It was 1.05 until
+#: every request got a total deadline (issue 7): the hand-off to a worker thread that makes the deadline hold
+#: whatever the server does costs ~0.1 ms, a large share of a loopback round trip (~0.8 ms) and ~0.1 % of a real one.
+TARGET_SESSION_OVERHEAD = 1.25
 #: tokensmith without a session must be faster than the original without one.
 TARGET_POOLED_VS_ORIGINAL = 1.0
 
