@@ -25,15 +25,20 @@ class NewerFormatError(Exception):
         self.version = version
 
 
-def token_fields(data: bytes) -> dict[str, Any]:
-    """The token object of a document. Raises ``NewerFormatError`` for a newer format, another exception for
-    anything else that is not a document tokensmith wrote."""
-    if len(data) > MAX_DOCUMENT_BYTES:
+def envelope(data: bytes, max_bytes: int) -> tuple[dict[str, Any], object]:
+    """A store document as a JSON object, and its ``version`` member; raises on anything that is not one."""
+    if len(data) > max_bytes:
         raise ValueError("document too large")
     document: Any = json.loads(data.decode("utf-8"))
     if not isinstance(document, dict):
         raise TypeError("not a JSON object")
-    version = document.get("version")
+    return document, document.get("version")
+
+
+def token_fields(data: bytes) -> dict[str, Any]:
+    """The token object of a document. Raises ``NewerFormatError`` for a newer format, another exception for
+    anything else that is not a document tokensmith wrote."""
+    document, version = envelope(data, MAX_DOCUMENT_BYTES)
     if isinstance(version, int) and not isinstance(version, bool) and version > FORMAT_VERSION:
         raise NewerFormatError(version)
     if version != FORMAT_VERSION or isinstance(version, bool):

@@ -15,10 +15,9 @@ from __future__ import annotations
 import json
 import math
 import re
-from typing import Any
 
 from ..token import Token
-from ._format import FORMAT_VERSION, MAX_DOCUMENT_BYTES, NewerFormatError, token_fields
+from ._format import FORMAT_VERSION, MAX_DOCUMENT_BYTES, NewerFormatError, envelope, token_fields
 from .base import Lease
 
 __all__ = [
@@ -86,12 +85,7 @@ def decode_lease(data: bytes) -> Lease:
 
     A newer ``version`` is read too, as long as the five members are there and well-typed: a newer tokensmith
     renewing the same key must still keep this one from renewing at the same time."""
-    if len(data) > MAX_LEASE_BYTES:
-        raise ValueError("document too large")
-    document: Any = json.loads(data.decode("utf-8"))
-    if not isinstance(document, dict):
-        raise TypeError("not a JSON object")
-    version = document.get("version")
+    document, version = envelope(data, MAX_LEASE_BYTES)
     if not isinstance(version, int) or isinstance(version, bool) or version < LEASE_FORMAT_VERSION:
         raise ValueError("unknown format version")
     fields = document.get("lease")

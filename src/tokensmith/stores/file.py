@@ -393,43 +393,10 @@ class FileStore:
         path = self.path_for(key)
         if not self._readable_directory():
             return None
-        try:
-            fd = _open_regular(path, os.O_RDONLY)
-        except FileNotFoundError:
+        read = _read_owned(path, "token file", key, MAX_FILE_BYTES, tighten=True)
+        if read is None:
             return None
-        except _NotRegularFile as refused:
-            logger.warning(
-                "token file for key %s is %s, not a regular file; ignored (remove it)", short_key(key), refused.kind
-            )
-            return None
-        except OSError as error:
-            # EACCES, ELOOP (a symlink swapped in after the lstat), ...: not ours to read.
-            logger.warning("token file for key %s cannot be opened (%s); ignored", short_key(key), error.strerror)
-            return None
-        with os.fdopen(fd, "rb") as handle:
-            st = os.fstat(fd)
-            if not _owned_by_current_user(st):
-                logger.warning("token file %s is owned by uid %d, not by the current user; ignored", path, st.st_uid)
-                return None
-            if _loose_bits(st.st_mode):
-                try:
-                    os.fchmod(fd, 0o600)
-                    logger.warning(
-                        "token file for key %s was readable by group/others (mode %03o); tightened to 0600",
-                        short_key(key),
-                        stat.S_IMODE(st.st_mode),
-                    )
-                except OSError as error:
-                    logger.warning(
-                        "token file for key %s is readable by group/others and could not be tightened: %s",
-                        short_key(key),
-                        error.strerror,
-                    )
-            try:
-                data = handle.read(MAX_FILE_BYTES + 1)
-            except OSError as error:
-                logger.warning("token file for key %s cannot be read (%s); ignored", short_key(key), error.strerror)
-                return None
+        data, st = read
         try:
             return decode_token(data)
         except NewerFormatError as newer:
@@ -531,28 +498,10 @@ class FileStore:
     def _read_lease(self, key: str, path: str) -> Lease | None:
         """The lease in ``path``; None (with a warning) for anything unreadable: a lease that cannot be read
         protects nothing, and the next claim replaces it."""
-        try:
-            fd = _open_regular(path, os.O_RDONLY)
-        except FileNotFoundError:
+        read = _read_owned(path, "lease file", key, MAX_LEASE_BYTES, tighten=False)
+        if read is None:
             return None
-        except _NotRegularFile as refused:
-            logger.warning(
-                "lease file for key %s is %s, not a regular file; ignored (remove it)", short_key(key), refused.kind
-            )
-            return None
-        except OSError as error:
-            logger.warning("lease file for key %s cannot be opened (%s); ignored", short_key(key), error.strerror)
-            return None
-        with os.fdopen(fd, "rb") as handle:
-            st = os.fstat(fd)
-            if not _owned_by_current_user(st):
-                logger.warning("lease file %s is owned by uid %d, not by the current user; ignored", path, st.st_uid)
-                return None
-            try:
-                data = handle.read(MAX_LEASE_BYTES + 1)
-            except OSError as error:
-                logger.warning("lease file for key %s cannot be read (%s); ignored", short_key(key), error.strerror)
-                return None
+        data, _st = read
         try:
             return decode_lease(data)
         except Exception as error:
@@ -690,6 +639,52 @@ class FileStore:
                     logger.debug("removed stale temporary file %s", entry.name)
             except OSError:
                 continue
+
+
+def _read_owned(
+    path: str, what: str, key: str, max_bytes: int, *, tighten: bool
+) -> tuple[bytes, os.stat_result] | None:
+    """The bytes (at most ``max_bytes + 1``) and stat of ``path`` if it is a regular file we own; None, with one
+    warning saying why, for anything else (missing: no warning). ``tighten`` removes group/other bits."""
+    try:
+        fd = _open_regular(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return None
+    except _NotRegularFile as refused:
+        logger.warning(
+            "%s for key %s is %s, not a regular file; ignored (remove it)", what, short_key(key), refused.kind
+        )
+        return None
+    except OSError as error:
+        # EACCES, ELOOP (a symlink swapped in after the lstat), ...: not ours to read.
+        logger.warning("%s for key %s cannot be opened (%s); ignored", what, short_key(key), error.strerror)
+        return None
+    with os.fdopen(fd, "rb") as handle:
+        st = os.fstat(fd)
+        if not _owned_by_current_user(st):
+            logger.warning("%s %s is owned by uid %d, not by the current user; ignored", what, path, st.st_uid)
+            return None
+        if tighten and _loose_bits(st.st_mode):
+            try:
+                os.fchmod(fd, 0o600)
+                logger.warning(
+                    "%s for key %s was readable by group/others (mode %03o); tightened to 0600",
+                    what,
+                    short_key(key),
+                    stat.S_IMODE(st.st_mode),
+                )
+            except OSError as error:
+                logger.warning(
+                    "%s for key %s is readable by group/others and could not be tightened: %s",
+                    what,
+                    short_key(key),
+                    error.strerror,
+                )
+        try:
+            return handle.read(max_bytes + 1), st
+        except OSError as error:
+            logger.warning("%s for key %s cannot be read (%s); ignored", what, short_key(key), error.strerror)
+            return None
 
 
 def _replace(source: str, target: str) -> None:
