@@ -27,6 +27,7 @@ import logging
 import math
 import os
 import secrets
+import selectors
 import socket
 import socketserver
 import sys
@@ -335,10 +336,11 @@ class LoopbackListener:
         self._servers = self._bind()
         self.port = int(self._servers[0].server_address[1])
         self.redirect_uri = self.redirect.uri_for(self.port)
+        # A select loop woken through a socket pair: close() takes effect at once (serve_forever would finish its
+        # poll interval first, and the token would wait for it).
+        self._wake_reader, self._wake_writer = socket.socketpair()
         self._threads = [
-            threading.Thread(
-                target=server.serve_forever, kwargs={"poll_interval": 0.1}, name="tokensmith-redirect", daemon=True
-            )
+            threading.Thread(target=self._serve, args=(server,), name="tokensmith-redirect", daemon=True)
             for server in self._servers
         ]
         for thread in self._threads:
@@ -392,6 +394,25 @@ class LoopbackListener:
         )
 
     # -- serving -----------------------------------------------------------------------------------------------
+
+    def _serve(self, server: _Server) -> None:
+        server.socket.setblocking(False)  # a connection reset between select and accept must not block accept
+        with selectors.DefaultSelector() as selector:
+            selector.register(server.socket, selectors.EVENT_READ)
+            selector.register(self._wake_reader, selectors.EVENT_READ)
+            while not self._closed:
+                for key, _events in selector.select():
+                    if key.fileobj is self._wake_reader or self._closed:
+                        return
+                    try:
+                        conn, address = server.get_request()
+                    except OSError:
+                        continue
+                    try:
+                        server.process_request(conn, address)  # a thread per connection (ThreadingMixIn)
+                    except Exception:
+                        server.handle_error(conn, address)
+                        server.shutdown_request(conn)
 
     def _track(self, conn: socket.socket, *, add: bool) -> None:
         with self._lock:
@@ -502,16 +523,19 @@ class LoopbackListener:
         self._final.set()  # an answering browser still waiting gets INTERRUPTED unless finish() came first
         if answering is not None and answering is not threading.current_thread():
             answering.join(timeout=2.0)  # let the page reach the browser before the connection is dropped
+        with contextlib.suppress(OSError):
+            self._wake_writer.send(b"x")
+        for thread in self._threads:
+            thread.join(timeout=2.0)
         for server in self._servers:
-            server.shutdown()
             server.server_close()
+        for end in (self._wake_reader, self._wake_writer):
+            end.close()
         with self._lock:
             conns = list(self._conns)
         for conn in conns:
             with contextlib.suppress(OSError):
                 conn.shutdown(socket.SHUT_RDWR)
-        for thread in self._threads:
-            thread.join(timeout=2.0)
         logger.debug("browser login: listener on %s closed", self.redirect_uri)
 
     def __enter__(self) -> LoopbackListener:
