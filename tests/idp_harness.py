@@ -5,7 +5,10 @@
 on a free loopback port. :class:`LocalIdP` starts and stops that process and
 plays the end user in a browser: :meth:`LocalIdP.approve` and
 :meth:`LocalIdP.deny` drive the server's own HTML pages (device verification,
-dev-interaction login, consent) over HTTP, exactly as a browser would.
+dev-interaction login, consent) over HTTP, exactly as a browser would, and
+:meth:`LocalIdP.authorize` does the same for an authorization-code request
+(login, consent or cancel, then the redirect to the client's loopback
+redirect URI), so most browser-login tests need no real browser.
 
 The pytest fixtures :func:`idp` and :func:`idp_short_device_ttl` are defined
 here; import them into a conftest (or test module) to use them.

@@ -36,7 +36,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 from urllib.parse import urlsplit
 
 from ._protocol.authorization import (
@@ -47,6 +47,7 @@ from ._protocol.authorization import (
     LoopbackRedirect,
     authorization_code_token_request,
     authorization_request,
+    check_authorization_endpoint,
     check_id_token_nonce,
     parse_authorization_response,
     parse_loopback_redirect_uri,
@@ -323,9 +324,11 @@ class LoopbackListener:
         self._lock = threading.Lock()
         self._conns: set[socket.socket] = set()
         self._answered = threading.Event()
+        self._armed = threading.Event()
         self._final = threading.Event()
         self._final_page: ResultPage = INTERRUPTED
         self._accept: Callable[[str], Any] | None = None
+        self._waiting = False
         self._answer: _Answer[Any] | None = None
         self._answer_thread: threading.Thread | None = None
         self._closed = False
@@ -430,6 +433,7 @@ class LoopbackListener:
         if split.path != self.redirect.path:
             self._ignore(request, NOT_FOUND, "a request for another path")
             return
+        self._armed.wait(CONNECTION_TIMEOUT)  # a redirect may beat wait() by a hair: it is kept, not refused
         with self._lock:
             accept = self._accept
             done = self._answer is not None or self._closed
@@ -469,6 +473,15 @@ class LoopbackListener:
 
     # -- the caller's side -------------------------------------------------------------------------------------
 
+    def expect(self, accept: Callable[[str], Any]) -> None:
+        """Arm the listener: from now on, requests to the redirect path go to ``accept`` (see the class), also
+        before ``wait()`` is called. Call it before the link is shown or opened; ``wait`` does it otherwise."""
+        with self._lock:
+            if self._accept is not None and self._accept is not accept:
+                raise RuntimeError("a LoopbackListener waits once")
+            self._accept = accept
+        self._armed.set()
+
     def wait(
         self,
         accept: Callable[[str], T],
@@ -478,11 +491,13 @@ class LoopbackListener:
     ) -> T:
         """Serve until a request to the redirect path is accepted (see the class), then return what ``accept``
         returned, or raise what it raised. ``BrowserLoginTimeout`` after ``timeout`` seconds,
-        ``BrowserLoginCancelled`` when ``cancel`` is set (looked at every ``CANCEL_POLL`` seconds)."""
+        ``BrowserLoginCancelled`` when ``cancel`` is set (looked at every ``CANCEL_POLL`` seconds). A listener
+        waits once; ``accept`` must be the one given to ``expect`` if that was called."""
         with self._lock:
-            if self._accept is not None:
+            if self._waiting:
                 raise RuntimeError("a LoopbackListener waits once")
-            self._accept = accept
+            self._waiting = True
+        self.expect(accept)
         deadline = None if timeout is None or math.isinf(timeout) else time.monotonic() + max(0.0, timeout)
         while True:
             slice_ = CANCEL_POLL if cancel is not None else None
@@ -503,7 +518,7 @@ class LoopbackListener:
         assert answer is not None
         if answer.error is not None:
             raise answer.error
-        return answer.value  # type: ignore[return-value]
+        return cast(T, answer.value)
 
     def finish(self, page: ResultPage) -> None:
         """Show ``page`` to the browser that brought the answer (first call wins)."""
@@ -521,6 +536,7 @@ class LoopbackListener:
             self._closed = True
             answering = self._answer_thread
         self._final.set()  # an answering browser still waiting gets INTERRUPTED unless finish() came first
+        self._armed.set()  # a request waiting for wait() is turned away now
         if answering is not None and answering is not threading.current_thread():
             answering.join(timeout=2.0)  # let the page reach the browser before the connection is dropped
         with contextlib.suppress(OSError):
@@ -659,6 +675,7 @@ def browser_login(
         raise ValueError("iss_required needs the issuer")
     if transport is None:
         transport = Transport() if timeout is None else Transport(timeout=timeout)
+    check_authorization_endpoint(authorization_endpoint)  # C24, before anything listens or is shown
     check = getattr(transport, "check", None)
     if callable(check):
         check(token_endpoint)  # C24 for the token endpoint too, before the person is asked for anything
@@ -687,6 +704,8 @@ def browser_login(
         def accept(query: str) -> AuthorizationResponse:
             return parse_authorization_response(query, state=login.state, issuer=issuer, iss_required=iss_required)
 
+        if listener is not None:
+            listener.expect(accept)  # armed before the link is shown: a fast redirect is never turned away
         opening = open_browser is not None and may_open(request.url)
         on_prompt(
             BrowserPrompt(

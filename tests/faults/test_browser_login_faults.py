@@ -11,6 +11,7 @@ import json
 import logging
 import socket
 import threading
+from collections.abc import Callable
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -295,41 +296,47 @@ def test_a_failing_opener_does_not_end_the_login(fault_server: FaultServer) -> N
 # --- paste mode ---------------------------------------------------------------------------------------------------
 
 
+class Paster:
+    """A ``paste`` callable answering from the login's own prompt, once the test has the login object."""
+
+    def __init__(self, answer: Callable[[BackgroundLogin], str], blanks: int = 0) -> None:
+        self.answer = answer
+        self.blanks = blanks
+        self.calls = 0
+        self.login: BackgroundLogin | None = None
+        self.ready = threading.Event()
+
+    def start(self, fault_server: FaultServer) -> BackgroundLogin:
+        self.login = start(fault_server, paste=self)
+        self.ready.set()
+        return self.login
+
+    def __call__(self) -> str:
+        self.calls += 1
+        if self.calls <= self.blanks:
+            return " " * self.calls
+        assert self.ready.wait(10) and self.login is not None
+        return self.answer(self.login)
+
+
 def test_paste_mode_takes_the_pasted_address_and_ignores_blank_lines(fault_server: FaultServer) -> None:
-    answers: list[str] = ["", "   "]
-    login_box: dict[str, BackgroundLogin] = {}
-    asked = threading.Event()
-
-    def paste() -> str:
-        if answers:
-            return answers.pop(0)
-        asked.set()
-        login = login_box["login"]
-        return "  " + login.redirect(code=CODE, state=login.state) + "\n"
-
-    login_box["login"] = login = start(fault_server, paste=paste)
+    paster = Paster(lambda login: "  " + login.redirect(code=CODE, state=login.state) + "\n", blanks=2)
+    login = paster.start(fault_server)
     prompt = login.prompt()
     assert prompt.paste is True and prompt.browser is False
     assert login.result().access_token == ACCESS
+    assert paster.calls == 3  # two blank lines were asked again
     assert refused(prompt.redirect_uri)  # nothing ever listened
     assert dict(fault_server.recorded("/token")[0].form)["redirect_uri"] == prompt.redirect_uri
 
 
 def test_paste_mode_accepts_the_query_alone(fault_server: FaultServer) -> None:
-    box: dict[str, BackgroundLogin] = {}
-
-    def paste() -> str:
-        return "?" + box["login"].redirect(code=CODE, state=box["login"].state).split("?", 1)[1]
-
-    box["login"] = login = start(fault_server, paste=paste)
-    login.prompt()
-    assert login.result().access_token == ACCESS
+    paster = Paster(lambda login: "?" + login.redirect(code=CODE, state=login.state).split("?", 1)[1])
+    assert paster.start(fault_server).result().access_token == ACCESS
 
 
 def test_paste_mode_with_a_wrong_state_ends_the_login(fault_server: FaultServer) -> None:
-    box: dict[str, BackgroundLogin] = {}
-    login = start(fault_server, paste=lambda: box["login"].redirect(code=CODE, state="old-login-xyz"))
-    box["login"] = login
+    login = Paster(lambda login: login.redirect(code=CODE, state="old-login-xyz")).start(fault_server)
     error = login.failure()
     assert isinstance(error, tokensmith.StateMismatch)
     assert "old-login-xyz" not in str(error) and login.state not in str(error)

@@ -141,7 +141,8 @@ def test_cancel_while_the_person_is_on_the_login_page(idp: LocalIdP) -> None:
 
 def test_flytekit_defaults_redirect_uri_and_scopes(idp: LocalIdP) -> None:
     """flytekit's default public client config: redirect http://localhost:53593/callback, scopes ``offline all``.
-    The client is registered for exactly that URI (a web client: the port must match)."""
+    The client is registered for exactly that URI (a web client: the port must match). One test for both logins:
+    they need the same fixed port, and parallel test workers must not race for it."""
     login = start(idp, FLYTEKIT_PUBLIC.client_id, redirect_uri=FLYTEKIT_REDIRECT_URI, scope=list(FLYTEKIT_SCOPES),
                   prompt=None)  # fmt: skip
     prompt = login.prompt()
@@ -152,8 +153,7 @@ def test_flytekit_defaults_redirect_uri_and_scopes(idp: LocalIdP) -> None:
     assert arrival.redirect_url.startswith(FLYTEKIT_REDIRECT_URI + "?")
     assert token.scope == "offline all" and token.refresh_token is None  # oidc-provider: offline_access only
 
-
-def test_flytekit_scopes_with_offline_access_refresh(idp: LocalIdP) -> None:
+    # With OpenID's offline_access (and prompt=consent, which oidc-provider needs for it): a refresh token.
     scopes = [*FLYTEKIT_SCOPES, "openid", "offline_access"]
     login = start(idp, FLYTEKIT_PUBLIC.client_id, redirect_uri=FLYTEKIT_REDIRECT_URI, scope=scopes)
     idp.authorize(login.prompt().url)

@@ -10,7 +10,7 @@ import webbrowser
 import pytest
 
 import tokensmith
-from browser_run import free_port
+from browser_run import free_port, get, in_background
 from tokensmith.browser import (
     ALREADY_DONE,
     REFUSED,
@@ -107,6 +107,19 @@ def test_a_listener_waits_once() -> None:
             listener.wait(lambda query: query, timeout=0.05)
         with pytest.raises(RuntimeError, match="once"):
             listener.wait(lambda query: query, timeout=0.05)
+
+
+def test_a_redirect_arriving_before_wait_is_kept_not_refused() -> None:
+    """A browser with a live session at the server can be redirected back before the login reaches ``wait()``."""
+    with LoopbackListener() as listener:
+        early, box = in_background(lambda: get(f"{listener.redirect_uri}?code=c&state=s"))
+        early.join(0.3)
+        assert early.is_alive()  # held until the listener is armed, not turned away
+        assert listener.wait(lambda query: query, timeout=10) == "code=c&state=s"
+        listener.finish(SIGNED_IN)
+    early.join(10)
+    assert box["value"].status_code == 200 and "Signed in" in box["value"].text
+    assert listener.ignored == 0
 
 
 def test_a_fixed_port_can_be_reused_right_after_a_login() -> None:
