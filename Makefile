@@ -1,7 +1,7 @@
 # The two commands the README promises:
 #   make demo   run the main job end to end against the bundled local IdP
 #   make test   lint, type-check and run every test
-# Both install what they need (Python venv, npm packages) on first use.
+# Both install what they need (Python venv, npm packages; make test also Chromium) on first use.
 
 PYTHON ?= python3
 VENV   := .venv
@@ -10,7 +10,7 @@ PY_STAMP  := $(VENV)/.installed
 IDP_STAMP := tests/idp/node_modules/.installed
 DEMO_ARGS ?=
 
-.PHONY: install test lint demo idp bench clean
+.PHONY: install chromium test lint demo idp bench clean
 
 $(PY_STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,22 @@ $(IDP_STAMP): tests/idp/package.json tests/idp/package-lock.json
 
 install: $(PY_STAMP) $(IDP_STAMP)
 
+# The browser login's end-to-end test (tests/integration/test_browser_chromium.py) drives the system Chromium
+# headless through the system chromedriver: Debian's chromium and chromium-driver, installed with apt-get when
+# missing (CI starts from a clean clone, as root; elsewhere through sudo). Selenium is given both paths, so nothing
+# is ever downloaded at test time.
+CHROMIUM_BIN      ?= /usr/bin/chromium
+CHROMEDRIVER_BIN  ?= /usr/bin/chromedriver
+CHROMIUM_PACKAGES := chromium chromium-driver
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+chromium:
+	@if [ -x $(CHROMIUM_BIN) ] && [ -x $(CHROMEDRIVER_BIN) ]; then :; else \
+		echo "installing $(CHROMIUM_PACKAGES) with apt-get (for the browser-login end-to-end test)"; \
+		$(SUDO) apt-get update -qq && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(CHROMIUM_PACKAGES); \
+	fi
+
 lint: $(PY_STAMP)
 	$(BIN)/ruff check src tests benchmarks demo
 	$(BIN)/ruff format --check src tests benchmarks demo
@@ -32,7 +48,7 @@ lint: $(PY_STAMP)
 # on the CPU, and stealing keeps one worker from ending up with a queue of 5 s logins.
 PYTEST_WORKERS ?= 8
 
-test: install lint
+test: install chromium lint
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist worksteal
 
 demo: install

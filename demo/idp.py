@@ -30,6 +30,7 @@ def main(argv: list[str] | None = None) -> int:
             f"issuer:                        {idp.issuer}",
             f"token endpoint:                {idp.token_endpoint}",
             f"device authorization endpoint: {idp.device_authorization_endpoint}",
+            f"authorization endpoint:        {idp.discovery['authorization_endpoint']}",
             f"revocation endpoint:           {idp.revocation_endpoint}",
             "",
             "clients (id / secret):",
@@ -39,7 +40,9 @@ def main(argv: list[str] | None = None) -> int:
             ),
             "",
             "Device logins: open the link, enter the code, sign in with any user name and password",
-            "(approve in a browser on this machine). Ctrl-C stops the server.",
+            "(approve in a browser on this machine). Browser logins: browser-public on any",
+            "http://127.0.0.1:<port>/callback or http://[::1]:<port>/callback; flytekit-public on",
+            "http://localhost:53593/callback only. Ctrl-C stops the server.",
         ]
         print("\n".join(lines), flush=True)
         try:

@@ -5,7 +5,10 @@
 on a free loopback port. :class:`LocalIdP` starts and stops that process and
 plays the end user in a browser: :meth:`LocalIdP.approve` and
 :meth:`LocalIdP.deny` drive the server's own HTML pages (device verification,
-dev-interaction login, consent) over HTTP, exactly as a browser would.
+dev-interaction login, consent) over HTTP, exactly as a browser would, and
+:meth:`LocalIdP.authorize` does the same for an authorization-code request
+(login, consent or cancel, then the redirect to the client's loopback
+redirect URI), so most browser-login tests need no real browser.
 
 The pytest fixtures :func:`idp` and :func:`idp_short_device_ttl` are defined
 here; import them into a conftest (or test module) to use them.
@@ -26,7 +29,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
-from urllib.parse import urljoin
+from urllib.parse import parse_qsl, urljoin, urlsplit
 
 import pytest
 import requests
@@ -71,7 +74,25 @@ DEVICE_PUBLIC = ClientInfo("device-public")
 #: Confidential device-flow client, ``client_secret_basic``.
 DEVICE_CONFIDENTIAL = ClientInfo("device-confidential", "device-secret-1")
 
-ALL_CLIENTS = (CC_CLIENT, CC_POST_CLIENT, ODD_CLIENT, DEVICE_PUBLIC, DEVICE_CONFIDENTIAL)
+#: Public native client for the browser login (authorization code + PKCE): any port on
+#: ``http://127.0.0.1/callback`` and ``http://[::1]/callback`` (RFC 8252 §7.3); refresh tokens rotate.
+BROWSER_PUBLIC = ClientInfo("browser-public")
+#: Public client registered like flytekit's default (flyteadmin's public client config): exactly
+#: :data:`FLYTEKIT_REDIRECT_URI` (a ``web`` client: the port must match too) and the scopes
+#: :data:`FLYTEKIT_SCOPES` (plus ``openid offline_access`` for a refresh token).
+FLYTEKIT_PUBLIC = ClientInfo("flytekit-public")
+FLYTEKIT_REDIRECT_URI = "http://localhost:53593/callback"
+FLYTEKIT_SCOPES = ("offline", "all")
+
+ALL_CLIENTS = (
+    CC_CLIENT,
+    CC_POST_CLIENT,
+    ODD_CLIENT,
+    DEVICE_PUBLIC,
+    DEVICE_CONFIDENTIAL,
+    BROWSER_PUBLIC,
+    FLYTEKIT_PUBLIC,
+)
 
 
 class IdPError(RuntimeError):
@@ -281,6 +302,8 @@ class _Browser:
         step: str,
         fill: dict[str, str] | None = None,
         button: Callable[[_Control], bool] | None = None,
+        *,
+        allow_redirects: bool = True,
     ) -> _Page:
         clicked: _Control | None = None
         if button is not None:
@@ -293,9 +316,9 @@ class _Browser:
         except ValueError as exc:
             raise page.fail(str(exc)) from None
         if form.method == "post":
-            response = self.session.post(action, data=data, timeout=HTTP_TIMEOUT)
+            response = self.session.post(action, data=data, timeout=HTTP_TIMEOUT, allow_redirects=allow_redirects)
         else:
-            response = self.session.get(action, params=data, timeout=HTTP_TIMEOUT)
+            response = self.session.get(action, params=data, timeout=HTTP_TIMEOUT, allow_redirects=allow_redirects)
         return self._page(response, step)
 
     @staticmethod
@@ -304,6 +327,21 @@ class _Browser:
         if response.status_code >= 400:
             raise page.fail("unexpected HTTP error status")
         return page
+
+
+@dataclass(frozen=True)
+class Authorization:
+    """Where an authorization request ended: the server sent the browser to ``redirect_url`` (the client's
+    redirect URI with ``code`` or ``error``, ``state`` and ``iss``). When it was delivered there (as a browser
+    would), ``status`` and ``page`` are the listener's answer."""
+
+    redirect_url: str = field(repr=False)  # carries the code and the state
+    status: int | None = None
+    page: str | None = field(default=None, repr=False)
+
+    @property
+    def params(self) -> dict[str, str]:
+        return dict(parse_qsl(urlsplit(self.redirect_url).query))
 
 
 # --------------------------------------------------------------------------- server
@@ -545,6 +583,59 @@ class LocalIdP:
                 raise done.fail("expected the 'request was interrupted' page after cancelling")
         finally:
             browser.close()
+
+    def authorize(self, url: str, *, login: str = "alice", approve: bool = True, deliver: bool = True) -> Authorization:
+        """Play the person in a browser for an authorization request (RFC 6749 §4.1.1): open ``url``, sign in as
+        ``login`` on the dev login page, then grant consent (``approve``) or cancel it (the server then
+        redirects with ``error=access_denied``). The redirects between the server's own pages are followed; the
+        one that leaves the server (to the client's redirect URI) is returned, and with ``deliver`` also followed
+        like a browser would, so a loopback listener receives it. Raises :class:`IdPInteractionError` when the
+        server shows an error page instead of redirecting (an unregistered redirect URI, a bad parameter)."""
+        browser = _Browser()
+        try:
+            response = browser.session.get(url, timeout=HTTP_TIMEOUT, allow_redirects=False)
+            for _hop in range(20):
+                if response.is_redirect:
+                    target = urljoin(response.url, response.headers["location"])
+                    if not target.startswith(self.issuer + "/"):
+                        return self._arrive(browser, target, deliver)
+                    response = browser.session.get(target, timeout=HTTP_TIMEOUT, allow_redirects=False)
+                    continue
+                page = _Page(response, "authorize")
+                if response.status_code >= 400:
+                    raise page.fail("the server refused the authorization request")
+                form = page.find_form(lambda f: f.value("prompt") == "login")
+                if form is not None:
+                    # devInteractions accept any login/password; the login becomes `sub`.
+                    fill = {"login": login, "password": "any-password"}
+                    response = browser.submit(page, form, "log in", fill=fill, allow_redirects=False).response
+                    continue
+                form = page.form(lambda f: f.value("prompt") == "consent", "login or consent form")
+                if approve:
+                    response = browser.submit(page, form, "consent", allow_redirects=False).response
+                else:
+                    cancel = page.link(lambda link: link.href.rstrip("/").endswith("/abort"), "cancel link")
+                    response = browser.session.get(
+                        urljoin(page.url, cancel.href), timeout=HTTP_TIMEOUT, allow_redirects=False
+                    )
+            raise IdPInteractionError("authorize: more than 20 redirects")
+        finally:
+            browser.close()
+
+    def login_page(self, url: str) -> str:
+        """The HTML of the login page an authorization request leads to (to check what was passed through)."""
+        browser = _Browser()
+        try:
+            return browser.get(url, "open authorization request").response.text
+        finally:
+            browser.close()
+
+    @staticmethod
+    def _arrive(browser: _Browser, target: str, deliver: bool) -> Authorization:
+        if not deliver:
+            return Authorization(target)
+        answer = browser.session.get(target, timeout=HTTP_TIMEOUT, allow_redirects=False)
+        return Authorization(target, answer.status_code, answer.text)
 
     def _sign_in(self, browser: _Browser, user_code: str, login: str) -> _Page:
         """Verification page -> user code -> confirm -> dev login; returns the consent page."""

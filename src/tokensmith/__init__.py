@@ -1,7 +1,8 @@
 """tokensmith: a correct OAuth 2.0 token client.
 
 Everything a user meets is importable from here and reports ``__module__ == "tokensmith"``: the clients, the
-token, the stores, the client-authentication objects, the device-login callback payloads and every error.
+token, the stores, the client-authentication objects, the device- and browser-login callback payloads and
+every error.
 
 ``import tokensmith`` costs next to nothing: every name loads on first use (PEP 562). The command line's cached
 token path (``tokensmith token``), run by kubectl and git on every call, relies on that.
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
     from ._protocol.polling import PollOutcome
     from ._retry import RetryPolicy
     from ._transport import Transport
+    from .browser import BrowserPrompt, browser_login
     from .client import ClientStats, TokenClient
     from .device import DevicePrompt, PollProgress, device_login
     from .exceptions import *  # noqa: F403
@@ -34,12 +36,15 @@ _ERRORS = (
     "AuthenticationError",
     "AuthenticationPending",
     "AuthorizationPending",
+    "BrowserLoginCancelled",
+    "BrowserLoginTimeout",
     "ConnectError",
     "DeviceFlowCancelled",
     "DeviceFlowTimeout",
     "DiscoveryError",
     "ExpiredToken",
     "InsecureEndpointError",
+    "InteractionRequired",
     "InvalidClient",
     "InvalidEndpointError",
     "InvalidGrant",
@@ -47,15 +52,19 @@ _ERRORS = (
     "InvalidResponse",
     "InvalidScope",
     "InvalidTarget",
+    "IssuerMismatch",
     "LoginInProgress",
     "LoginRequired",
+    "LoopbackListenerError",
     "NonJSONResponse",
     "OAuthError",
     "PersistentSlowDown",
+    "RedirectPortInUse",
     "RequestTimeout",
     "ResponseTooLarge",
     "ServerError",
     "SlowDown",
+    "StateMismatch",
     "StoreError",
     "StoreLockTimeout",
     "TLSError",
@@ -66,6 +75,7 @@ _ERRORS = (
     "UnexpectedRedirect",
     "UnexpectedTokenType",
     "UnsupportedGrantType",
+    "UnsupportedResponseType",
     "UnsupportedTokenType",
 )
 
@@ -83,6 +93,8 @@ _LAZY: dict[str, tuple[str, str]] = {
     "DevicePrompt": ("device", "DevicePrompt"),
     "PollProgress": ("device", "PollProgress"),
     "device_login": ("device", "device_login"),
+    "BrowserPrompt": ("browser", "BrowserPrompt"),
+    "browser_login": ("browser", "browser_login"),
     "MemoryStore": ("stores", "MemoryStore"),
     "FileStore": ("stores", "FileStore"),
     "KeyringStore": ("stores", "KeyringStore"),

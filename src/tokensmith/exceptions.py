@@ -25,12 +25,15 @@ __all__ = [
     "AuthenticationError",
     "AuthenticationPending",
     "AuthorizationPending",
+    "BrowserLoginCancelled",
+    "BrowserLoginTimeout",
     "ConnectError",
     "DeviceFlowCancelled",
     "DeviceFlowTimeout",
     "DiscoveryError",
     "ExpiredToken",
     "InsecureEndpointError",
+    "InteractionRequired",
     "InvalidClient",
     "InvalidEndpointError",
     "InvalidGrant",
@@ -38,15 +41,19 @@ __all__ = [
     "InvalidResponse",
     "InvalidScope",
     "InvalidTarget",
+    "IssuerMismatch",
     "LoginInProgress",
     "LoginRequired",
+    "LoopbackListenerError",
     "NonJSONResponse",
     "OAuthError",
     "PersistentSlowDown",
+    "RedirectPortInUse",
     "RequestTimeout",
     "ResponseTooLarge",
     "ServerError",
     "SlowDown",
+    "StateMismatch",
     "StoreError",
     "StoreLockTimeout",
     "TLSError",
@@ -57,6 +64,7 @@ __all__ = [
     "UnexpectedRedirect",
     "UnexpectedTokenType",
     "UnsupportedGrantType",
+    "UnsupportedResponseType",
     "UnsupportedTokenType",
     "error_class_for",
 ]
@@ -340,6 +348,64 @@ class StoreError(TokensmithError):
 
 class StoreLockTimeout(StoreError, builtins.TimeoutError):
     """``lock(key)`` waited ``lock_timeout`` seconds while another thread or process held the lock."""
+
+
+# --- browser login (authorization code + PKCE on a loopback redirect, RFC 6749 §4.1, RFC 7636, RFC 8252) -------
+
+
+class UnsupportedResponseType(OAuthError):
+    """``unsupported_response_type`` (RFC 6749 §4.1.2.1): the server does not issue codes this way."""
+
+
+class InteractionRequired(OAuthError):
+    """OpenID Connect's ``interaction_required``, ``login_required``, ``consent_required`` and
+    ``account_selection_required`` (OIDC Core §3.1.2.6): the server needs the person (``prompt=none`` was sent).
+    ``error`` holds which of the codes it was."""
+
+
+class StateMismatch(AuthenticationError):
+    """A redirect whose ``state`` is missing or not the one this login sent (RFC 6749 §10.12, RFC 9700 §2.1): it
+    may be forged or belong to another login, and is refused. On the loopback listener the login goes on
+    waiting for the real one; a pasted URL that does not match ends a paste-mode login."""
+
+
+class IssuerMismatch(AuthenticationError):
+    """The redirect's ``iss`` is not the expected issuer, or is missing although the server advertises
+    ``authorization_response_iss_parameter_supported`` (RFC 9207 §2.4, mix-up defence C23). The code is not used."""
+
+
+class BrowserLoginTimeout(AuthenticationError):
+    """No redirect arrived within ``login_timeout``; the listener is closed."""
+
+
+class BrowserLoginCancelled(AuthenticationError):
+    """The caller cancelled the browser login (the ``cancel`` event was set); the listener is closed."""
+
+
+class LoopbackListenerError(TokensmithError):
+    """The loopback redirect listener could not be started (RFC 8252 §7.3): nothing was sent, nothing was
+    opened. Not the server's verdict, so not an ``AuthenticationError``. ``host`` and ``port`` say where."""
+
+    def __init__(self, message: str, *, host: str | None = None, port: int | None = None) -> None:
+        super().__init__(message)
+        self.host = host
+        self.port = port
+
+
+class RedirectPortInUse(LoopbackListenerError):
+    """The fixed port of the configured ``redirect_uri`` is taken by another program. Close it, or register a
+    loopback redirect URI without a fixed port (RFC 8252 §7.3 lets the server accept any port)."""
+
+
+_ERROR_TABLE.update(
+    {
+        "unsupported_response_type": UnsupportedResponseType,
+        "interaction_required": InteractionRequired,
+        "login_required": InteractionRequired,
+        "consent_required": InteractionRequired,
+        "account_selection_required": InteractionRequired,
+    }
+)
 
 
 def _present_as_public() -> None:

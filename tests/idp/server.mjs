@@ -122,6 +122,32 @@ const clients = [
     token_endpoint_auth_method: 'client_secret_basic',
     scope: 'openid offline_access profile email',
   },
+  {
+    // Public native client for the browser login (authorization code + PKCE,
+    // RFC 8252). `native` makes oidc-provider accept any port on a loopback
+    // redirect URI (RFC 8252 §7.3): http://127.0.0.1:<any>/callback,
+    // http://[::1]:<any>/callback. PKCE is required for public clients.
+    client_id: 'browser-public',
+    application_type: 'native',
+    grant_types: ['authorization_code', 'refresh_token'],
+    response_types: ['code'],
+    token_endpoint_auth_method: 'none',
+    redirect_uris: ['http://127.0.0.1/callback', 'http://[::1]/callback'],
+    scope: 'openid offline_access profile email',
+  },
+  {
+    // flytekit's defaults (flyteadmin's public client config): redirect URI
+    // http://localhost:53593/callback and scopes `offline all`. A `web`
+    // client, so the redirect URI must match exactly, port included (the
+    // Okta-style registration a fixed redirect_uri is for).
+    client_id: 'flytekit-public',
+    application_type: 'web',
+    grant_types: ['authorization_code', 'refresh_token'],
+    response_types: ['code'],
+    token_endpoint_auth_method: 'none',
+    redirect_uris: ['http://localhost:53593/callback'],
+    scope: 'openid offline_access offline all',
+  },
 ].map((client) => ({ redirect_uris: [], response_types: [], ...client }));
 
 // --- provider configuration -------------------------------------------------
@@ -138,7 +164,8 @@ const configuration = {
   enabledJWA: { idTokenSigningAlgValues: ['ES256'] },
   clientDefaults: { id_token_signed_response_alg: 'ES256' },
   routes: { code_verification: '/device' },
-  scopes: ['openid', 'offline_access', 'profile', 'email'],
+  // `offline` and `all` are flytekit's default scopes (granted to flytekit-public only).
+  scopes: ['openid', 'offline_access', 'profile', 'email', 'offline', 'all'],
   claims: {
     openid: ['sub'],
     profile: ['name', 'preferred_username'],

@@ -39,6 +39,11 @@ class ServerMetadata:
     token_endpoint_auth_methods_supported: tuple[str, ...] = ("client_secret_basic",)
     grant_types_supported: tuple[str, ...] = ("authorization_code", "implicit")
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    #: Where the browser login sends the person (RFC 6749 §3.1). Kept as advertised: the browser login checks it
+    #: (https, or http to loopback) when it is used, so an odd value never breaks discovery for other grants.
+    authorization_endpoint: str | None = None
+    #: RFC 9207 §3: the server puts ``iss`` in every authorization response; the browser login then requires it.
+    authorization_response_iss_parameter_supported: bool = False
 
 
 def parse_metadata(response: HttpResponse, expected_issuer: str, *, allow_insecure: bool = False) -> ServerMetadata:
@@ -64,6 +69,7 @@ def parse_metadata(response: HttpResponse, expected_issuer: str, *, allow_insecu
         except (InvalidEndpointError, InsecureEndpointError) as error:
             raise DiscoveryError(f"{what}: {name} is not usable: {error}") from error
     token_endpoint = endpoints.pop("token_endpoint")
+    authorization_endpoint = obj.get("authorization_endpoint")
     if token_endpoint is None:
         raise DiscoveryError(f"{what} has no token_endpoint")
     return ServerMetadata(
@@ -74,6 +80,9 @@ def parse_metadata(response: HttpResponse, expected_issuer: str, *, allow_insecu
         ),
         grant_types_supported=_str_tuple(obj, "grant_types_supported", ("authorization_code", "implicit")),
         raw=obj,
+        authorization_endpoint=authorization_endpoint if isinstance(authorization_endpoint, str) else None,
+        authorization_response_iss_parameter_supported=obj.get("authorization_response_iss_parameter_supported")
+        is True,
         **endpoints,
     )
 

@@ -33,6 +33,11 @@ B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
 
 JSON_ACCEPT: Mapping[str, str] = MappingProxyType({"Accept": "application/json"})
 
+#: Grant parameters whose values are secrets: scrubbed from anything the server echoes back.
+SECRET_PARAMS = frozenset(
+    {"refresh_token", "device_code", "subject_token", "actor_token", "assertion", "code", "code_verifier"}
+)
+
 #: ``TokenResponse.warnings`` entry for a response without ``token_type`` (the driver decides how to log it).
 MISSING_TOKEN_TYPE = "token endpoint response has no token_type (RFC 6749 §5.1 requires it); assuming Bearer"
 
@@ -53,7 +58,7 @@ def token_request(
     add_param(form, "scope", normalize_scope(scope))
     for name, value in params:
         add_param(form, name, value)
-        if name in ("refresh_token", "device_code", "subject_token", "actor_token", "assertion", "code"):
+        if name in SECRET_PARAMS:
             secrets.extend([value] if isinstance(value, str) else list(value or ()))
     return HttpRequest(url=url, form=form, headers=headers, secrets=tuple(s for s in secrets if s))
 
