@@ -708,6 +708,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INTERRUPTED
     except click.exceptions.Exit as done:
         return int(done.exit_code)
+    except click.UsageError as error:
+        if isinstance(error, getattr(click.exceptions, "NoArgsIsHelpError", ())):
+            error.show()  # plain `tokensmith`: the help itself is the answer
+            return EXIT_USAGE
+        # One line, like every other failure: what is wrong, and where to read more.
+        where = f" (see '{error.ctx.command_path} --help')" if error.ctx is not None else ""
+        sys.stderr.write(f"tokensmith: {' '.join(error.format_message().split())}{where}\n")
+        return EXIT_USAGE
     except click.ClickException as error:
         error.show()
         return EXIT_USAGE
