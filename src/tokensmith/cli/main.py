@@ -656,7 +656,7 @@ def _logout_one(settings: Settings, key: str | None, *, revoke: bool) -> None:
     client = _client(settings)
     endpoint = settings.revocation_endpoint
     revoked = revoke
-    if revoke and endpoint is None:
+    if revoke and endpoint is None and client.store.load(client.cache_key) is not None:
         try:
             metadata = client.discover()
         except DiscoveryError:
