@@ -159,8 +159,8 @@ def _exit_code(error: BaseException) -> int:
         return EXIT_LOGIN_REQUIRED
     if isinstance(error, (ConfigError, ExecInfoError)):
         return EXIT_USAGE
-    if isinstance(error, (DeviceFlowTimeout, DeviceFlowCancelled, ExpiredToken)):
-        return EXIT_ERROR
+    if isinstance(error, (AccessDenied, DeviceFlowTimeout, DeviceFlowCancelled, ExpiredToken)):
+        return EXIT_ERROR  # the person's answer or patience, not the server rejecting this client
     if isinstance(error, (OAuthError, AuthenticationError)):
         return EXIT_REJECTED
     if isinstance(error, TransportError) or (isinstance(error, InvalidResponse) and error.transient):
