@@ -168,20 +168,48 @@ def _exit_code(error: BaseException) -> int:
     return EXIT_ERROR
 
 
+#: The settings a login needs to store the very token asked for (its store key and place) and to reach the server.
+_LOGIN_SETTINGS = (
+    "issuer",
+    "token_endpoint",
+    "device_authorization_endpoint",
+    "client_id",
+    "client_secret_env",
+    "client_secret_file",
+    "client_secret_stdin",
+    "auth_method",
+    "basic_encoding",
+    "scope",
+    "audience",
+    "resource",
+    "flow",
+    "store",
+    "store_dir",
+    "ca_bundle",
+    "insecure_skip_tls_verify",
+)
+
+
 def _login_command(settings: Settings) -> str:
-    """The command that fixes a "login required", for the one-line remedy."""
+    """The command that fixes a "login required", for the one-line remedy: the profile, and every setting given
+    by a flag or an environment variable, as flags (a login with fewer would store a token under another key)."""
+    import shlex
+
+    parts = ["tokensmith", "login"]
     if settings.profile:
-        return f"tokensmith login --profile {settings.profile}"
-    parts = ["tokensmith login"]
-    if settings.issuer:
-        parts.append(f"--issuer {settings.issuer}")
-    elif settings.token_endpoint:
-        parts.append(f"--token-endpoint {settings.token_endpoint}")
-    if settings.client_id:
-        parts.append(f"--client-id {settings.client_id}")
-    if settings.scope:
-        parts.append("--scope '" + " ".join(settings.scope) + "'")
-    return " ".join(parts)
+        parts += ["--profile", settings.profile]
+    for name in _LOGIN_SETTINGS:
+        origin = settings.origin.get(name)
+        if origin is None or origin.startswith("profile"):
+            continue  # not set, or set by the profile named above
+        flag, value = "--" + name.replace("_", "-"), getattr(settings, name)
+        if isinstance(value, bool):
+            parts += [flag] if value else []
+        elif isinstance(value, tuple):
+            parts += [flag, " ".join(value)] if value else []
+        elif value is not None:
+            parts += [flag, str(value)]
+    return shlex.join(parts)
 
 
 def _read_secret(settings: Settings) -> str | None:
