@@ -127,36 +127,46 @@ class Cli:
             timeout=timeout,
         )
 
-    def login_device(
-        self, idp: LocalIdP, *args: str, env: Mapping[str, str] | None = None, approve: bool = True
-    ) -> tuple[subprocess.CompletedProcess[str], str]:
-        """``tokensmith login *args``, approving (or denying) its device code at the IdP as soon as it is shown,
-        so the first poll (5 s later) already has the answer. Returns the finished process (stderr in full) and
-        the code."""
-        proc = subprocess.Popen(
-            [str(TOKENSMITH), "login", *args],
+    def popen(self, *args: str, env: Mapping[str, str] | None = None) -> subprocess.Popen[str]:
+        """``tokensmith *args`` started, stdin closed, stdout and stderr piped."""
+        return subprocess.Popen(
+            [str(TOKENSMITH), *args],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
             env=self.environ(env),
         )
+
+    def login_device(
+        self, idp: LocalIdP, *args: str, env: Mapping[str, str] | None = None, approve: bool = True
+    ) -> tuple[subprocess.CompletedProcess[str], str]:
+        """``tokensmith login *args``, approving (or denying) its device code at the IdP as soon as it is shown,
+        so the first poll (5 s later) already has the answer. Returns the finished process (stderr in full) and
+        the code."""
+        proc = self.popen("login", *args, env=env)
         try:
-            assert proc.stderr is not None
-            seen = ""
-            while not (match := USER_CODE.search(seen)):
-                line = proc.stderr.readline()
-                if not line:
-                    proc.wait(timeout=30)
-                    raise AssertionError(f"tokensmith login ended before showing a code: {seen!r}")
-                seen += line
-            (idp.approve if approve else idp.deny)(match.group(1))
+            seen, code = read_until_code(proc)
+            (idp.approve if approve else idp.deny)(code)
             stdout, rest = proc.communicate(timeout=60)
         except BaseException:
             proc.kill()
             proc.communicate()
             raise
-        return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, seen + rest), match.group(1)
+        return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, seen + rest), code
+
+
+def read_until_code(proc: subprocess.Popen[str]) -> tuple[str, str]:
+    """stderr of a starting device login up to its user code, and the code."""
+    assert proc.stderr is not None
+    seen = ""
+    while not (match := USER_CODE.search(seen)):
+        line = proc.stderr.readline()
+        if not line:
+            proc.wait(timeout=30)
+            raise AssertionError(f"tokensmith ended before showing a code: {seen!r}")
+        seen += line
+    return seen, match.group(1)
 
 
 def one_line(stderr: str) -> str:

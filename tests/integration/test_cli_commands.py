@@ -19,7 +19,6 @@ import pytest
 
 from cli_harness import (
     B64TOKEN,
-    TOKENSMITH,
     USER_CODE,
     Cli,
     CountingProxy,
@@ -28,6 +27,7 @@ from cli_harness import (
     introspect,
     one_line,
     plant,
+    read_until_code,
     redeem_refresh_token,
     rewrite_token_file,
 )
@@ -246,21 +246,10 @@ def test_kubectl_not_interactive_never_starts_a_login(idp: LocalIdP, cli: Cli) -
     line = one_line(refused.stderr)
     assert "login required" in line and "tokensmith login" in line and not USER_CODE.search(line)
 
-    proc = subprocess.Popen(
-        [str(TOKENSMITH), "token", *device_args(idp), "--format", "exec-credential"],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=cli.environ({"KUBERNETES_EXEC_INFO": json.dumps({**info, "spec": {"interactive": True}})}),
-    )
+    interactive = {"KUBERNETES_EXEC_INFO": json.dumps({**info, "spec": {"interactive": True}})}
+    proc = cli.popen("token", *device_args(idp), "--format", "exec-credential", env=interactive)
     try:
-        assert proc.stderr is not None
-        seen = ""
-        while not USER_CODE.search(seen):
-            line = proc.stderr.readline()
-            assert line, seen
-            seen += line
+        read_until_code(proc)
         proc.send_signal(signal.SIGINT)
         stdout, rest = proc.communicate(timeout=30)
     finally:

@@ -11,6 +11,7 @@ import re
 import shlex
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 import pexpect
@@ -44,19 +45,19 @@ def _argv(idp: LocalIdP, *extra: str) -> list[str]:
     ]
 
 
-def _env(**overrides: str) -> dict[str, str]:
+def _env(base: Mapping[str, str] = os.environ, **overrides: str) -> dict[str, str]:
     env = {
         k: v
-        for k, v in os.environ.items()
+        for k, v in base.items()
         if k not in ("DISPLAY", "WAYLAND_DISPLAY", "BROWSER", "NO_COLOR", "SSH_CONNECTION", "SSH_TTY")
     }
     env.update({"TERM": "xterm-256color", "COLUMNS": "160", "LINES": "60", **overrides})
     return env
 
 
-def _spawn(idp: LocalIdP, stdout_file: Path, env: dict[str, str]) -> pexpect.spawn:
+def _spawn(argv: list[str], stdout_file: Path, env: dict[str, str]) -> pexpect.spawn:
     """stderr is the terminal; stdout goes to a file so we can check it holds only the token."""
-    command = f"exec {shlex.join(_argv(idp))} > {shlex.quote(str(stdout_file))}"
+    command = f"exec {shlex.join(argv)} > {shlex.quote(str(stdout_file))}"
     child = pexpect.spawn("/bin/sh", ["-c", command], env=env, dimensions=(60, 160), timeout=30)
     child.logfile_read = io.BytesIO()  # the whole screen, for assertions
     return child
@@ -70,7 +71,7 @@ def _screen(child: pexpect.spawn) -> bytes:
 
 def test_terminal_shows_link_code_and_qr_and_stdout_holds_only_the_token(idp: LocalIdP, tmp_path: Path) -> None:
     out = tmp_path / "stdout"
-    child = _spawn(idp, out, _env())
+    child = _spawn(_argv(idp), out, _env())
     child.expect(rb"enter the code:")
     child.expect(CODE)
     user_code = child.match.group(1).decode()
@@ -91,7 +92,7 @@ def test_terminal_shows_link_code_and_qr_and_stdout_holds_only_the_token(idp: Lo
 
 def test_no_color_and_ctrl_c(idp: LocalIdP, tmp_path: Path) -> None:
     out = tmp_path / "stdout"
-    child = _spawn(idp, out, _env(NO_COLOR="1"))
+    child = _spawn(_argv(idp), out, _env(NO_COLOR="1"))
     child.expect(CODE)
     child.expect(rb"left")  # the live status line is running
     child.sendintr()
@@ -209,13 +210,8 @@ def _login_args(idp: LocalIdP) -> list[str]:
 
 
 def _spawn_tokensmith(cli: Cli, args: list[str], stdout_file: Path, **env: str) -> pexpect.spawn:
-    """``tokensmith *args`` with stdin and stderr on a terminal (stdout to a file), in the sandboxed home."""
-    environ = {k: v for k, v in cli.environ(env).items() if k != "NO_COLOR"}
-    environ.update({"TERM": "xterm-256color", "COLUMNS": "160", "LINES": "60"})
-    command = f"exec {shlex.join([str(TOKENSMITH), *args])} > {shlex.quote(str(stdout_file))}"
-    child = pexpect.spawn("/bin/sh", ["-c", command], env=environ, dimensions=(60, 160), timeout=30)
-    child.logfile_read = io.BytesIO()
-    return child
+    """``tokensmith *args`` on the terminal, in the sandboxed home."""
+    return _spawn([str(TOKENSMITH), *args], stdout_file, _env(cli.env, **env))
 
 
 def test_login_in_a_terminal_then_ctrl_c_on_a_second_login_keeps_the_first_token(idp: LocalIdP, tmp_path: Path) -> None:
@@ -276,4 +272,4 @@ def test_kubectl_not_interactive_never_prompts_even_on_a_terminal(idp: LocalIdP,
     control.sendintr()
     control.expect(pexpect.EOF)
     control.close()
-    assert control.exitstatus == 130
+    assert control.exitstatus == 130 and b"Traceback" not in _screen(control)
