@@ -39,7 +39,17 @@ from ..exceptions import (
     TokensmithError,
     TransportError,
 )
-from .config import AUTH_METHODS, BASIC_ENCODINGS, DEFAULT_SECRET_ENV, FLOWS, STORES, ConfigError, Settings, resolve
+from .config import (
+    AUTH_METHODS,
+    BASIC_ENCODINGS,
+    DEFAULT_SECRET_ENV,
+    FLOWS,
+    SETTINGS,
+    STORES,
+    ConfigError,
+    Settings,
+    resolve,
+)
 from .formats import FORMATS, ExecInfoError
 
 EXIT_OK = 0
@@ -168,26 +178,9 @@ def _exit_code(error: BaseException) -> int:
     return EXIT_ERROR
 
 
-#: The settings a login needs to store the very token asked for (its store key and place) and to reach the server.
-_LOGIN_SETTINGS = (
-    "issuer",
-    "token_endpoint",
-    "device_authorization_endpoint",
-    "client_id",
-    "client_secret_env",
-    "client_secret_file",
-    "client_secret_stdin",
-    "auth_method",
-    "basic_encoding",
-    "scope",
-    "audience",
-    "resource",
-    "flow",
-    "store",
-    "store_dir",
-    "ca_bundle",
-    "insecure_skip_tls_verify",
-)
+#: The settings a login needs to store the very token asked for (its store key and place) and to reach the server:
+#: all but those that matter only after it.
+_LOGIN_SETTINGS = tuple(name for name in SETTINGS if name not in ("revocation_endpoint", "timeout", "git_username"))
 
 
 def _login_command(settings: Settings) -> str:
