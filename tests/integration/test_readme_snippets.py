@@ -33,11 +33,13 @@ def _run(idp: LocalIdP, language: str, code: str, tmp_path: Path) -> subprocess.
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
 
     stderr_lines: list[str] = []
+    # The watcher alone reads stderr: communicate() would read the same pipe too and could take the code's lines.
+    stderr, proc.stderr = proc.stderr, None
+    assert stderr is not None
 
     def watch() -> None:  # approve the device login shown on stderr, as the person would
-        assert proc.stderr is not None
         code_next = False
-        for line in proc.stderr:
+        for line in stderr:
             stderr_lines.append(line)
             if code_next and line.strip():
                 idp.approve(line.strip())
@@ -51,6 +53,7 @@ def _run(idp: LocalIdP, language: str, code: str, tmp_path: Path) -> subprocess.
     stdout = proc.stdout.read()  # not communicate(): the watcher thread owns stderr
     proc.wait(timeout=90)
     watcher.join(10)
+    stderr.close()
     return subprocess.CompletedProcess(command, proc.returncode, stdout, "".join(stderr_lines))
 
 

@@ -141,6 +141,25 @@ def test_final_progress_event_stops_the_status_line() -> None:
         assert out.getvalue() == text
 
 
+def test_ctrl_c_while_the_status_line_starts_still_closes_cleanly(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C right as the code appears can land inside Thread.start(): close() (run on the way out) must not
+    then raise RuntimeError("cannot join thread before it is started") over the KeyboardInterrupt."""
+    start = threading.Thread.start
+
+    def interrupted(thread: threading.Thread) -> None:
+        if thread.name == "tokensmith-status":
+            raise KeyboardInterrupt
+        start(thread)
+
+    monkeypatch.setattr(threading.Thread, "start", interrupted)
+    out = io.StringIO()
+    presenter = TerminalPresenter(out, live=True, qr=False, color=False, open_browser=False)
+    with pytest.raises(KeyboardInterrupt):
+        presenter.show_prompt(PROMPT)
+    presenter.close(success=None)
+    assert PROMPT.user_code in out.getvalue() and "Signed in." not in out.getvalue()
+
+
 # -- "never trust" the server's text (issue 7, item 16) -----------------------------------------------------
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from ..exceptions import InvalidResponse
 from .client_auth import ClientAuth
 from .errors import decode_json_object
 from .messages import FormPairs, HttpRequest, HttpResponse
@@ -25,8 +26,15 @@ def revocation_request(url: str, auth: ClientAuth, token: str, token_type_hint: 
 def check_revocation_response(response: HttpResponse, secrets: Iterable[str] = ()) -> None:
     """RFC 7009 §2.2: HTTP 200 means revoked (also for a token the server did not know); the body is ignored.
     Anything else raises the typed error its body describes (§2.2.1 ``unsupported_token_type``; a 503 is
-    transient: the token may still be valid, retry later)."""
-    if response.status_code == 200:
+    transient: the token may still be valid, retry later), or ``InvalidResponse`` for another 2xx: it is not the
+    answer §2.2 defines, so the token is not known to be revoked."""
+    status = response.status_code
+    if status == 200:
         return
-    decode_json_object(response, "revocation endpoint", secrets)
+    if 200 <= status < 300:
+        raise InvalidResponse(
+            f"revocation endpoint answered HTTP {status}, not 200 (RFC 7009 §2.2): the token may not be revoked",
+            status_code=status,
+        )
+    decode_json_object(response, "revocation endpoint", secrets)  # raises for every non-2xx answer
     raise AssertionError("unreachable: a non-200 answer always raises")  # pragma: no cover

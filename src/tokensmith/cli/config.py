@@ -110,31 +110,30 @@ class Settings:
             )
 
 
-#: The settings a flag, an environment variable or a profile may give.
-SETTING_NAMES = frozenset(
-    {
-        "issuer",
-        "token_endpoint",
-        "device_authorization_endpoint",
-        "revocation_endpoint",
-        "client_id",
-        "client_secret_env",
-        "client_secret_file",
-        "client_secret_stdin",
-        "auth_method",
-        "basic_encoding",
-        "scope",
-        "audience",
-        "resource",
-        "flow",
-        "store",
-        "store_dir",
-        "ca_bundle",
-        "insecure_skip_tls_verify",
-        "timeout",
-        "git_username",
-    }
+#: The settings a flag, an environment variable or a profile may give, in the order --help lists them.
+SETTINGS = (
+    "issuer",
+    "token_endpoint",
+    "device_authorization_endpoint",
+    "revocation_endpoint",
+    "client_id",
+    "client_secret_env",
+    "client_secret_file",
+    "client_secret_stdin",
+    "auth_method",
+    "basic_encoding",
+    "scope",
+    "audience",
+    "resource",
+    "flow",
+    "store",
+    "store_dir",
+    "ca_bundle",
+    "insecure_skip_tls_verify",
+    "timeout",
+    "git_username",
 )
+SETTING_NAMES = frozenset(SETTINGS)
 _KEYS = SETTING_NAMES
 _TUPLES = {"scope", "resource"}
 _BOOLS = {"client_secret_stdin", "insecure_skip_tls_verify"}

@@ -98,6 +98,11 @@ def _cached(options: dict[str, object]) -> tuple[str, str, float | None, float |
     settings = resolve({k: v for k, v in options.items() if k not in ("min_valid", "format", "no_interactive")})
     if settings.store != "file" or not settings.client_id or not (settings.issuer or settings.token_endpoint):
         return None
+    if settings.client_secret_env and not os.environ.get(settings.client_secret_env):
+        return None  # named but unset: the full command line refuses it (it must not silently become public)
+    min_valid = float(str(options.get("min_valid", 0)))
+    if not min_valid >= 0:
+        return None  # the full command line refuses it
     from .._keys import cache_key
     from .._lifetime import renew_at, usable
     from ..stores._format import token_fields
@@ -123,7 +128,6 @@ def _cached(options: dict[str, object]) -> tuple[str, str, float | None, float |
         return None
     if not all(v is None or (isinstance(v, int | float) and not isinstance(v, bool)) for v in (expires_at, issued_at)):
         return None
-    min_valid = float(str(options.get("min_valid", 0)))
     if not usable(expires_at, issued_at, time.time(), min_valid):
         return None
     return access_token, token_type, expires_at, renew_at(expires_at, issued_at)

@@ -63,6 +63,9 @@ def directory(settings: Settings | None = None) -> str:
 def record(settings: Settings, key: str) -> None:
     """Remember (atomically, 0600) which settings produced ``key``. Best effort: status is informational."""
     values = {name: getattr(settings, name) for name in _RECORDED}
+    # The grant that produced the key, not only a flow given explicitly: otherwise whether TOKENSMITH_CLIENT_SECRET
+    # happens to be set when `logout --all` runs would decide the grant, hence the key, and the token be missed.
+    values["flow"] = "client-credentials" if settings.grant == "client_credentials" else "device"
     values = {k: (list(v) if isinstance(v, tuple) else v) for k, v in values.items()}
     data = json.dumps({"version": 1, "key": key, "settings": values}, sort_keys=True, indent=1).encode()
     folder = directory(settings)

@@ -39,7 +39,17 @@ from ..exceptions import (
     TokensmithError,
     TransportError,
 )
-from .config import AUTH_METHODS, BASIC_ENCODINGS, DEFAULT_SECRET_ENV, FLOWS, STORES, ConfigError, Settings, resolve
+from .config import (
+    AUTH_METHODS,
+    BASIC_ENCODINGS,
+    DEFAULT_SECRET_ENV,
+    FLOWS,
+    SETTINGS,
+    STORES,
+    ConfigError,
+    Settings,
+    resolve,
+)
 from .formats import FORMATS, ExecInfoError
 
 EXIT_OK = 0
@@ -159,8 +169,8 @@ def _exit_code(error: BaseException) -> int:
         return EXIT_LOGIN_REQUIRED
     if isinstance(error, (ConfigError, ExecInfoError)):
         return EXIT_USAGE
-    if isinstance(error, (DeviceFlowTimeout, DeviceFlowCancelled, ExpiredToken)):
-        return EXIT_ERROR
+    if isinstance(error, (AccessDenied, DeviceFlowTimeout, DeviceFlowCancelled, ExpiredToken)):
+        return EXIT_ERROR  # the person's answer or patience, not the server rejecting this client
     if isinstance(error, (OAuthError, AuthenticationError)):
         return EXIT_REJECTED
     if isinstance(error, TransportError) or (isinstance(error, InvalidResponse) and error.transient):
@@ -168,20 +178,31 @@ def _exit_code(error: BaseException) -> int:
     return EXIT_ERROR
 
 
+#: The settings a login needs to store the very token asked for (its store key and place) and to reach the server:
+#: all but those that matter only after it.
+_LOGIN_SETTINGS = tuple(name for name in SETTINGS if name not in ("revocation_endpoint", "timeout", "git_username"))
+
+
 def _login_command(settings: Settings) -> str:
-    """The command that fixes a "login required", for the one-line remedy."""
+    """The command that fixes a "login required", for the one-line remedy: the profile, and every setting given
+    by a flag or an environment variable, as flags (a login with fewer would store a token under another key)."""
+    import shlex
+
+    parts = ["tokensmith", "login"]
     if settings.profile:
-        return f"tokensmith login --profile {settings.profile}"
-    parts = ["tokensmith login"]
-    if settings.issuer:
-        parts.append(f"--issuer {settings.issuer}")
-    elif settings.token_endpoint:
-        parts.append(f"--token-endpoint {settings.token_endpoint}")
-    if settings.client_id:
-        parts.append(f"--client-id {settings.client_id}")
-    if settings.scope:
-        parts.append("--scope '" + " ".join(settings.scope) + "'")
-    return " ".join(parts)
+        parts += ["--profile", settings.profile]
+    for name in _LOGIN_SETTINGS:
+        origin = settings.origin.get(name)
+        if origin is None or origin.startswith("profile"):
+            continue  # not set, or set by the profile named above
+        flag, value = "--" + name.replace("_", "-"), getattr(settings, name)
+        if isinstance(value, bool):
+            parts += [flag] if value else []
+        elif isinstance(value, tuple):
+            parts += [flag, " ".join(value)] if value else []
+        elif value is not None:
+            parts += [flag, str(value)]
+    return shlex.join(parts)
 
 
 def _read_secret(settings: Settings) -> str | None:
@@ -656,7 +677,7 @@ def _logout_one(settings: Settings, key: str | None, *, revoke: bool) -> None:
     client = _client(settings)
     endpoint = settings.revocation_endpoint
     revoked = revoke
-    if revoke and endpoint is None:
+    if revoke and endpoint is None and client.store.load(client.cache_key) is not None:
         try:
             metadata = client.discover()
         except DiscoveryError:
@@ -708,6 +729,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INTERRUPTED
     except click.exceptions.Exit as done:
         return int(done.exit_code)
+    except click.UsageError as error:
+        if isinstance(error, getattr(click.exceptions, "NoArgsIsHelpError", ())):
+            error.show()  # plain `tokensmith`: the help itself is the answer
+            return EXIT_USAGE
+        # One line, like every other failure: what is wrong, and where to read more.
+        where = f" (see '{error.ctx.command_path} --help')" if error.ctx is not None else ""
+        sys.stderr.write(f"tokensmith: {' '.join(error.format_message().split())}{where}\n")
+        return EXIT_USAGE
     except click.ClickException as error:
         error.show()
         return EXIT_USAGE

@@ -186,8 +186,9 @@ class TerminalPresenter:
                     target=self._browser_opener, args=(target,), daemon=True, name="tokensmith-browser"
                 ).start()
         if self.live:
-            self._ticker = threading.Thread(target=self._tick, daemon=True, name="tokensmith-status")
-            self._ticker.start()
+            ticker = threading.Thread(target=self._tick, daemon=True, name="tokensmith-status")
+            ticker.start()
+            self._ticker = ticker  # only once started: a Ctrl-C inside start() must leave close() a thread to join
         else:
             self._write("Waiting for approval ...\n")
 
