@@ -19,10 +19,12 @@ from .exceptions import *  # noqa: F403 - every error class is part of the publi
 from .token import Token
 
 if TYPE_CHECKING:
+    from ._protocol.renewal import RenewalPolicy, RenewalState
     from ._retry import RetryPolicy
     from ._transport import Transport
     from .client import ClientStats, TokenClient
     from .device import DevicePrompt, PollProgress, device_login
+    from .events import RenewalFailed, RenewalStarted, RenewalSucceeded, ServedStale
     from .stores import FileStore, KeyringStore, Lease, LeasingStore, MemoryStore, TokenStore
 
 __all__ = [
@@ -38,7 +40,13 @@ __all__ = [
     "NoClientAuth",
     "PollOutcome",
     "PollProgress",
+    "RenewalFailed",
+    "RenewalPolicy",
+    "RenewalStarted",
+    "RenewalState",
+    "RenewalSucceeded",
     "RetryPolicy",
+    "ServedStale",
     "Token",
     "TokenClient",
     "TokenStore",
@@ -63,6 +71,12 @@ _LAZY = {
     "TokenStore": ("stores", "TokenStore"),
     "Lease": ("stores", "Lease"),
     "LeasingStore": ("stores", "LeasingStore"),
+    "RenewalPolicy": ("_protocol.renewal", "RenewalPolicy"),
+    "RenewalState": ("_protocol.renewal", "RenewalState"),
+    "RenewalStarted": ("events", "RenewalStarted"),
+    "RenewalSucceeded": ("events", "RenewalSucceeded"),
+    "RenewalFailed": ("events", "RenewalFailed"),
+    "ServedStale": ("events", "ServedStale"),
 }
 
 # The public classes defined outside the lazily loaded modules report this package as their home (httpx-style).

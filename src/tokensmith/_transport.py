@@ -219,6 +219,11 @@ class Transport:
         self._user_agent = self._pick_user_agent()
         self._checked: set[str] = set()
 
+    @property
+    def pool(self) -> Any:
+        """The connection pool (the session): what the metadata cache is kept per."""
+        return self.session
+
     def _pick_user_agent(self) -> str | None:
         # Respect a caller's own User-Agent; replace only requests' default one.
         headers = getattr(self.session, "headers", None)

@@ -14,9 +14,9 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
-from ._flow import Flow, Notify, Post, SimpleIO, Sleep, plain_sleep, run
+from ._flow import Cancel, Flow, Notify, Post, SimpleIO, Sleep, plain_sleep, run
 from ._protocol.client_auth import ClientAuth
 from ._protocol.device import (
     DeviceAuthorization,
@@ -41,12 +41,6 @@ from .exceptions import (
 from .token import Token
 
 logger = logging.getLogger("tokensmith.device")
-
-
-class Cancel(Protocol):
-    """What polling needs of a cancel signal: ``threading.Event`` or ``asyncio.Event``."""
-
-    def is_set(self) -> bool: ...
 
 
 __all__ = [
@@ -167,7 +161,7 @@ def _poll(
         margin=margin,
         clock=clock,
     )
-    return run(flow, SimpleIO(transport.post, sleep=_default_sleep(cancel) if sleep is None else sleep))
+    return run(flow, SimpleIO(transport.post, sleeper=_default_sleep(cancel) if sleep is None else sleep))
 
 
 def polling_flow(
@@ -234,7 +228,7 @@ def _poll_until_done(
                 # as is, so its own cause (the requests exception) stays chained.
                 raise last_transient  # noqa: B904
             raise
-        if wait > 0 and (yield Sleep(wait)):
+        if wait > 0 and (yield Sleep(wait, cancel)):
             raise DeviceFlowCancelled(f"device login cancelled ({schedule.polls} polls made)")
         if cancel is not None and cancel.is_set():
             raise DeviceFlowCancelled(f"device login cancelled ({schedule.polls} polls made)")
@@ -364,7 +358,7 @@ def device_login(
         login_timeout=login_timeout,
         accepted_token_types=accepted_token_types,
     )
-    return Token.from_response(run(flow, SimpleIO(transport.post, sleep=_default_sleep(cancel))))
+    return Token.from_response(run(flow, SimpleIO(transport.post, sleeper=_default_sleep(cancel))))
 
 
 def device_login_flow(

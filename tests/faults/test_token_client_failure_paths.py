@@ -15,35 +15,10 @@ import pytest
 import requests
 
 import tokensmith
+from fake_clock import Clock
 from fault_server import FaultServer, Reply
 
 DOWN = Reply(status=503, json={"error": "temporarily_unavailable"})
-
-
-class Clock:
-    """Wall clock, monotonic clock and sleep in one; starts at the real time so server-issued expiries line up."""
-
-    def __init__(self) -> None:
-        self.now = time.time()
-        self.mono = 1000.0
-        self.slept: list[float] = []
-        self._lock = threading.Lock()
-
-    def wall(self) -> float:
-        return self.now
-
-    def monotonic(self) -> float:
-        return self.mono
-
-    def sleep(self, seconds: float) -> None:
-        with self._lock:
-            self.slept.append(seconds)
-            self.now += seconds
-            self.mono += seconds
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-        self.mono += seconds
 
 
 def _body(n: int, lifetime: float = 100, rt: str | None = None) -> dict[str, object]:
