@@ -22,12 +22,15 @@ if TYPE_CHECKING:
     from ._protocol.renewal import RenewalPolicy, RenewalState
     from ._retry import RetryPolicy
     from ._transport import Transport
+    from .aio import AsyncTokenClient, AsyncTransport
     from .client import ClientStats, TokenClient
     from .device import DevicePrompt, PollProgress, device_login
     from .events import RenewalFailed, RenewalStarted, RenewalSucceeded, ServedStale
     from .stores import FileStore, KeyringStore, Lease, LeasingStore, MemoryStore, TokenStore
 
 __all__ = [
+    "AsyncTokenClient",
+    "AsyncTransport",
     "ClientSecretBasic",
     "ClientSecretPost",
     "ClientStats",
@@ -71,6 +74,8 @@ _LAZY = {
     "TokenStore": ("stores", "TokenStore"),
     "Lease": ("stores", "Lease"),
     "LeasingStore": ("stores", "LeasingStore"),
+    "AsyncTokenClient": ("aio", "AsyncTokenClient"),
+    "AsyncTransport": ("aio", "AsyncTransport"),
     "RenewalPolicy": ("_protocol.renewal", "RenewalPolicy"),
     "RenewalState": ("_protocol.renewal", "RenewalState"),
     "RenewalStarted": ("events", "RenewalStarted"),

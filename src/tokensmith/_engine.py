@@ -22,7 +22,7 @@ import uuid
 from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
-from typing import Any, Literal, Protocol, TypeGuard
+from typing import Any, Literal, Protocol, TypeGuard, TypeVar
 
 from ._discovery import cached_discovery
 from ._flow import Blocking, Cancel, Flow, Post, Sleep
@@ -57,6 +57,8 @@ Force = Literal["refresh", "client_credentials", "login"] | None
 DEFAULT_LOGIN_LEASE = 900.0
 #: A token that could not be stored is saved again at most this often (seconds).
 RESAVE_INTERVAL = 30.0
+
+_Client = TypeVar("_Client", bound="ClientCore")
 
 
 @dataclass
@@ -325,6 +327,14 @@ class ClientCore:
             resource=self.resource,
         )
 
+    @classmethod
+    def from_issuer(
+        cls: type[_Client], issuer: str, client_id: str, client_secret: str | None = None, **kwargs: Any
+    ) -> _Client:
+        """A client configured from the issuer's metadata (OpenID Connect Discovery, then RFC 8414), fetched before
+        the first network request, validated (the document's ``issuer`` must be identical, C28) and cached."""
+        return cls(issuer=issuer, client_id=client_id, client_secret=client_secret, **kwargs)
+
     # -- configuration: discovered explicitly, read without I/O ------------------------------------------------
 
     @property
@@ -385,6 +395,41 @@ class ClientCore:
         """The token in memory if it is fresh; never blocks, never touches the network or the store."""
         token = self._token
         return token if token is not None and token.is_fresh(self._clock()) else None
+
+    def __repr__(self) -> str:
+        where = self.issuer or self._configured_token_endpoint
+        return f"{type(self).__name__}({where!r}, client_id={self.client_id!r}, grant={self.grant!r})"
+
+    # -- what get_token() answers without waiting (the drivers supply the two hooks) ---------------------------
+
+    def _answer_now(self, stale: Token | None, min_valid: float) -> Token | None:
+        """The token in memory if a caller may have it at once: fresh, or (with background renewal) one a
+        worker is renewing meanwhile. None: look in the store, then renew."""
+        token = self._token
+        if self._usable(token, stale, min_valid):
+            if self._unsaved is not None:
+                self._resave_soon()
+            return token
+        if token is not None and self._serve_meanwhile(token, stale, min_valid):
+            self._start_background()
+            return token
+        return None
+
+    def _adopt(self, stored: Token | None, stale: Token | None, min_valid: float) -> Token | None:
+        """The stored token if it is usable (another process renewed it), now also in memory."""
+        if not self._usable(stored, stale, min_valid):
+            return None
+        self.stats.store_hits += 1
+        self._token = stored
+        return stored
+
+    def _resave_soon(self) -> None:
+        """Try again to store a token that could not be stored (the driver decides where that runs)."""
+        raise NotImplementedError
+
+    def _start_background(self) -> None:
+        """Start the background renewal unless one runs or the shared pace says not yet (driver-specific)."""
+        raise NotImplementedError
 
     # -- the renewal rules (no I/O) ----------------------------------------------------------------------------
 

@@ -196,12 +196,6 @@ class TokenClient(ClientCore):
         self._io = _ThreadIO(self.transport, sleep)
         self._flight: _Flight | None = None
 
-    @classmethod
-    def from_issuer(cls, issuer: str, client_id: str, client_secret: str | None = None, **kwargs: Any) -> TokenClient:
-        """A client configured from the issuer's metadata (OpenID Connect Discovery, then RFC 8414), fetched before
-        the first network request, validated (the document's ``issuer`` must be identical, C28) and cached."""
-        return cls(issuer=issuer, client_id=client_id, client_secret=client_secret, **kwargs)
-
     def _run(self, flow: Flow[T]) -> T:
         return run(flow, self._io)
 
@@ -221,19 +215,9 @@ class TokenClient(ClientCore):
         ``interactive`` overrides the client's setting for a device login when nothing else works.
 
         A token in its refresh-soon window is returned at once while a background worker renews it."""
-        token = self._token
-        if self._usable(token, stale, min_valid):
-            if self._unsaved is not None:
-                self._retry_save()
+        token = self._answer_now(stale, min_valid) or self._adopt(self._load(), stale, min_valid)
+        if token is not None:
             return token
-        if token is not None and self._serve_meanwhile(token, stale, min_valid):
-            self._start_background()
-            return token
-        stored = self._load()
-        if self._usable(stored, stale, min_valid):
-            self.stats.store_hits += 1
-            self._token = stored
-            return stored
         return self._renew(Renewal(stale, self.interactive if interactive is None else interactive, min_valid))
 
     def refresh(self) -> Token:
@@ -297,8 +281,11 @@ class TokenClient(ClientCore):
                 self._flight = None
             flight.done.set()
 
+    def _resave_soon(self) -> None:
+        self._retry_save()  # in this thread, at most every RESAVE_INTERVAL
+
     def _start_background(self) -> None:
-        """Start the background worker unless one is running or the shared pace says not yet."""
+        """Start the background worker thread unless one is running or the shared pace says not yet."""
         if self._flight is not None:  # the common case while a renewal runs: no lock needed to see it
             return
         with self._mutex:
@@ -335,10 +322,6 @@ class TokenClient(ClientCore):
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
-
-    def __repr__(self) -> str:
-        where = self.issuer or self._configured_token_endpoint
-        return f"TokenClient({where!r}, client_id={self.client_id!r}, grant={self.grant!r})"
 
 
 def discover(issuer: str, transport: Transport, *, refresh: bool = False) -> ServerMetadata:

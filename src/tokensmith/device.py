@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ._flow import Cancel, Flow, Notify, Post, SimpleIO, Sleep, plain_sleep, run
+from ._http import HttpSender, Timeout
 from ._protocol.client_auth import ClientAuth
 from ._protocol.device import (
     DeviceAuthorization,
@@ -28,7 +29,6 @@ from ._protocol.messages import HttpRequest
 from ._protocol.params import ScopeInput
 from ._protocol.polling import DEFAULT_MARGIN, PollOutcome, PollSchedule
 from ._protocol.token import TokenResponse, parse_token_response
-from ._transport import HttpSender, Timeout, Transport
 from ._warnings import log_protocol_warnings
 from .exceptions import (
     AuthorizationPending,
@@ -287,7 +287,10 @@ def start_device_login(
     """The device authorization request (RFC 8628 §3.1): client authentication as configured (a confidential
     client such as Google's sends its secret), ``scope``, ``audience`` (Auth0) and RFC 8707 ``resource``.
     The result records when it arrived on ``clock``, which polling must share."""
-    transport = transport or Transport()
+    if transport is None:
+        from ._transport import Transport  # here: the async client shares this module without requests
+
+        transport = Transport()
     flow = start_flow(
         device_authorization_endpoint, auth, scope=scope, audience=audience, resource=resource, clock=clock
     )
@@ -344,6 +347,8 @@ def device_login(
     ``DeviceFlowCancelled`` (``cancel`` was set) or another typed error. ``KeyboardInterrupt`` passes through
     untouched; nothing is stored before a token arrives."""
     if transport is None:
+        from ._transport import Transport
+
         transport = Transport() if timeout is None else Transport(timeout=timeout)
     flow = device_login_flow(
         device_authorization_endpoint,

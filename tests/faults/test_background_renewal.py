@@ -20,8 +20,8 @@ import tokensmith
 from counting_session import ThreadCountingTransport
 from fake_clock import Clock
 from fault_server import FaultServer, Reply
+from token_replies import DOWN, token_body
 
-DOWN = Reply(status=503, json={"error": "temporarily_unavailable"})
 T0 = 1_700_000_000.0
 
 
@@ -48,13 +48,6 @@ class Events:
         if client is not None:
             _wait_until(lambda: not _renewing(client))
         return self.of(kind)[n - 1]
-
-
-def _body(n: int, lifetime: float = 100, rt: str | None = None) -> dict[str, object]:
-    body: dict[str, object] = {"access_token": f"at-{n}", "token_type": "Bearer", "expires_in": lifetime}
-    if rt:
-        body["refresh_token"] = rt
-    return body
 
 
 def _client(
@@ -98,7 +91,7 @@ def _in_threads(call: Callable[[], object], threads: int, calls: int) -> list[ob
 
 def test_refresh_soon_serves_the_cached_token_at_once_while_one_worker_renews(fault_server: FaultServer) -> None:
     clock, events = Clock(T0), Events()
-    fault_server.script("/token", Reply(json=_body(1)), Reply(json=_body(2)))
+    fault_server.script("/token", Reply(json=token_body(1)), Reply(json=token_body(2)))
     client, transport = _client(fault_server, clock, events)
     first = client.get_token()
     assert (first.refresh_at, first.must_refresh_at) == (clock.now + 75, clock.now + 90)
@@ -119,7 +112,7 @@ def test_without_background_refresh_the_first_caller_renews_inline_and_no_thread
     fault_server: FaultServer,
 ) -> None:
     clock = Clock(T0)
-    fault_server.script("/token", Reply(json=_body(1)), Reply(json=_body(2)))
+    fault_server.script("/token", Reply(json=token_body(1)), Reply(json=token_body(2)))
     client, transport = _client(fault_server, clock, background_refresh=False)
     first = client.get_token()
     clock.advance(80)
@@ -132,7 +125,7 @@ def test_without_background_refresh_the_first_caller_renews_inline_and_no_thread
 
 def test_past_must_refresh_at_the_caller_waits_for_the_renewal(fault_server: FaultServer) -> None:
     clock = Clock(T0)
-    fault_server.script("/token", Reply(json=_body(1)), Reply(json=_body(2)))
+    fault_server.script("/token", Reply(json=token_body(1)), Reply(json=token_body(2)))
     client, transport = _client(fault_server, clock)
     client.get_token()
     clock.advance(95)  # past must_refresh_at (90 s), still valid
@@ -142,7 +135,9 @@ def test_past_must_refresh_at_the_caller_waits_for_the_renewal(fault_server: Fau
 
 def test_the_server_refresh_in_and_the_jitter_draw_set_refresh_at(fault_server: FaultServer) -> None:
     clock = Clock(T0)
-    fault_server.script("/token", Reply(json={**_body(1, lifetime=3600), "refresh_in": 1200}), Reply(json=_body(2)))
+    fault_server.script(
+        "/token", Reply(json={**token_body(1, lifetime=3600), "refresh_in": 1200}), Reply(json=token_body(2))
+    )
     client, _ = _client(fault_server, clock, rng=lambda: 0.5)
     token = client.get_token()
     assert token.refresh_at == clock.now + 1200 - 0.5 * 0.1 * 1200  # jitter: earlier by up to 10 % of the way
@@ -152,7 +147,7 @@ def test_the_server_refresh_in_and_the_jitter_draw_set_refresh_at(fault_server: 
 
 def test_stale_and_min_valid_are_renewed_inline_even_in_the_refresh_soon_window(fault_server: FaultServer) -> None:
     clock = Clock(T0)
-    fault_server.script("/token", Reply(json=_body(1)), Reply(json=_body(2)), Reply(json=_body(3)))
+    fault_server.script("/token", Reply(json=token_body(1)), Reply(json=token_body(2)), Reply(json=token_body(3)))
     client, transport = _client(fault_server, clock)
     first = client.get_token()
     clock.advance(80)
@@ -177,7 +172,7 @@ def test_another_processes_lease_makes_the_worker_wait_and_then_take_its_token(f
     """Per store across processes: a worker that finds another process's live lease does nothing, looks again
     after the minimum gap, and then finds that process's token in the store."""
     clock, events = Clock(T0), Events()
-    fault_server.script("/token", Reply(json=_body(1)))
+    fault_server.script("/token", Reply(json=token_body(1)))
     store = tokensmith.MemoryStore()
     client, transport = _client(fault_server, clock, events, store=store)
     first = client.get_token()
@@ -202,7 +197,7 @@ def test_another_processes_lease_makes_the_worker_wait_and_then_take_its_token(f
 
 def test_an_outage_while_the_token_is_valid_costs_one_request_per_back_off_step(fault_server: FaultServer) -> None:
     clock, events = Clock(T0), Events()
-    fault_server.script("/token", Reply(json=_body(1)))
+    fault_server.script("/token", Reply(json=token_body(1)))
     fault_server.default("/token", DOWN)
     client, transport = _client(fault_server, clock, events)
     first = client.get_token()
@@ -224,7 +219,7 @@ def test_an_outage_while_the_token_is_valid_costs_one_request_per_back_off_step(
     assert client.stats.served_stale > 100 and client.stats.consecutive_failures == 7
     assert len(events.of(tokensmith.ServedStale)) == 7  # one event per failed step, not one per call
     # The IdP comes back: one renewal.
-    fault_server.default("/token", Reply(json=_body(2)))
+    fault_server.default("/token", Reply(json=token_body(2)))
     clock.advance(steps[-1])
     client.get_token()
     events.wait(tokensmith.RenewalSucceeded, 2, client)
@@ -234,7 +229,7 @@ def test_an_outage_while_the_token_is_valid_costs_one_request_per_back_off_step(
 
 def test_after_expiry_callers_get_the_transient_error_fast_not_a_request_each(fault_server: FaultServer) -> None:
     clock, events = Clock(T0), Events()
-    fault_server.script("/token", Reply(json=_body(1)))
+    fault_server.script("/token", Reply(json=token_body(1)))
     fault_server.default("/token", Reply(status=503, json={"error": "down"}, headers={"Retry-After": "10"}))
     client, transport = _client(fault_server, clock, events, retry=tokensmith.RetryPolicy(attempts=1))
     client.get_token()
@@ -253,7 +248,7 @@ def test_after_expiry_callers_get_the_transient_error_fast_not_a_request_each(fa
 
 def test_the_worker_honours_retry_after(fault_server: FaultServer) -> None:
     clock, events = Clock(T0), Events()
-    fault_server.script("/token", Reply(json=_body(1, lifetime=1000)))
+    fault_server.script("/token", Reply(json=token_body(1, lifetime=1000)))
     fault_server.default("/token", Reply(status=429, json={"error": "slow"}, headers={"Retry-After": "40"}))
     client, _ = _client(fault_server, clock, events)
     first = client.get_token()
@@ -270,7 +265,7 @@ def test_the_worker_honours_retry_after(fault_server: FaultServer) -> None:
 
 def test_a_rejection_in_the_background_paces_the_worker_instead_of_hammering(fault_server: FaultServer) -> None:
     clock, events = Clock(T0), Events()
-    fault_server.script("/token", Reply(json=_body(1)))
+    fault_server.script("/token", Reply(json=token_body(1)))
     fault_server.default("/token", Reply(status=401, json={"error": "invalid_client"}))
     client, _ = _client(fault_server, clock, events)
     first = client.get_token()
@@ -298,7 +293,9 @@ def test_events_and_logs_carry_no_secrets_and_a_failing_observer_breaks_nothing(
         seen.append(event)
         raise RuntimeError("observer bug")
 
-    fault_server.script("/token", Reply(json=_body(1, rt="rt-secret-1")), DOWN, Reply(json=_body(2, rt="rt-secret-2")))
+    fault_server.script(
+        "/token", Reply(json=token_body(1, rt="rt-secret-1")), DOWN, Reply(json=token_body(2, rt="rt-secret-2"))
+    )
     client, _ = _client(fault_server, clock, auth=tokensmith.NoClientAuth("pub"), grant="device_code")
     client.on_event = observer
     client.store.save(client.cache_key, tokensmith.Token("at-0", expires_at=clock.now - 1, refresh_token="rt-secret-0"))
@@ -321,7 +318,7 @@ def test_events_and_logs_carry_no_secrets_and_a_failing_observer_breaks_nothing(
 
 def test_close_starts_no_more_background_renewals(fault_server: FaultServer) -> None:
     clock = Clock(T0)
-    fault_server.script("/token", Reply(json=_body(1)))
+    fault_server.script("/token", Reply(json=token_body(1)))
     client, transport = _client(fault_server, clock)
     first = client.get_token()
     client.close()
