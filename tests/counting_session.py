@@ -54,6 +54,7 @@ class ThreadCountingTransport(Transport):
     def __init__(self, session: requests.Session | None = None, **kwargs: Any) -> None:
         super().__init__(session if session is not None else CountingSession(), **kwargs)
         self.senders: list[str] = []
+        self.sent_at: list[float] = []  # time.monotonic() as each request set off
         self._senders_lock = threading.Lock()
         #: While cleared, the background worker's requests wait here (the test decides when a renewal ends).
         self.worker_gate = threading.Event()
@@ -63,6 +64,7 @@ class ThreadCountingTransport(Transport):
         name = threading.current_thread().name
         with self._senders_lock:
             self.senders.append(name)
+            self.sent_at.append(time.monotonic())
         if name == "tokensmith-renewal":
             self.worker_gate.wait(30)
         return super().post(request)

@@ -11,6 +11,8 @@ loop: the client (whose construction loads CA certificates) is built in a worker
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import importlib
 import logging
 import os
 import ssl
@@ -100,6 +102,7 @@ class AsyncTransport(EndpointPolicy):
         return client
 
     def _make_client(self) -> httpx.AsyncClient:
+        _preload_backend()
         verify: bool | ssl.SSLContext = True if self.verify is None else _ssl_context(self.verify)
         mounts = {
             _proxy_pattern(scheme): httpx.AsyncHTTPTransport(verify=verify, proxy=url)
@@ -163,6 +166,13 @@ class AsyncTransport(EndpointPolicy):
         if self._owned and self._client is not None:
             client, self._client, self._creating = self._client, None, None
             await client.aclose()
+
+
+def _preload_backend() -> None:
+    """httpx's first request imports its async I/O backend (anyio's asyncio backend): some 25 ms of imports
+    that would run on the event loop. Done here, in the worker thread that builds the client; best effort."""
+    with contextlib.suppress(ImportError):
+        importlib.import_module("anyio._backends._asyncio")
 
 
 def _map_error(error: httpx.HTTPError, method: str, shown: str, timeout: Timeout) -> TokensmithError:

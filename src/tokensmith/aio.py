@@ -7,8 +7,8 @@ store and its lease for cross-process single flight, memory before store, compar
 or coroutine functions) and the same errors and events. What differs is how waiting is done:
 
 - **asyncio single flight**: the first task that needs the network starts the renewal as a task of its own and
-  every caller awaits it through ``asyncio.shield``; a cancelled caller (or one under ``asyncio.timeout``)
-  stops waiting, the renewal goes on for the others.
+  every caller waits for it; a cancelled caller (or one under ``asyncio.timeout``) stops waiting, the renewal
+  goes on for the others. A thousand waiters are woken a batch per loop iteration, never in one long step.
 - **background renewal** is a task started on demand (``background_refresh=False``: none; the first caller
   past ``refresh_at`` renews itself).
 - **nothing blocks the event loop**: HTTP is httpx's; store calls (file locks, keyring) run in a worker thread
@@ -19,12 +19,13 @@ or coroutine functions) and the same errors and events. What differs is how wait
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import random
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 import httpx
 
@@ -49,6 +50,35 @@ logger = logging.getLogger("tokensmith.client")
 __all__ = ["AsyncTokenClient", "AsyncTransport"]
 
 T = TypeVar("T")
+
+
+class _Shared(Generic[T]):
+    """A task many callers wait for (a renewal, a store read). A caller that stops waiting (cancelled, timed out)
+    leaves the task running. Waking every waiter from the task's own completion would make that one step of the
+    event loop as long as the crowd is large; they are woken ``BATCH`` at a time, one batch per iteration."""
+
+    BATCH = 16
+
+    def __init__(self, task: asyncio.Task[T]) -> None:
+        self.task = task
+        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+        task.add_done_callback(self._wake)
+
+    async def result(self) -> T:
+        """The task's result (or its exception) once it is done."""
+        if not self.task.done():
+            waiter = self.task.get_loop().create_future()
+            self._waiters.append(waiter)
+            await waiter  # a cancellation lands here, on this caller only
+        return self.task.result()
+
+    def _wake(self, _: object = None) -> None:
+        for _ in range(min(self.BATCH, len(self._waiters))):
+            waiter = self._waiters.popleft()
+            if not waiter.done():  # a cancelled caller's future is done already
+                waiter.set_result(None)
+        if self._waiters:
+            self.task.get_loop().call_soon(self._wake)
 
 
 class _LoopIO:
@@ -155,9 +185,9 @@ class AsyncTokenClient(ClientCore):
         )
         self._sleep = sleep
         self._io = _LoopIO(self)
-        self._flight: asyncio.Task[Token] | None = None
+        self._flight: _Shared[Token] | None = None
         self._flight_is_login = False
-        self._loading: asyncio.Future[Token | None] | None = None
+        self._loading: _Shared[Token | None] | None = None
         self._resaving: asyncio.Future[None] | None = None
         self._executor: ThreadPoolExecutor | None = None
 
@@ -228,23 +258,24 @@ class AsyncTokenClient(ClientCore):
                 return result
         raise LoginRequired("could not obtain a token that is not the rejected one")
 
-    def _launch(self, r: Renewal) -> asyncio.Task[Token]:
+    def _launch(self, r: Renewal) -> _Shared[Token]:
         task = asyncio.get_running_loop().create_task(self._run(self._renew_flow(r)), name="tokensmith-renewal")
+        flight = _Shared(task)
         task.add_done_callback(self._landed)
-        self._flight, self._flight_is_login = task, r.force == "login"
-        return task
+        self._flight, self._flight_is_login = flight, r.force == "login"
+        return flight
 
     def _landed(self, task: asyncio.Task[Token]) -> None:
-        if self._flight is task:
+        if self._flight is not None and self._flight.task is task:
             self._flight = None
         if not task.cancelled():
             task.exception()  # retrieved here: every waiter gets its own copy, a background failure was logged
 
-    async def _outcome(self, flight: asyncio.Task[Token]) -> Token:
+    async def _outcome(self, flight: _Shared[Token]) -> Token:
         try:
-            return await asyncio.shield(flight)
+            return await flight.result()
         except asyncio.CancelledError:
-            if flight.cancelled() and not _cancelling():
+            if flight.task.cancelled() and not _cancelling():
                 raise TokensmithError("the client was closed while renewing the token") from None
             raise  # this caller was cancelled; the renewal goes on for the others
         except BaseException as error:
@@ -261,10 +292,11 @@ class AsyncTokenClient(ClientCore):
 
     async def _load_shared(self) -> Token | None:
         """The stored token, read off the loop; concurrent callers share one read."""
-        if self._loading is None:
-            loading = self._loading = asyncio.ensure_future(self._io.blocking(self._load))
-            loading.add_done_callback(lambda done: setattr(self, "_loading", None) if self._loading is done else None)
-        return await asyncio.shield(self._loading)
+        loading = self._loading
+        if loading is None:
+            loading = self._loading = _Shared(asyncio.ensure_future(self._io.blocking(self._load)))
+            loading.task.add_done_callback(lambda _: setattr(self, "_loading", None))
+        return await loading.result()
 
     def _resave_soon(self) -> None:
         """Save the token that could not be stored, off the loop, at most every ``RESAVE_INTERVAL``."""
@@ -279,8 +311,8 @@ class AsyncTokenClient(ClientCore):
         flight = self._flight
         if flight is not None:
             if self._flight_is_login:
-                flight.cancel()
-            await asyncio.wait([flight])
+                flight.task.cancel()
+            await asyncio.wait([flight.task])
         if self._unsaved is not None:
             self._next_save_attempt = 0.0
             await self._io.blocking(self._retry_save)

@@ -43,7 +43,7 @@ async def _settle(client: tokensmith.AsyncTokenClient) -> None:
     """Let a background renewal task finish (it is the client's own task; waiting on it asserts nothing)."""
     flight = client._flight
     if flight is not None:
-        await asyncio.wait([flight])
+        await asyncio.wait([flight.task])
     await asyncio.sleep(0)
 
 
