@@ -458,23 +458,23 @@ class ClientCore:
         )
 
     def _serve_meanwhile(self, token: Token, stale: Token | None, min_valid: float) -> bool:
-        """With background renewal: may a caller have ``token`` at once (and a worker renew it)? Yes in the
-        refresh-soon window; past ``must_refresh_at`` only while renewing keeps failing (an outage: callers keep
-        the valid token rather than wait for attempts that fail). Never the rejected token."""
-        if not self.background_refresh or self._needs_person(token):
-            return False
-        if stale is not None and token.access_token == stale.access_token:
+        """With background renewal, for a token that is not fresh: may a caller have it at once (and a worker
+        renew it)? Yes in the refresh-soon window; past ``must_refresh_at`` only while renewing keeps failing (an
+        outage: callers keep the valid token rather than wait for attempts that fail). Never the rejected token,
+        never one valid for less than ``min_valid``. (On the hot path while a renewal runs: plain comparisons.)"""
+        if not self.background_refresh or (stale is not None and token.access_token == stale.access_token):
             return False
         now = self._clock()
-        if min_valid > 0 and token.expires_at is not None and token.expires_at - now < min_valid:
+        expires_at = token.expires_at
+        if expires_at is None or not now < expires_at or (min_valid > 0 and expires_at - now < min_valid):
             return False
-        state = token.state(now)
         failing = self._backoff.failures > 0
-        if state is RenewalState.REFRESH_SOON or (state is RenewalState.MUST_REFRESH and failing):
-            if failing:
-                self._served_stale(token)
-            return True
-        return False
+        must = token.must_refresh_at
+        if (not failing and must is not None and not now < must) or self._needs_person(token):
+            return False  # must-refresh: the caller renews (or, with only a person to renew it, logs in)
+        if failing:
+            self._served_stale(token)
+        return True
 
     def _background_due(self) -> bool:
         """Under the mutex: may the background worker start now (the shared pace allows it)?"""
