@@ -416,11 +416,17 @@ class ClientCore:
         return None
 
     def _adopt(self, stored: Token | None, stale: Token | None, min_valid: float) -> Token | None:
-        """The stored token if it is usable (another process renewed it), now also in memory."""
-        if not self._usable(stored, stale, min_valid):
+        """The stored token (another process renewed it, or this one starts), now also in memory, if a caller
+        may have it at once: fresh, or (with background renewal) due for a renewal the worker now starts."""
+        if stored is None:
+            return None
+        meanwhile = not self._usable(stored, stale, min_valid)
+        if meanwhile and not self._serve_meanwhile(stored, stale, min_valid):
             return None
         self.stats.store_hits += 1
         self._token = stored
+        if meanwhile:
+            self._start_background()
         return stored
 
     def _resave_soon(self) -> None:
@@ -479,6 +485,12 @@ class ClientCore:
     def _background_due(self) -> bool:
         """Under the mutex: may the background worker start now (the shared pace allows it)?"""
         return not self._closed and self._backoff.ready(self._monotonic())
+
+    def _renewed_meanwhile(self, r: Renewal) -> Token | None:
+        """For a would-be leader: the token in memory if it is usable after all (a renewal landed between this
+        caller's look at memory and now, e.g. while it read the store)."""
+        token = self._token
+        return token if r.force is None and self._usable(token, r.stale, r.min_valid) else None
 
     def _remembered(self, stale: Token | None, force: Force) -> Token | BaseException | None:
         """Under the mutex, for a would-be leader: while a transient failure is remembered, the still-valid

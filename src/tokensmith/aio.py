@@ -10,7 +10,9 @@ or coroutine functions) and the same errors and events. What differs is how wait
   every caller waits for it; a cancelled caller (or one under ``asyncio.timeout``) stops waiting, the renewal
   goes on for the others. A thousand waiters are woken a batch per loop iteration, never in one long step.
 - **background renewal** is a task started on demand (``background_refresh=False``: none; the first caller
-  past ``refresh_at`` renews itself).
+  past ``refresh_at`` renews itself). Close the client (``async with``, or ``await client.aclose()``) before the
+  event loop ends: ``aclose()`` lets a renewal under way finish (its answer may hold a rotated refresh token),
+  whereas ``asyncio.run`` cancels whatever tasks are left.
 - **nothing blocks the event loop**: HTTP is httpx's; store calls (file locks, keyring) run in a worker thread
   (one per client, so a store's thread-bound lock is taken and released on the same thread); the httpx client
   is made in a worker thread on first use.
@@ -246,6 +248,9 @@ class AsyncTokenClient(ClientCore):
             flight = self._flight
             leader = flight is None
             if flight is None:
+                landed = self._renewed_meanwhile(r)
+                if landed is not None:
+                    return landed
                 with self._mutex:
                     verdict = self._remembered(r.stale, r.force)
                 if verdict is not None:

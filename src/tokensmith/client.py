@@ -8,10 +8,13 @@ caller allows it; otherwise ``LoginRequired``).
 How a renewal is coordinated, and why:
 
 - **Two deadlines per token** (fixed at receipt, see ``tokensmith.RenewalPolicy``): before ``refresh_at`` the
-  token is simply returned. Between ``refresh_at`` and ``must_refresh_at`` it is still returned at once, and one
-  **background worker** (a daemon thread, started on demand, one at a time) renews it. Only past
-  ``must_refresh_at`` does a caller wait for a renewal. ``background_refresh=False`` starts no threads: the
-  first caller past ``refresh_at`` then renews inline while the others keep using the valid token.
+  token is simply returned. Between ``refresh_at`` and ``must_refresh_at`` it is still returned at once (from
+  memory, or from the store in a new process), and one **background worker** (a daemon thread, started on
+  demand, one at a time) renews it. Only past ``must_refresh_at`` does a caller wait for a renewal.
+  ``background_refresh=False`` starts no threads: the first caller past ``refresh_at`` then renews inline while
+  the others keep using the valid token. A renewal the worker has under way is waited for by ``close()`` and at
+  interpreter exit (bounded by its request deadline): a refresh the server has answered may have rotated the
+  refresh token, and only that answer holds the new one.
 - **One renewal per client** (single flight): the first caller that needs the network leads; callers that still
   hold a valid token keep using it, the others wait for the leader's outcome (an event, never a lock held
   across the network). The background worker is such a leader, with nobody waiting on it.
@@ -37,10 +40,12 @@ thread-based driver.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import random
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -78,7 +83,8 @@ __all__ = ["DEFAULT_LOGIN_LEASE", "METADATA_TTL", "RESAVE_INTERVAL", "ClientStat
 class _Flight:
     """One renewal in progress; the other callers of the same client wait for its outcome."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, background: bool = False) -> None:
+        self.background = background
         self.done = threading.Event()
         self.token: Token | None = None
         self.error: BaseException | None = None
@@ -251,9 +257,12 @@ class TokenClient(ClientCore):
             with self._mutex:
                 flight = self._flight
                 leader = flight is None
-                verdict = self._remembered(r.stale, force) if leader else None
-                if leader and verdict is None:
+                landed = self._renewed_meanwhile(r) if leader else None
+                verdict = self._remembered(r.stale, force) if leader and landed is None else None
+                if leader and landed is None and verdict is None:
                     flight = self._flight = _Flight()
+            if landed is not None:
+                return landed
             if verdict is not None:
                 return self._throttled(verdict)
             assert flight is not None
@@ -291,8 +300,9 @@ class TokenClient(ClientCore):
         with self._mutex:
             if self._flight is not None or not self._background_due():
                 return
-            flight = self._flight = _Flight()
+            flight = self._flight = _Flight(background=True)
         worker = threading.Thread(target=self._background, args=(flight,), name="tokensmith-renewal", daemon=True)
+        _renewing.add(self)
         try:
             worker.start()
         except RuntimeError:  # no more threads: the callers renew inline later
@@ -308,10 +318,18 @@ class TokenClient(ClientCore):
         except Exception as error:  # already counted, logged and sent to on_event
             logger.debug("background renewal ended with %s", type(error).__name__)
 
+    def _finish_background(self) -> None:
+        """Wait for a background renewal in progress (bounded by its request deadline): once a refresh request
+        has gone out, the server may have rotated the refresh token, and only its answer holds the new one."""
+        flight = self._flight
+        if flight is not None and flight.background:
+            flight.done.wait(float(getattr(self.transport, "total_timeout", 40.0)) + 5.0)
+
     def close(self) -> None:
-        """Save a token that could not be stored earlier (one last try), start no more background renewals,
-        and close the transport. A background renewal in progress finishes on its own."""
+        """Start no more background renewals and wait for one in progress, save a token that could not be
+        stored earlier (one last try), and close the transport."""
         self._closed = True
+        self._finish_background()
         if self._unsaved is not None:
             self._next_save_attempt = 0.0
             self._retry_save()
@@ -322,6 +340,18 @@ class TokenClient(ClientCore):
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+#: Clients whose background worker has run: at interpreter exit, a renewal still in progress is waited for. The
+#: worker is a daemon thread (it never keeps a program alive), but a process that exits right after a call in the
+#: refresh-soon window (a CLI) would otherwise kill it between a refresh and storing the rotated refresh token.
+_renewing: weakref.WeakSet[TokenClient] = weakref.WeakSet()
+
+
+@atexit.register
+def _finish_background_renewals() -> None:  # pragma: no cover - runs at interpreter exit (tested in a subprocess)
+    for client in list(_renewing):
+        client._finish_background()
 
 
 def discover(issuer: str, transport: Transport, *, refresh: bool = False) -> ServerMetadata:

@@ -181,6 +181,57 @@ def test_background_refresh_off_means_no_task_the_caller_renews(fault_server: Fa
     asyncio.run(go())
 
 
+def test_a_failed_save_is_kept_and_saved_again_later_off_the_loop(fault_server: FaultServer) -> None:
+    clock = Clock(T0)
+
+    class FullDisk(tokensmith.MemoryStore):
+        full = True
+
+        def save(self, key: str, token: tokensmith.Token) -> None:
+            if self.full:
+                raise tokensmith.StoreError("cannot write token file: No space left on device")
+            super().save(key, token)
+
+    store = FullDisk()
+    fault_server.script("/token", Reply(json=token_body(1, lifetime=3600)))
+
+    async def go() -> None:
+        async with _client(fault_server, clock, store=store) as client:
+            token = await client.get_token()
+            assert client.stats.save_failures == 1 and store.load(client.cache_key) is None
+            store.full = False
+            clock.advance(31)  # past the re-save interval: the next call saves it again, without a request
+            assert await client.get_token() is token
+            for _ in range(500):
+                if store.load(client.cache_key) is not None:
+                    break
+                await asyncio.sleep(0.01)
+            assert store.load(client.cache_key) == token
+
+    asyncio.run(go())
+    assert fault_server.count("/token") == 1
+
+
+def test_aclose_lets_a_background_renewal_finish(fault_server: FaultServer) -> None:
+    """Its refresh may already have rotated the refresh token at the server: the answer must reach the store."""
+    clock = Clock(T0)
+    fault_server.script("/token", Reply(json=token_body(2, rt="rt-2"), delay=0.3))
+
+    async def go() -> tokensmith.MemoryStore:
+        client = _client(fault_server, clock, auth=tokensmith.NoClientAuth("pub"), grant="device_code")
+        client.store.save(
+            client.cache_key,
+            tokensmith.Token("at-1", expires_at=clock.now + 20, issued_at=clock.now - 80, refresh_token="rt-1"),
+        )
+        assert (await client.get_token()).access_token == "at-1"  # refresh-soon: served; the renewal starts
+        await client.aclose()
+        return client.store  # type: ignore[return-value]
+
+    store = asyncio.run(go())
+    (stored,) = [store.load(key) for key in store._tokens]
+    assert stored is not None and stored.refresh_token == "rt-2" and fault_server.count("/token") == 1
+
+
 # --- no blocking I/O on the loop ----------------------------------------------------------------------------
 
 

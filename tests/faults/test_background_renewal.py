@@ -9,8 +9,12 @@ saw, requests a caller waited for, events, never durations. With ``rng=lambda: 0
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,6 +27,7 @@ from fault_server import FaultServer, Reply
 from token_replies import DOWN, token_body
 
 T0 = 1_700_000_000.0
+EXIT_WORKER = Path(__file__).resolve().parents[1] / "helpers" / "exit_worker.py"
 
 
 class Events:
@@ -314,6 +319,54 @@ def test_events_and_logs_carry_no_secrets_and_a_failing_observer_breaks_nothing(
     for secret in ("at-0", "at-1", "at-2", "rt-secret-0", "rt-secret-1", "rt-secret-2"):
         assert secret not in text
     assert any("on_event callback failed" in r.getMessage() for r in caplog.records)
+
+
+def test_close_waits_for_a_background_renewal_in_progress(fault_server: FaultServer) -> None:
+    """The worker may have sent a refresh (the server rotated the refresh token): only its answer holds the new
+    one, so close() lets it land in the store before returning."""
+    clock = Clock(T0)
+    fault_server.script("/token", Reply(json=token_body(2, rt="rt-2")))
+    client, transport = _client(fault_server, clock, auth=tokensmith.NoClientAuth("pub"), grant="device_code")
+    client.store.save(
+        client.cache_key,
+        tokensmith.Token("at-1", expires_at=clock.now + 20, issued_at=clock.now - 80, refresh_token="rt-1"),
+    )
+    transport.worker_gate.clear()
+    assert client.get_token().access_token == "at-1"  # refresh-soon: served, the worker starts
+    _wait_until(lambda: transport.by_worker() == 1)  # the refresh is on its way (held at the gate)
+    closer = threading.Thread(target=client.close)
+    closer.start()
+    closer.join(0.3)
+    assert closer.is_alive()  # close() waits for the renewal
+    transport.worker_gate.set()
+    closer.join(30)
+    stored = client.store.load(client.cache_key)
+    assert not closer.is_alive() and stored is not None and stored.refresh_token == "rt-2"
+
+
+def test_a_process_that_exits_right_away_still_stores_the_rotated_refresh_token(
+    fault_server: FaultServer, tmp_path: Path
+) -> None:
+    """A one-shot process (a CLI run) that exits right after a call in the refresh-soon window: the worker is a
+    daemon thread, but its renewal is waited for at exit, so the rotated refresh token is not lost."""
+    store = tokensmith.FileStore(str(tmp_path))
+    client = tokensmith.TokenClient(
+        fault_server.url("/token"), auth=tokensmith.NoClientAuth("pub"), grant="device_code", store=store
+    )
+    now = time.time()
+    store.save(
+        client.cache_key, tokensmith.Token("at-1", expires_at=now + 20, issued_at=now - 80, refresh_token="rt-1")
+    )
+    fault_server.script("/token", Reply(json=token_body(2, rt="rt-2"), delay=1.0))
+    done = subprocess.run(
+        [sys.executable, str(EXIT_WORKER), fault_server.url("/token"), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0 and done.stdout.strip() == "at-1", done.stderr
+    stored = store.load(client.cache_key)
+    assert fault_server.count("/token") == 1 and stored is not None and stored.refresh_token == "rt-2"
 
 
 def test_close_starts_no_more_background_renewals(fault_server: FaultServer) -> None:
