@@ -35,7 +35,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 import tokensmith
-from _report import machine, verdict, write_json
+from _report import headline, machine, verdict, write_report
 from counting_session import ThreadCountingTransport
 from idp_harness import CC_CLIENT, IdPStartError, LocalIdP
 
@@ -128,10 +128,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         idp.stop()
 
     info = machine()
-    print(
-        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {info['cpu']}, {info['cores']} cores, {info['os']}; "
-        f"Python {info['python']}, tokensmith {info['tokensmith']}, node {info['node']}"
-    )
+    print(headline(info))
     print(
         f"{elapsed:.1f} s = {elapsed / args.ttl:.1f} lifetimes of a {args.ttl} s token; {args.threads} threads, "
         f"{args.per_round} calls per client per round"
@@ -175,17 +172,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"[{verdict(ok_wait)}] background on: calls that waited for a token request = {on['waited']:.0f} over "
         f"{on['renewals']:.0f} renewals (target 0); background off: {report['background off']['waited']:.0f}"
     )
-    if args.json:
-        write_json(
-            args.json,
-            {
-                "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                "machine": info,
-                "config": vars(args) | {"json": str(args.json)},
-                "variants": report,
-                "verdicts": {"p99": ok_p99, "no_wait": ok_wait},
-            },
-        )
+    write_report(args.json, info, args, {"variants": report, "verdicts": {"p99": ok_p99, "no_wait": ok_wait}})
     return 0
 
 

@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 import requests
 
 import tokensmith
-from _report import machine, verdict, write_json
+from _report import headline, machine, verdict, write_report
 from fault_server import FaultServer, Reply
 from token_replies import DOWN
 
@@ -125,10 +125,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         after = {s.name: server.count(s.path) - before[s.name] - during[s.name] for s in setups}
 
     info = machine()
-    print(
-        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {info['cpu']}, {info['cores']} cores, {info['os']}; "
-        f"Python {info['python']}, tokensmith {info['tokensmith']}"
-    )
+    print(headline(info))
     print(
         f"{args.outage:g} s outage (503), {args.threads} threads per setup calling every {args.interval:g} s; "
         f"run {recovered - started:.1f} s"
@@ -159,17 +156,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"[{verdict(ok_after)}] background on: {on['after']:.0f} request(s) after the outage, {on['errors']:.0f} "
         "failed calls (target: one renewal, no failed call)"
     )
-    if args.json:
-        write_json(
-            args.json,
-            {
-                "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                "machine": info,
-                "config": vars(args) | {"json": str(args.json)},
-                "setups": report,
-                "verdicts": {"one_per_step": ok_steps, "one_renewal_after": ok_after},
-            },
-        )
+    write_report(
+        args.json, info, args, {"setups": report, "verdicts": {"one_per_step": ok_steps, "one_renewal_after": ok_after}}
+    )
     return 0
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import asyncio.events
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -80,3 +81,34 @@ def _tokensmith_step(handle: asyncio.events.Handle) -> str | None:
     if code is not None and code.co_filename.startswith(PACKAGE):
         return f"callback {getattr(function, '__qualname__', function)}"
     return None
+
+
+class ThreadNotes:
+    """A store mixin that notes the thread of every call (the event loop's must never appear)."""
+
+    threads: set[str]
+
+    def _note(self) -> None:
+        if not hasattr(self, "threads"):
+            self.threads = set()
+        self.threads.add(threading.current_thread().name)
+
+    def load(self, key: str) -> tokensmith.Token | None:
+        self._note()
+        return super().load(key)  # type: ignore[misc, no-any-return]
+
+    def save(self, key: str, token: tokensmith.Token) -> None:
+        self._note()
+        super().save(key, token)  # type: ignore[misc]
+
+    def claim(self, key: str, owner: str, kind: str, ttl: float) -> tokensmith.Lease:
+        self._note()
+        return super().claim(key, owner, kind, ttl)  # type: ignore[misc, no-any-return]
+
+
+class ThreadNotingMemoryStore(ThreadNotes, tokensmith.MemoryStore):
+    pass
+
+
+class ThreadNotingFileStore(ThreadNotes, tokensmith.FileStore):
+    pass

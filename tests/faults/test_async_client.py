@@ -20,6 +20,7 @@ import pytest
 import tokensmith
 from fake_clock import Clock
 from fault_server import FaultServer, Reply
+from loop_stalls import ThreadNotingMemoryStore
 from token_replies import DOWN, token_body
 from tokensmith.integrations.httpx_auth import TokenAuth
 
@@ -235,29 +236,9 @@ def test_aclose_lets_a_background_renewal_finish(fault_server: FaultServer) -> N
 # --- no blocking I/O on the loop ----------------------------------------------------------------------------
 
 
-class ThreadRecordingStore(tokensmith.MemoryStore):
-    """Records the thread of every store call (the event loop's must never appear)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.threads: set[str] = set()
-
-    def load(self, key: str) -> tokensmith.Token | None:
-        self.threads.add(threading.current_thread().name)
-        return super().load(key)
-
-    def save(self, key: str, token: tokensmith.Token) -> None:
-        self.threads.add(threading.current_thread().name)
-        super().save(key, token)
-
-    def claim(self, key: str, owner: str, kind: str, ttl: float) -> tokensmith.Lease:
-        self.threads.add(threading.current_thread().name)
-        return super().claim(key, owner, kind, ttl)
-
-
 def test_store_calls_run_off_the_event_loop(fault_server: FaultServer) -> None:
     fault_server.script("/token", Reply(json=token_body(1)))
-    store = ThreadRecordingStore()
+    store = ThreadNotingMemoryStore()
 
     async def go() -> None:
         async with _client(fault_server, store=store) as client:

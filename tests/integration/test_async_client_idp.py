@@ -24,7 +24,7 @@ import pytest
 
 import tokensmith
 from idp_harness import CC_CLIENT, DEVICE_PUBLIC, LocalIdP
-from loop_stalls import StallMonitor
+from loop_stalls import StallMonitor, ThreadNotingFileStore
 
 pytestmark = pytest.mark.idp
 SCOPE = "openid offline_access"
@@ -48,22 +48,6 @@ class CountingTransport(tokensmith.AsyncTransport):
         return await super().post(request)
 
 
-class ThreadCheckingStore(tokensmith.FileStore):
-    """A FileStore that notes the threads its calls run on."""
-
-    def __init__(self, directory: str) -> None:
-        super().__init__(directory)
-        self.threads: set[str] = set()
-
-    def load(self, key: str) -> tokensmith.Token | None:
-        self.threads.add(threading.current_thread().name)
-        return super().load(key)
-
-    def save(self, key: str, token: tokensmith.Token) -> None:
-        self.threads.add(threading.current_thread().name)
-        super().save(key, token)
-
-
 @pytest.fixture(scope="module")
 def short_idp() -> Iterator[LocalIdP]:
     with LocalIdP(access_ttl=5) as server:
@@ -74,7 +58,7 @@ def test_a_thousand_tasks_one_request_and_no_loop_stall_from_tokensmith(
     idp: LocalIdP, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     transport = CountingTransport()
-    store = ThreadCheckingStore(str(tmp_path))
+    store = ThreadNotingFileStore(str(tmp_path))
 
     async def go() -> set[str]:
         asyncio.get_running_loop().slow_callback_duration = SLOW_CALLBACK
