@@ -48,6 +48,7 @@ class RenewalSucceeded:
 
 @dataclass(frozen=True)
 class RenewalFailed:
+    #: As in ``RenewalStarted``; None when the renewal failed before a grant was chosen (metadata discovery).
     grant: str | None
     background: bool
     attempt: int
