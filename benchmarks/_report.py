@@ -6,6 +6,7 @@ import json
 import os
 import platform
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -58,3 +59,22 @@ def write_json(path: Path, report: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(rounded(report), indent=2, ensure_ascii=False) + "\n")
     print(f"figures written to {path}")
+
+
+def headline(info: dict[str, Any]) -> str:
+    """The first line of a report: when and on what it ran."""
+    return (
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {info['cpu']}, {info['cores']} cores, {info['os']}; "
+        f"Python {info['python']}, tokensmith {info['tokensmith']}, node {info['node']}"
+    )
+
+
+def write_report(path: Path | None, info: dict[str, Any], args: Any, figures: dict[str, Any]) -> None:
+    """``--json PATH``: the date, machine, configuration and ``figures`` (nothing without a path)."""
+    if path is None:
+        return
+    config = {key: str(value) if isinstance(value, Path) else value for key, value in vars(args).items()}
+    write_json(
+        path,
+        {"date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "machine": info, "config": config, **figures},
+    )

@@ -20,11 +20,14 @@ if TYPE_CHECKING:
 
     from ._protocol.client_auth import ClientSecretBasic, ClientSecretPost, NoClientAuth, basic_authorization
     from ._protocol.polling import PollOutcome
+    from ._protocol.renewal import RenewalPolicy, RenewalState
     from ._retry import RetryPolicy
     from ._transport import Transport
+    from .aio import AsyncTokenClient, AsyncTransport
     from .browser import BrowserPrompt, browser_login
     from .client import ClientStats, TokenClient
     from .device import DevicePrompt, PollProgress, device_login
+    from .events import RenewalFailed, RenewalStarted, RenewalSucceeded, ServedStale
     from .exceptions import *  # noqa: F403
     from .stores import FileStore, KeyringStore, Lease, LeasingStore, MemoryStore, TokenStore
     from .token import Token
@@ -101,6 +104,14 @@ _LAZY: dict[str, tuple[str, str]] = {
     "TokenStore": ("stores", "TokenStore"),
     "Lease": ("stores", "Lease"),
     "LeasingStore": ("stores", "LeasingStore"),
+    "AsyncTokenClient": ("aio", "AsyncTokenClient"),
+    "AsyncTransport": ("aio", "AsyncTransport"),
+    "RenewalPolicy": ("_protocol.renewal", "RenewalPolicy"),
+    "RenewalState": ("_protocol.renewal", "RenewalState"),
+    "RenewalStarted": ("events", "RenewalStarted"),
+    "RenewalSucceeded": ("events", "RenewalSucceeded"),
+    "RenewalFailed": ("events", "RenewalFailed"),
+    "ServedStale": ("events", "ServedStale"),
     **{name: ("exceptions", name) for name in _ERRORS},
 }
 

@@ -46,23 +46,32 @@ class RetryPolicy:
             try:
                 return call()
             except TokensmithError as error:
-                if attempt >= self.attempts or not may_retry(error, replay_safe=replay_safe):
+                wait = self.next_wait(error, attempt, replay_safe=replay_safe)
+                if wait is None:
                     raise
-                wait = self.backoff * 2 ** (attempt - 1)
-                if error.retry_after is not None:
-                    if error.retry_after > self.max_wait:
-                        raise
-                    wait = max(wait, error.retry_after)
-                wait = min(wait, self.max_wait)
-                logger.warning(
-                    "token request failed (%s); retrying in %.1f s (attempt %d of %d)",
-                    type(error).__name__,
-                    wait,
-                    attempt + 1,
-                    self.attempts,
-                )
                 sleep(wait)
         raise AssertionError("unreachable: attempts >= 1")
+
+    def next_wait(self, error: TokensmithError, attempt: int, *, replay_safe: bool) -> float | None:
+        """Seconds to wait before trying again after ``attempt`` (1 for the first) failed with ``error``, or
+        None when it must not be tried again (attempts used up, not retryable, or a ``Retry-After`` beyond
+        ``max_wait``). Logs the retry it allows."""
+        if attempt >= self.attempts or not may_retry(error, replay_safe=replay_safe):
+            return None
+        wait: float = self.backoff * 2.0 ** (attempt - 1)
+        if error.retry_after is not None:
+            if error.retry_after > self.max_wait:
+                return None
+            wait = max(wait, error.retry_after)
+        wait = min(wait, self.max_wait)
+        logger.warning(
+            "token request failed (%s); retrying in %.1f s (attempt %d of %d)",
+            type(error).__name__,
+            wait,
+            attempt + 1,
+            self.attempts,
+        )
+        return wait
 
 
 NO_RETRY = RetryPolicy(attempts=1)

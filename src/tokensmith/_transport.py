@@ -15,60 +15,56 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol
-from urllib.parse import urlencode, urlsplit, urlunsplit
+from typing import Any
+from urllib.parse import urlencode
 
 import requests
 import requests.auth
 import urllib3
 
+from ._http import (
+    ALLOW_INSECURE_ENV,
+    DEFAULT_MAX_BODY,
+    DEFAULT_TIMEOUT,
+    FORM_CONTENT_TYPE,
+    USER_AGENT,
+    EndpointPolicy,
+    HttpSender,
+    Timeout,
+    Verify,
+    body_too_large,
+    check_declared_length,
+    connect_message,
+    deadline_message,
+    exception_chain,
+    insecure_http_allowed,
+    log_exchange,
+    safe_url,
+    tls_message,
+    total_deadline,
+    user_agent,
+)
 from ._protocol.messages import HttpRequest, HttpResponse
-from ._protocol.urls import check_endpoint
 from ._requests_errors import connect_error, timeout_error, tls_error
-from ._version import __version__
-from .exceptions import InvalidEndpointError, ResponseTooLarge, TransportError
+from .exceptions import InvalidEndpointError, TransportError
+
+__all__ = [
+    "ALLOW_INSECURE_ENV",
+    "DEFAULT_MAX_BODY",
+    "DEFAULT_TIMEOUT",
+    "FORM_CONTENT_TYPE",
+    "USER_AGENT",
+    "HttpSender",
+    "Timeout",
+    "Transport",
+    "Verify",
+    "insecure_http_allowed",
+    "pooled_session",
+    "safe_url",
+    "total_deadline",
+]
 
 logger = logging.getLogger("tokensmith.http")
-
-#: (connect, read) seconds. The seed module had none: a dead IdP hung the caller forever.
-DEFAULT_TIMEOUT: tuple[float, float] = (10.0, 30.0)
-#: Token responses are a few KiB; anything past this is not a token response.
-DEFAULT_MAX_BODY = 1024 * 1024
-USER_AGENT = f"tokensmith/{__version__}"
-FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
-#: Set to "1" to allow plain http:// to non-loopback hosts (test rigs behind a TLS-terminating proxy only).
-ALLOW_INSECURE_ENV = "TOKENSMITH_ALLOW_INSECURE_HTTP"
-
-Timeout = float | tuple[float, float]
-Verify = bool | str | None
-
-
-class HttpSender(Protocol):
-    """What the drivers need from a transport: ``Transport`` here, or the compat module's test-double adapter."""
-
-    def post(self, request: HttpRequest) -> HttpResponse: ...
-
-
-def insecure_http_allowed() -> bool:
-    """The ``TOKENSMITH_ALLOW_INSECURE_HTTP=1`` opt-out, read here (the protocol core reads no environment)."""
-    return os.environ.get(ALLOW_INSECURE_ENV, "") == "1"
-
-
-def safe_url(url: str) -> str:
-    """The URL without query, fragment or userinfo, for messages and logs."""
-    try:
-        p = urlsplit(url)
-        return urlunsplit((p.scheme, p.netloc.rpartition("@")[2], p.path, "", ""))
-    except ValueError:
-        return "<unparsable URL>"
-
-
-def total_deadline(timeout: Timeout) -> float:
-    """The whole-request budget implied by a requests-style timeout: ``t`` for a number, connect + read for a
-    pair (what a caller who wrote the pair expects the worst case to be)."""
-    if isinstance(timeout, tuple):
-        return float(timeout[0]) + float(timeout[1])
-    return float(timeout)
 
 
 class _SessionPool:
@@ -189,7 +185,7 @@ class _Exchange:
                 logger.debug("closing an abandoned response failed", exc_info=True)
 
 
-class Transport:
+class Transport(EndpointPolicy):
     """Sends ``HttpRequest``s. Cheap to construct: the session (and its pool) is what is expensive.
 
     ``timeout`` is requests-style (a number, or ``(connect, read)``) and also sets the total deadline of each
@@ -207,6 +203,7 @@ class Transport:
         verify: Verify = None,
         allow_insecure_http: bool | None = None,
     ) -> None:
+        super().__init__(allow_insecure_http)
         self.session = session if session is not None else pooled_session()
         self.timeout = timeout
         self.total_timeout = total_deadline(timeout) if total_timeout is None else float(total_timeout)
@@ -215,24 +212,17 @@ class Transport:
         self.max_body = max_body
         self.proxies = dict(proxies) if proxies else None
         self.verify = verify
-        self.allow_insecure_http = insecure_http_allowed() if allow_insecure_http is None else allow_insecure_http
         self._user_agent = self._pick_user_agent()
-        self._checked: set[str] = set()
+
+    @property
+    def pool(self) -> Any:
+        """The connection pool (the session): what the metadata cache is kept per."""
+        return self.session
 
     def _pick_user_agent(self) -> str | None:
         # Respect a caller's own User-Agent; replace only requests' default one.
         headers = getattr(self.session, "headers", None)
-        current = headers.get("User-Agent") if isinstance(headers, Mapping) else None
-        if isinstance(current, str) and current and not current.startswith("python-requests"):
-            return None
-        return f"{USER_AGENT} {current}" if isinstance(current, str) and current else USER_AGENT
-
-    def check(self, url: str) -> str:
-        """The endpoint policy (C24), once per URL per transport."""
-        if url not in self._checked:
-            check_endpoint(url, allow_insecure=self.allow_insecure_http)
-            self._checked.add(url)
-        return url
+        return user_agent(headers.get("User-Agent") if isinstance(headers, Mapping) else None, "python-requests")
 
     def post(self, request: HttpRequest) -> HttpResponse:
         """POST a form. Redirects are returned, never followed (RFC 9700 §4.12)."""
@@ -277,10 +267,7 @@ class Transport:
         _workers.submit(run)
         if not exchange.done.wait(self.total_timeout):
             exchange.abandon()
-            raise timeout_error(
-                f"{method} {shown}: no complete answer within the total deadline of {self.total_timeout:g} s",
-                connecting=False,
-            )
+            raise timeout_error(deadline_message(method, shown, self.total_timeout), connecting=False)
         if exchange.error is not None:
             error = exchange.error
             if isinstance(error, requests.exceptions.RequestException):
@@ -288,14 +275,7 @@ class Transport:
             raise error
         response = exchange.result
         assert response is not None
-        logger.debug(
-            "%s %s -> HTTP %s, %d bytes, %.0f ms",
-            method,
-            shown,
-            response.status_code,
-            len(response.body),
-            (time.monotonic() - started) * 1000,
-        )
+        log_exchange(logger, method, shown, response, started)
         return response
 
     def _read(self, raw: Any, shown: str) -> HttpResponse:
@@ -307,19 +287,11 @@ class Transport:
         complete = False
         try:
             headers = {k.lower(): v for k, v in raw.headers.items()}
-            declared = headers.get("content-length", "")
-            if declared.isascii() and declared.isdigit() and int(declared) > self.max_body:
-                raise ResponseTooLarge(
-                    f"{shown} announced a {declared}-byte body, over the {self.max_body}-byte cap",
-                    status_code=raw.status_code,
-                )
+            check_declared_length(headers, self.max_body, shown, raw.status_code)
             # One bounded read: at most cap+1 bytes ever reach memory, whatever the server sends.
             body = raw.raw.read(self.max_body + 1, decode_content=True)
             if len(body) > self.max_body:
-                raise ResponseTooLarge(
-                    f"{shown} sent a body over the {self.max_body}-byte cap; stopped reading",
-                    status_code=raw.status_code,
-                )
+                raise body_too_large(self.max_body, shown, raw.status_code)
             complete = True
             return HttpResponse(raw.status_code, headers, body, received_at=time.time())
         except (urllib3.exceptions.ReadTimeoutError, TimeoutError) as error:
@@ -340,17 +312,14 @@ class Transport:
 
 def _map_transport_error(exc: Exception, method: str, shown: str, timeout: Timeout) -> Exception:
     if isinstance(exc, requests.exceptions.SSLError):
-        return tls_error(
-            f"{method} {shown}: TLS failed ({type(exc).__name__}); check the CA bundle (`verify`, REQUESTS_CA_BUNDLE)"
-        )
+        return tls_error(tls_message(method, shown, type(exc).__name__))
     if isinstance(exc, requests.exceptions.ConnectTimeout):
         return timeout_error(f"{method} {shown}: timed out connecting (timeout={timeout})", connecting=True)
     if isinstance(exc, requests.exceptions.Timeout):
         return timeout_error(f"{method} {shown}: timed out (timeout={timeout})", connecting=False)
     if isinstance(exc, requests.exceptions.ConnectionError | requests.exceptions.ChunkedEncodingError):
         return connect_error(
-            f"{method} {shown}: connection failed ({type(exc).__name__}); is the server up and reachable?",
-            request_sent=False if _never_connected(exc) else None,
+            connect_message(method, shown, type(exc).__name__), request_sent=False if _never_connected(exc) else None
         )
     if isinstance(
         exc, requests.exceptions.MissingSchema | requests.exceptions.InvalidSchema | requests.exceptions.InvalidURL
@@ -361,18 +330,15 @@ def _map_transport_error(exc: Exception, method: str, shown: str, timeout: Timeo
 
 def _never_connected(exc: BaseException) -> bool:
     """True when the chain shows the TCP connection was never made (refused, unresolvable)."""
-    seen: BaseException | None = exc
-    for _ in range(8):
-        if seen is None:
-            return False
-        if isinstance(seen, urllib3.exceptions.NewConnectionError | urllib3.exceptions.NameResolutionError):
-            return True
-        if isinstance(seen, urllib3.exceptions.MaxRetryError):
-            seen = seen.reason
-            continue
-        arg = seen.args[0] if seen.args and isinstance(seen.args[0], BaseException) else None
-        seen = arg or seen.__cause__ or seen.__context__
-    return False
+    never = urllib3.exceptions.NewConnectionError | urllib3.exceptions.NameResolutionError
+    return any(isinstance(seen, never) for seen in exception_chain(exc, _wrapped))
+
+
+def _wrapped(exc: BaseException) -> BaseException | None:
+    """What urllib3 and requests wrap without chaining: a MaxRetryError's reason, an exception passed as args[0]."""
+    if isinstance(exc, urllib3.exceptions.MaxRetryError):
+        return exc.reason
+    return exc.args[0] if exc.args and isinstance(exc.args[0], BaseException) else None
 
 
 # The public face (see tokensmith/__init__.py): shown as tokensmith.<name>.

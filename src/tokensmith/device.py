@@ -16,6 +16,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ._flow import Cancel, Flow, Notify, Post, SimpleIO, Sleep, plain_sleep, run
+from ._http import HttpSender, Timeout
 from ._protocol.client_auth import ClientAuth
 from ._protocol.device import (
     DeviceAuthorization,
@@ -27,7 +29,6 @@ from ._protocol.messages import HttpRequest
 from ._protocol.params import ScopeInput
 from ._protocol.polling import DEFAULT_MARGIN, PollOutcome, PollSchedule
 from ._protocol.token import TokenResponse, parse_token_response
-from ._transport import HttpSender, Timeout, Transport
 from ._warnings import log_protocol_warnings
 from .exceptions import (
     AuthorizationPending,
@@ -150,8 +151,31 @@ def _poll(
     sleep: Callable[[float], bool] | None = None,
 ) -> TokenResponse:
     """``poll_device_token`` returning the raw ``TokenResponse`` (the compat module needs ``expires_in``)."""
-    if sleep is None:
-        sleep = cancel.wait if cancel is not None else _plain_sleep
+    flow = polling_flow(
+        request,
+        authorization,
+        login_timeout=login_timeout,
+        cancel=cancel,
+        on_progress=on_progress,
+        accepted_token_types=accepted_token_types,
+        margin=margin,
+        clock=clock,
+    )
+    return run(flow, SimpleIO(transport.post, sleeper=_default_sleep(cancel) if sleep is None else sleep))
+
+
+def polling_flow(
+    request: HttpRequest,
+    authorization: DeviceAuthorization,
+    *,
+    login_timeout: float | None,
+    cancel: Cancel | None,
+    on_progress: Callable[[PollProgress], Any] | None,
+    accepted_token_types: Iterable[str],
+    margin: float = DEFAULT_MARGIN,
+    clock: Callable[[], float] = time.monotonic,
+) -> Flow[TokenResponse]:
+    """The polling loop as a flow (see ``tokensmith._flow``), shared by the sync and async drivers."""
     now = clock()
     # The code started expiring when its response arrived, maybe a while ago (the caller showed a prompt).
     received = authorization.received_monotonic
@@ -160,38 +184,38 @@ def _poll(
         authorization.interval, authorization.expires_in - elapsed, now, timeout=login_timeout, margin=margin
     )
     try:
-        token = _poll_until_done(
-            transport, request, schedule, tuple(accepted_token_types), cancel, on_progress, clock, sleep
-        )
+        token = yield from _poll_until_done(request, schedule, tuple(accepted_token_types), cancel, on_progress, clock)
+    except GeneratorExit:
+        raise
     except BaseException:
         # A UI must learn that polling is over (to stop its status line) whatever ended it, Ctrl-C included.
-        _final(on_progress, schedule, PollOutcome.STOPPED, clock())
+        yield from _final(on_progress, schedule, PollOutcome.STOPPED, clock())
         raise
-    _final(on_progress, schedule, PollOutcome.APPROVED, clock())
+    yield from _final(on_progress, schedule, PollOutcome.APPROVED, clock())
     return token
 
 
 def _final(
-    on_progress: Callable[[PollProgress], None] | None, schedule: PollSchedule, outcome: PollOutcome, now: float
-) -> None:
+    on_progress: Callable[[PollProgress], Any] | None, schedule: PollSchedule, outcome: PollOutcome, now: float
+) -> Flow[None]:
     if on_progress is None:
         return
     try:
-        on_progress(PollProgress(schedule.polls, outcome, schedule.interval, schedule.time_left(now), 0.0))
+        yield Notify(
+            on_progress, PollProgress(schedule.polls, outcome, schedule.interval, schedule.time_left(now), 0.0)
+        )
     except Exception:  # a UI callback must not mask how polling ended
         logger.exception("device polling: the progress callback failed")
 
 
 def _poll_until_done(
-    transport: HttpSender,
     request: HttpRequest,
     schedule: PollSchedule,
     accepted: tuple[str, ...],
-    cancel: threading.Event | None,
-    on_progress: Callable[[PollProgress], None] | None,
+    cancel: Cancel | None,
+    on_progress: Callable[[PollProgress], Any] | None,
     clock: Callable[[], float],
-    sleep: Callable[[float], bool],
-) -> TokenResponse:
+) -> Flow[TokenResponse]:
     last_transient: TokensmithError | None = None
     while True:
         if cancel is not None and cancel.is_set():
@@ -204,14 +228,14 @@ def _poll_until_done(
                 # as is, so its own cause (the requests exception) stays chained.
                 raise last_transient  # noqa: B904
             raise
-        if wait > 0 and sleep(wait):
+        if wait > 0 and (yield Sleep(wait, cancel)):
             raise DeviceFlowCancelled(f"device login cancelled ({schedule.polls} polls made)")
         if cancel is not None and cancel.is_set():
             raise DeviceFlowCancelled(f"device login cancelled ({schedule.polls} polls made)")
         retry_after: float | None = None
         new_interval: float | None = None
         try:
-            token = parse_token_response(transport.post(request), request.secrets, accepted_token_types=accepted)
+            token = parse_token_response((yield Post(request)), request.secrets, accepted_token_types=accepted)
             log_protocol_warnings(token.warnings)
         except SlowDown as exc:
             outcome, new_interval, retry_after = PollOutcome.SLOW_DOWN, exc.interval, exc.retry_after
@@ -234,20 +258,20 @@ def _poll_until_done(
             "device polling: %s; interval %.1f s; %.0f s left", outcome.value, schedule.interval, schedule.time_left(at)
         )
         if on_progress is not None:
-            on_progress(
+            yield Notify(
+                on_progress,
                 PollProgress(
                     schedule.polls,
                     outcome,
                     schedule.interval,
                     schedule.time_left(at),
                     max(0.0, schedule.not_before - at),
-                )
+                ),
             )
 
 
-def _plain_sleep(seconds: float) -> bool:
-    time.sleep(seconds)
-    return False
+def _default_sleep(cancel: threading.Event | None) -> Callable[[float], bool]:
+    return cancel.wait if cancel is not None else plain_sleep
 
 
 def start_device_login(
@@ -263,11 +287,31 @@ def start_device_login(
     """The device authorization request (RFC 8628 §3.1): client authentication as configured (a confidential
     client such as Google's sends its secret), ``scope``, ``audience`` (Auth0) and RFC 8707 ``resource``.
     The result records when it arrived on ``clock``, which polling must share."""
-    transport = transport or Transport()
+    if transport is None:
+        from ._transport import Transport  # here: the async client shares this module without requests
+
+        transport = Transport()
+    flow = start_flow(
+        device_authorization_endpoint, auth, scope=scope, audience=audience, resource=resource, clock=clock
+    )
+    return run(flow, SimpleIO(transport.post))
+
+
+def start_flow(
+    device_authorization_endpoint: str,
+    auth: ClientAuth,
+    *,
+    scope: ScopeInput = None,
+    audience: str | None = None,
+    resource: str | Iterable[str] | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> Flow[DeviceAuthorization]:
+    """``start_device_login`` as a flow."""
     request = device_authorization_request(
         device_authorization_endpoint, auth, scope=scope, params=[("audience", audience), ("resource", resource)]
     )
-    authorization = parse_device_authorization(transport.post(request), request.secrets, cls=DeviceAuthorization)
+    response = yield Post(request)
+    authorization = parse_device_authorization(response, request.secrets, cls=DeviceAuthorization)
     authorization = dataclasses.replace(authorization, received_monotonic=clock())
     logger.info(
         "device login started: user code %s, code valid for %d s, interval %d s",
@@ -303,22 +347,59 @@ def device_login(
     ``DeviceFlowCancelled`` (``cancel`` was set) or another typed error. ``KeyboardInterrupt`` passes through
     untouched; nothing is stored before a token arrives."""
     if transport is None:
+        from ._transport import Transport
+
         transport = Transport() if timeout is None else Transport(timeout=timeout)
-    started = time.monotonic()
-    authorization = start_device_login(
-        device_authorization_endpoint, auth, scope=scope, audience=audience, resource=resource, transport=transport
-    )
-    on_prompt(DevicePrompt.from_authorization(authorization))
-    request = device_token_request(token_endpoint, auth, authorization.device_code)
-    return poll_device_token(
-        transport,
-        request,
-        authorization,
-        # The caller's deadline covers the whole login, the first request included.
-        login_timeout=None if login_timeout is None else max(0.0, login_timeout - (time.monotonic() - started)),
-        cancel=cancel,
+    flow = device_login_flow(
+        device_authorization_endpoint,
+        token_endpoint,
+        auth,
+        on_prompt=on_prompt,
+        scope=scope,
+        audience=audience,
+        resource=resource,
         on_progress=on_progress,
+        cancel=cancel,
+        login_timeout=login_timeout,
         accepted_token_types=accepted_token_types,
+    )
+    return Token.from_response(run(flow, SimpleIO(transport.post, sleeper=_default_sleep(cancel))))
+
+
+def device_login_flow(
+    device_authorization_endpoint: str,
+    token_endpoint: str,
+    auth: ClientAuth,
+    *,
+    on_prompt: Callable[[DevicePrompt], Any],
+    scope: ScopeInput = None,
+    audience: str | None = None,
+    resource: str | Iterable[str] | None = None,
+    on_progress: Callable[[PollProgress], Any] | None = None,
+    cancel: Cancel | None = None,
+    login_timeout: float | None = None,
+    accepted_token_types: Iterable[str] = ("bearer",),
+    clock: Callable[[], float] = time.monotonic,
+) -> Flow[TokenResponse]:
+    """A whole device login as a flow: start, prompt, poll. Returns the token response (the driver turns it
+    into a ``Token`` on its own clock)."""
+    started = clock()
+    authorization = yield from start_flow(
+        device_authorization_endpoint, auth, scope=scope, audience=audience, resource=resource, clock=clock
+    )
+    yield Notify(on_prompt, DevicePrompt.from_authorization(authorization))
+    request = device_token_request(token_endpoint, auth, authorization.device_code)
+    return (
+        yield from polling_flow(
+            request,
+            authorization,
+            # The caller's deadline covers the whole login, the first request included.
+            login_timeout=None if login_timeout is None else max(0.0, login_timeout - (clock() - started)),
+            cancel=cancel,
+            on_progress=on_progress,
+            accepted_token_types=accepted_token_types,
+            clock=clock,
+        )
     )
 
 

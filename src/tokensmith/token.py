@@ -6,11 +6,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from ._lifetime import LEEWAY_FRACTION, MAX_LEEWAY, renew_at
+from ._protocol.renewal import DEFAULT_POLICY, RenewalPolicy, RenewalState, deadlines, renewal_state
 from ._protocol.token import B64TOKEN, TokenResponse
 from ._redact import redact
-
-__all__ = ["LEEWAY_FRACTION", "MAX_LEEWAY", "Token"]
 
 
 @dataclass(frozen=True)
@@ -28,15 +26,41 @@ class Token:
     scope: str | None = None
     id_token: str | None = field(default=None, repr=False)
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    #: From here on the token is renewed in the background while it is still served (wall clock; None without
+    #: an expiry). Fixed at receipt (see ``tokensmith.RenewalPolicy``); when not given, the policy's default
+    #: without jitter.
+    refresh_at: float | None = None
+    #: Past this, callers wait for a renewal rather than be handed a token about to expire (wall clock).
+    must_refresh_at: float | None = None
 
     def __post_init__(self) -> None:
         if not B64TOKEN.fullmatch(self.access_token):
             raise ValueError("access_token is not an RFC 6750 b64token")
+        if self.expires_at is not None and (self.refresh_at is None or self.must_refresh_at is None):
+            due = deadlines(self.expires_at, self.issued_at)
+            must = due.must_refresh_at if self.must_refresh_at is None else self.must_refresh_at
+            object.__setattr__(self, "must_refresh_at", must)
+            if self.refresh_at is None:
+                object.__setattr__(self, "refresh_at", min(due.refresh_at, must))
 
     @classmethod
-    def from_response(cls, response: TokenResponse, *, previous_refresh_token: str | None = None) -> Token:
+    def from_response(
+        cls,
+        response: TokenResponse,
+        *,
+        previous_refresh_token: str | None = None,
+        policy: RenewalPolicy = DEFAULT_POLICY,
+        draw: float = 0.0,
+    ) -> Token:
         """Build from a token response. Keeps ``previous_refresh_token`` when the server sent no new one
-        (RFC 6749 §6: "If none is returned, keep the old one", C9)."""
+        (RFC 6749 §6: "If none is returned, keep the old one", C9). The renewal deadlines are computed here,
+        once, by ``policy`` (with the server's ``refresh_in`` when it sent one); ``draw`` in ``[0, 1)`` picks
+        the jitter of ``refresh_at``."""
+        refresh_at = must_refresh_at = None
+        if response.expires_at is not None:
+            issued_at = response.received_at or None
+            due = deadlines(response.expires_at, issued_at, refresh_in=response.refresh_in, policy=policy, draw=draw)
+            refresh_at, must_refresh_at = due.refresh_at, due.must_refresh_at
         return cls(
             access_token=response.access_token,
             token_type=response.token_type,
@@ -46,6 +70,8 @@ class Token:
             scope=response.scope,
             id_token=response.id_token,
             raw={k: v for k, v in response.raw.items() if k not in ("access_token", "refresh_token", "id_token")},
+            refresh_at=refresh_at,
+            must_refresh_at=must_refresh_at,
         )
 
     @property
@@ -59,15 +85,14 @@ class Token:
             return None
         return max(0.0, self.expires_at - self.issued_at)
 
-    @property
-    def refresh_at(self) -> float | None:
-        """When to renew: ``expires_at`` minus a leeway that adapts to the lifetime; None if no expiry is known."""
-        return renew_at(self.expires_at, self.issued_at)
-
     def is_fresh(self, now: float) -> bool:
-        """Usable without renewal at ``now`` (wall clock)."""
+        """Usable without renewal at ``now`` (wall clock): before ``refresh_at``."""
         refresh_at = self.refresh_at
         return refresh_at is None or now < refresh_at
+
+    def state(self, now: float) -> RenewalState:
+        """Fresh, refresh-soon, must-refresh or expired at ``now`` (wall clock)."""
+        return renewal_state(now, self.refresh_at, self.must_refresh_at, self.expires_at)
 
     def is_expired(self, now: float) -> bool:
         return self.expires_at is not None and now >= self.expires_at
@@ -85,6 +110,8 @@ class Token:
             "refresh_token": self.refresh_token,
             "scope": self.scope,
             "id_token": self.id_token,
+            "refresh_at": self.refresh_at,
+            "must_refresh_at": self.must_refresh_at,
         }
 
     @classmethod
@@ -116,6 +143,8 @@ class Token:
             refresh_token=opt_str("refresh_token"),
             scope=opt_str("scope"),
             id_token=opt_str("id_token"),
+            refresh_at=opt_float("refresh_at"),
+            must_refresh_at=opt_float("must_refresh_at"),
         )
 
     def __repr__(self) -> str:

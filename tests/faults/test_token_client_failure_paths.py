@@ -15,42 +15,9 @@ import pytest
 import requests
 
 import tokensmith
+from fake_clock import Clock
 from fault_server import FaultServer, Reply
-
-DOWN = Reply(status=503, json={"error": "temporarily_unavailable"})
-
-
-class Clock:
-    """Wall clock, monotonic clock and sleep in one; starts at the real time so server-issued expiries line up."""
-
-    def __init__(self) -> None:
-        self.now = time.time()
-        self.mono = 1000.0
-        self.slept: list[float] = []
-        self._lock = threading.Lock()
-
-    def wall(self) -> float:
-        return self.now
-
-    def monotonic(self) -> float:
-        return self.mono
-
-    def sleep(self, seconds: float) -> None:
-        with self._lock:
-            self.slept.append(seconds)
-            self.now += seconds
-            self.mono += seconds
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-        self.mono += seconds
-
-
-def _body(n: int, lifetime: float = 100, rt: str | None = None) -> dict[str, object]:
-    body: dict[str, object] = {"access_token": f"at-{n}", "token_type": "Bearer", "expires_in": lifetime}
-    if rt:
-        body["refresh_token"] = rt
-    return body
+from token_replies import DOWN, token_body
 
 
 def _client(server: FaultServer, clock: Clock, **kwargs: object) -> tokensmith.TokenClient:
@@ -90,7 +57,7 @@ def test_a_failed_save_after_a_rotating_refresh_keeps_the_new_token(
     store = FlakyStore()
     client = _client(fault_server, clock, auth=tokensmith.NoClientAuth("pub"), grant="device_code", store=store)
     store.save(client.cache_key, tokensmith.Token("at-0", expires_at=clock.now - 1, refresh_token="rt-0"))
-    fault_server.script("/token", Reply(json=_body(1, rt="rt-1")))  # rotation: rt-0 is now spent
+    fault_server.script("/token", Reply(json=token_body(1, rt="rt-1")))  # rotation: rt-0 is now spent
     store.full = True
     with caplog.at_level(logging.WARNING, logger="tokensmith"):
         token = client.get_token()
@@ -110,7 +77,7 @@ def test_a_failed_save_is_retried_at_close(fault_server: FaultServer) -> None:
     clock = Clock()
     store = FlakyStore()
     client = _client(fault_server, clock, store=store)
-    fault_server.script("/token", Reply(json=_body(1)))
+    fault_server.script("/token", Reply(json=token_body(1)))
     store.full = True
     token = client.get_token()
     store.full = False
@@ -123,13 +90,13 @@ def test_refresh_and_fetch_client_credentials_store_what_they_get(fault_server: 
     clock = Clock()
     client = _client(fault_server, clock, auth=tokensmith.NoClientAuth("pub"), grant="device_code")
     client.store.save(client.cache_key, tokensmith.Token("at-0", expires_at=clock.now + 50, refresh_token="rt-0"))
-    fault_server.script("/token", Reply(json=_body(1, rt="rt-1")))
+    fault_server.script("/token", Reply(json=token_body(1, rt="rt-1")))
     refreshed = client.refresh()
     assert client.store.load(client.cache_key) == refreshed and refreshed.refresh_token == "rt-1"
     assert dict(fault_server.recorded("/token")[0].form)["refresh_token"] == "rt-0"
 
     cc = _client(fault_server, clock)
-    fault_server.script("/token", Reply(json=_body(2)))
+    fault_server.script("/token", Reply(json=token_body(2)))
     fetched = cc.fetch_client_credentials()
     assert cc.store.load(cc.cache_key) == fetched and cc.get_token() is fetched
     assert fault_server.count("/token") == 2
@@ -141,7 +108,7 @@ def test_refresh_and_fetch_client_credentials_store_what_they_get(fault_server: 
 def test_client_credentials_serve_the_valid_token_through_a_transient_failure(fault_server: FaultServer) -> None:
     clock = Clock()
     client = _client(fault_server, clock, retry=tokensmith.RetryPolicy(attempts=1))
-    fault_server.script("/token", Reply(json=_body(1, lifetime=100)))
+    fault_server.script("/token", Reply(json=token_body(1, lifetime=100)))
     fault_server.default("/token", DOWN)
     first = client.get_token()
     clock.advance(95)  # past its renewal point (90 s), still valid for 5 s
@@ -156,7 +123,7 @@ def test_client_credentials_serve_the_valid_token_through_a_transient_failure(fa
 def test_get_token_with_stale_never_returns_the_stale_token(fault_server: FaultServer) -> None:
     clock = Clock()
     client = _client(fault_server, clock, retry=tokensmith.RetryPolicy(attempts=1))
-    fault_server.script("/token", Reply(json=_body(1, lifetime=3600)), DOWN)
+    fault_server.script("/token", Reply(json=token_body(1, lifetime=3600)), DOWN)
     rejected = client.get_token()
     with pytest.raises(tokensmith.TemporarilyUnavailable):  # not `rejected`, although it has not expired
         client.get_token(stale=rejected)
@@ -211,7 +178,7 @@ def test_fifty_threads_during_an_outage_share_one_attempt_per_back_off_step(faul
     with pytest.raises(tokensmith.TemporarilyUnavailable):
         client.get_token()
     assert fault_server.count("/token") == 6
-    fault_server.default("/token", Reply(json=_body(1)))  # the IdP is back
+    fault_server.default("/token", Reply(json=token_body(1)))  # the IdP is back
     clock.advance(61)
     assert client.get_token().access_token == "at-1" and fault_server.count("/token") == 7
 
@@ -248,7 +215,7 @@ def test_the_store_lock_is_free_while_a_renewal_waits_for_the_network(
         "/slow/.well-known/openid-configuration",
         Reply(json={"issuer": issuer, "token_endpoint": fault_server.url("/token")}, delay=1.0),
     )
-    fault_server.script("/token", Reply(json=_body(1), delay=1.0))
+    fault_server.script("/token", Reply(json=token_body(1), delay=1.0))
     store = tokensmith.FileStore(str(tmp_path))
     client = tokensmith.TokenClient.from_issuer(issuer, "svc", "svc-secret", store=store, session=requests.Session())
     done = threading.Event()

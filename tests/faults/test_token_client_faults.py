@@ -244,12 +244,17 @@ def test_invalid_grant_with_client_credentials_fetches_anew(fault_server: FaultS
     ]
 
 
-@pytest.mark.parametrize(("lifetime", "fresh_until"), [(60, 54), (3600, 3540), (5, 4.5)])
-def test_leeway_adapts_to_the_lifetime(lifetime: float, fresh_until: float) -> None:
-    """A fresh 60 s token is not treated as expired (unlike a fixed 60 s leeway)."""
+@pytest.mark.parametrize(
+    ("lifetime", "fresh_until", "must_by"), [(60, 45, 54), (3600, 3300, 3540), (5, 3.75, 4.5), (86400, 43200, 86340)]
+)
+def test_leeway_adapts_to_the_lifetime(lifetime: float, fresh_until: float, must_by: float) -> None:
+    """A fresh 60 s token is not treated as expired (unlike a fixed 60 s leeway). Issue 10: the old leeway (a
+    tenth of the lifetime, at most 60 s) is now the mandatory window; background renewal starts earlier, at a
+    quarter of the lifetime (at most 300 s) before expiry, or at half the lifetime for tokens of 2 h or more."""
     token = Token("at", expires_at=1000 + lifetime, issued_at=1000)
     assert token.is_fresh(1000) and token.is_fresh(1000 + fresh_until - 0.01)
     assert not token.is_fresh(1000 + fresh_until)
+    assert token.must_refresh_at == 1000 + must_by
 
 
 def test_cached_token_is_reused_until_its_refresh_time(fault_server: FaultServer) -> None:
@@ -258,7 +263,7 @@ def test_cached_token_is_reused_until_its_refresh_time(fault_server: FaultServer
     client = _client(fault_server, clock)
     for _ in range(1000):
         client.get_token()
-        clock.now += 0.08  # 1000 calls over 80 s of a 100 s token (renewed at 90 s)
+        clock.now += 0.065  # 1000 calls over 65 s of a 100 s token (renewed from 67.5-75 s: 75 s minus jitter)
     assert fault_server.count("/token") == 1 and client.stats.token_requests == 1
 
 

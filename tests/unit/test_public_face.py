@@ -35,6 +35,14 @@ def test_every_public_class_is_importable_from_tokensmith_and_says_so() -> None:
         "NonJSONResponse",
         "StoreError",
         "device_login",
+        "AsyncTokenClient",
+        "AsyncTransport",
+        "RenewalPolicy",
+        "RenewalState",
+        "RenewalStarted",
+        "RenewalSucceeded",
+        "RenewalFailed",
+        "ServedStale",
     ):
         assert needed in tokensmith.__all__, needed
 

@@ -74,6 +74,9 @@ class TokenResponse:
     scope: str | None = None
     id_token: str | None = field(default=None, repr=False)
     issued_token_type: str | None = None
+    #: Seconds after receipt when the server advises renewing (not in RFC 6749; Azure AD sends it). None when
+    #: absent or unusable: an unknown member must never make a good token response fail.
+    refresh_in: int | None = None
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
     #: Wall-clock receipt time; ``expires_at`` is computed from it once.
     received_at: float = 0.0
@@ -137,7 +140,16 @@ def parse_token_response(
         scope=scope or None,
         id_token=optional_str(obj, "id_token", what, status=status),
         issued_token_type=optional_str(obj, "issued_token_type", what, status=status),
+        refresh_in=_lenient_seconds(obj, "refresh_in", what),
         raw=obj,
         received_at=response.received_at,
         warnings=warnings,
     )
+
+
+def _lenient_seconds(obj: dict[str, Any], name: str, what: str) -> int | None:
+    """An optional, non-standard lifetime member: whole seconds, or None when absent or malformed."""
+    try:
+        return coerce_seconds(obj, name, what)
+    except InvalidResponse:
+        return None

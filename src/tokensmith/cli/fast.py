@@ -4,7 +4,8 @@ kubectl exec plugins, git credential helpers and flytekit's external-command aut
 command on *every* invocation, so a cached token must come back about as fast as Python starts. This module
 answers ``tokensmith token`` and ``tokensmith git-credential get`` from a valid token in the file store with the
 standard library only (no requests, click, keyring or dataclasses), computing the same store key and freshness
-rule as the library (``tokensmith._keys``, ``tokensmith._lifetime``). Anything else - no valid token, another
+rule as the library (``tokensmith._keys``; ``tokensmith._lifetime``: a token is served until its
+``must_refresh_at``). Anything else - no valid token, another
 store, an option it does not know, ``--help`` - goes to the full command line (``tokensmith.cli.main``), which
 does the same thing the slow way.
 """
@@ -104,7 +105,7 @@ def _cached(options: dict[str, object]) -> tuple[str, str, float | None, float |
     if not min_valid >= 0:
         return None  # the full command line refuses it
     from .._keys import cache_key
-    from .._lifetime import renew_at, usable
+    from .._lifetime import serve_until, usable
     from ..stores._format import token_fields
     from ..stores._fs import default_directory, read_private_file
 
@@ -123,14 +124,16 @@ def _cached(options: dict[str, object]) -> tuple[str, str, float | None, float |
         return None
     fields = token_fields(data)
     access_token, token_type = fields.get("access_token"), fields.get("token_type") or "Bearer"
-    expires_at, issued_at = fields.get("expires_at"), fields.get("issued_at")
+    expires_at, issued_at, must = fields.get("expires_at"), fields.get("issued_at"), fields.get("must_refresh_at")
     if not isinstance(access_token, str) or not isinstance(token_type, str) or token_type.lower() != "bearer":
         return None
-    if not all(v is None or (isinstance(v, int | float) and not isinstance(v, bool)) for v in (expires_at, issued_at)):
+    if not all(
+        v is None or (isinstance(v, int | float) and not isinstance(v, bool)) for v in (expires_at, issued_at, must)
+    ):
         return None
-    if not usable(expires_at, issued_at, time.time(), min_valid):
+    if not usable(expires_at, issued_at, time.time(), min_valid, must):
         return None
-    return access_token, token_type, expires_at, renew_at(expires_at, issued_at)
+    return access_token, token_type, expires_at, serve_until(expires_at, issued_at, must)
 
 
 def _token(options: dict[str, object]) -> int | None:

@@ -445,7 +445,7 @@ def _build() -> Any:
             found.access_token,
             found.token_type,
             found.expires_at,
-            renew_at=found.refresh_at,
+            renew_at=found.must_refresh_at,
             now=now,
             api_version=api_version or "client.authentication.k8s.io/v1",
         )

@@ -36,6 +36,7 @@ from ..token import Token
 
 __all__ = [
     "TOKEN68",
+    "AsyncTokenSource",
     "TokenSource",
     "bearer_error",
     "is_invalid_token",
@@ -64,3 +65,10 @@ class TokenSource(Protocol):
     """
 
     def get_token(self, *, stale: Token | None = None) -> Token: ...
+
+
+class AsyncTokenSource(Protocol):
+    """The async twin of ``TokenSource`` (``tokensmith.AsyncTokenClient`` implements it), for
+    ``httpx.AsyncClient``: ``await get_token()``, same meaning of ``stale``."""
+
+    async def get_token(self, *, stale: Token | None = None) -> Token: ...

@@ -2,18 +2,22 @@
 
 Same rules as the ``requests`` handler: ``Authorization: Bearer <token>`` (C11, never in the URL, C25); on a
 ``401`` with ``WWW-Authenticate: Bearer error="invalid_token"`` (C12) report the token stale once and re-send
-once. The async flow never blocks the event loop on a renewal: see :meth:`TokenAuth.async_auth_flow`.
+once. With an ``AsyncTokenClient`` (``httpx.AsyncClient(auth=TokenAuth(async_client))``) the async flow awaits
+it directly; with a sync ``TokenClient`` it never blocks the event loop on a renewal: see
+:meth:`TokenAuth.async_auth_flow`.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import AsyncGenerator, Callable, Generator
+import inspect
+from collections.abc import AsyncGenerator, Awaitable, Callable, Generator
+from typing import Any, cast
 
 import httpx
 
 from ..token import Token
-from . import TokenSource, is_invalid_token
+from . import AsyncTokenSource, TokenSource, is_invalid_token
 
 __all__ = ["TokenAuth"]
 
@@ -35,13 +39,19 @@ class TokenAuth(httpx.Auth):
 
     requires_request_body = True
 
-    def __init__(self, source: TokenSource) -> None:
+    def __init__(self, source: TokenSource | AsyncTokenSource) -> None:
         self._source = source
-        self._get_token = source.get_token
+        self._get_token: Callable[..., Any] = source.get_token
+        #: An ``AsyncTokenClient`` (or any source whose ``get_token`` is a coroutine function): awaited directly.
+        self._is_async = inspect.iscoroutinefunction(source.get_token)
         peek = getattr(source, "peek", None)
         self._peek: Callable[[], Token | None] | None = peek if callable(peek) else None
 
     def sync_auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        if self._is_async:
+            raise TypeError(
+                "an async token source (AsyncTokenClient) needs httpx.AsyncClient; use a TokenClient with httpx.Client"
+            )
         request.read()  # requires_request_body: overriding this method means honouring it here (a no-op for bytes)
         token = self._get_token()
         request.headers["Authorization"] = token.authorization
@@ -54,21 +64,29 @@ class TokenAuth(httpx.Auth):
     async def async_auth_flow(self, request: httpx.Request) -> AsyncGenerator[httpx.Request, httpx.Response]:
         """As :meth:`sync_auth_flow`, without blocking the event loop.
 
-        ``source.get_token()`` may do network I/O (a renewal) and take a thread lock, so it runs in a worker
-        thread (``anyio.to_thread.run_sync``; works under asyncio and trio). When the source offers the optional
-        non-blocking ``peek()`` and it returns a fresh cached token, that token is used inline with no thread
-        hop. The stale-token renewal after a ``401`` always runs in a worker thread.
+        An async source (``AsyncTokenClient``) is awaited directly: its cached path never leaves the loop, and
+        its renewals are asyncio single flights. A sync source's ``get_token()`` may do network I/O (a renewal)
+        and take a thread lock, so it runs in a worker thread (``anyio.to_thread.run_sync``; works under asyncio
+        and trio). When such a source offers the optional non-blocking ``peek()`` and it returns a fresh cached
+        token, that token is used inline with no thread hop. The stale-token renewal after a ``401`` always runs
+        in a worker thread then.
         """
         await request.aread()  # requires_request_body (a no-op for bytes bodies)
-        token = self._peek() if self._peek is not None else None
-        if token is None:
-            token = await _in_thread(self._get_token)
+        token = await self._token_for(None)
         request.headers["Authorization"] = token.authorization
         response = yield request
         if is_invalid_token(response.status_code, response.headers.get("WWW-Authenticate")):
-            token = await _in_thread(functools.partial(self._get_token, stale=token))
+            token = await self._token_for(token)
             request.headers["Authorization"] = token.authorization
             yield request
+
+    async def _token_for(self, stale: Token | None) -> Token:
+        if self._is_async:
+            return await cast(Awaitable[Token], self._get_token(stale=stale))
+        token = self._peek() if self._peek is not None and stale is None else None
+        if token is None:
+            token = await _in_thread(functools.partial(self._get_token, stale=stale))
+        return token
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self._source!r})"

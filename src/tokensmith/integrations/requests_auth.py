@@ -8,6 +8,7 @@ rejected response ends up in ``response.history``. Nothing else is retried.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from http.cookiejar import CookieJar
 from typing import Any
@@ -70,6 +71,8 @@ class TokenAuth(AuthBase):
     """
 
     def __init__(self, source: TokenSource) -> None:
+        if inspect.iscoroutinefunction(source.get_token):
+            raise TypeError("an async token source (AsyncTokenClient) cannot serve requests; use a TokenClient")
         self._source = source
         # Bound once: attribute lookups on each request would allocate a new bound method every time.
         self._get_token = source.get_token
