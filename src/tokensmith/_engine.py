@@ -880,7 +880,10 @@ class ClientCore:
         elif isinstance(event, RenewalFailed):
             stats.renewals_failed += 1
             stats.consecutive_failures = event.attempt
-            logger.warning(
+            # A warning when nobody else hears of it (a background renewal, or a still-valid token served
+            # meanwhile); when a waiting caller gets the error raised, it is only worth an info line.
+            unseen = event.background or event.valid_for is not None
+            (logger.warning if unseen else logger.info)(
                 "renewing the token failed (%s, %s, attempt %d)%s%s",
                 event.error_class,
                 "transient" if event.transient else "not transient",

@@ -36,8 +36,9 @@ def usable(
     min_valid: float = 0.0,
     must_refresh_at: float | None = None,
 ) -> bool:
-    """Before its must-refresh point at ``now``, and valid at least ``min_valid`` more seconds."""
+    """Before its must-refresh point (and its expiry, whatever the recorded point says) at ``now``, and valid at
+    least ``min_valid`` more seconds."""
     point = serve_until(expires_at, issued_at, must_refresh_at)
-    if point is not None and not now < point:
+    if point is not None and not (now < point and now < (expires_at if expires_at is not None else point)):
         return False
     return min_valid <= 0 or expires_at is None or expires_at - now >= min_valid

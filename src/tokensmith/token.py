@@ -36,12 +36,17 @@ class Token:
     def __post_init__(self) -> None:
         if not B64TOKEN.fullmatch(self.access_token):
             raise ValueError("access_token is not an RFC 6750 b64token")
-        if self.expires_at is not None and (self.refresh_at is None or self.must_refresh_at is None):
-            due = deadlines(self.expires_at, self.issued_at)
-            must = due.must_refresh_at if self.must_refresh_at is None else self.must_refresh_at
+        if self.expires_at is not None:
+            if self.refresh_at is None or self.must_refresh_at is None:
+                due = deadlines(self.expires_at, self.issued_at)
+                must = due.must_refresh_at if self.must_refresh_at is None else self.must_refresh_at
+                refresh = due.refresh_at if self.refresh_at is None else self.refresh_at
+            else:
+                must, refresh = self.must_refresh_at, self.refresh_at
+            # Never later than the expiry, whatever a stored file says: a token is not fresh once it expired.
+            must = min(must, self.expires_at)
             object.__setattr__(self, "must_refresh_at", must)
-            if self.refresh_at is None:
-                object.__setattr__(self, "refresh_at", min(due.refresh_at, must))
+            object.__setattr__(self, "refresh_at", min(refresh, must))
 
     @classmethod
     def from_response(

@@ -331,12 +331,20 @@ def _record(settings: Settings, client: Any) -> None:
 
 
 def _setup_logging(verbose: bool) -> None:
+    """The library's log lines on stderr: warnings only (as ``tokensmith: warning: ...``), every line with
+    ``--verbose``. Never a secret: the library logs none."""
+    root = logging.getLogger("tokensmith")
+    if root.handlers:
+        return
+    handler = logging.StreamHandler(sys.stderr)
     if verbose:
-        handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("tokensmith: %(levelname)s %(name)s: %(message)s"))
-        root = logging.getLogger("tokensmith")
-        root.addHandler(handler)
         root.setLevel(logging.DEBUG)
+    else:
+        handler.setFormatter(logging.Formatter("tokensmith: warning: %(message)s"))
+        handler.setLevel(logging.WARNING)
+    root.addHandler(handler)
+    root.propagate = False
 
 
 def _settings_from(opts: dict[str, Any]) -> Settings:
