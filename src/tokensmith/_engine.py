@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import functools
+import inspect
 import logging
 import os
 import socket
@@ -26,11 +27,12 @@ from typing import Any, Literal, Protocol, TypeGuard, TypeVar
 
 from ._discovery import cached_discovery
 from ._flow import Blocking, Cancel, Flow, Post, Sleep
+from ._protocol.authorization import check_authorization_endpoint
 from ._protocol.client_auth import BasicEncoding, ClientAuth, ClientSecretBasic, ClientSecretPost, NoClientAuth
 from ._protocol.discovery import ServerMetadata
 from ._protocol.messages import HttpRequest
 from ._protocol.params import ScopeInput, normalize_scope
-from ._protocol.renewal import DEFAULT_POLICY, RenewalPolicy, RenewalState, backoff_step
+from ._protocol.renewal import DEFAULT_POLICY, RenewalPolicy, RenewalState, backoff_step, deadlines
 from ._protocol.token import GrantType, TokenResponse, parse_token_response, token_request
 from ._retry import NO_RETRY, RetryPolicy
 from ._warnings import log_protocol_warnings
@@ -89,12 +91,20 @@ class ClientStats:
     consecutive_failures: int = 0
 
 
+LoginFlow = Literal["device", "browser", "auto"]
+
+
 @dataclass(frozen=True)
 class LoginUI:
-    on_prompt: Callable[[DevicePrompt], Any] | None
+    #: Receives a ``DevicePrompt`` (device flow) or a ``BrowserPrompt`` (browser flow): what to show the person.
+    on_prompt: Callable[[Any], Any] | None
     on_progress: Callable[[PollProgress], Any] | None
     cancel: Cancel | None
     login_timeout: float | None
+    #: None: the client's ``login_flow``.
+    flow: LoginFlow | None = None
+    #: Paste mode for a browser login where no browser can be opened: returns the address the person pasted.
+    paste: Callable[[], str] | None = None
 
 
 @dataclass(frozen=True)
@@ -244,6 +254,9 @@ class ClientCore:
     """Configuration, state and the renewal flows of one client (see the module docstring). Not used alone."""
 
     transport: Transportish
+    #: Paste mode for a browser login when no browser can be opened and no device flow is offered (``auto``):
+    #: a callable returning the address the person pasted. Set it on a client used from a terminal.
+    paste: Callable[[], str] | None = None
 
     def __init__(
         self,
@@ -255,6 +268,9 @@ class ClientCore:
         issuer: str | None,
         auth: ClientAuth | None,
         device_authorization_endpoint: str | None,
+        authorization_endpoint: str | None,
+        redirect_uri: str | None,
+        login_flow: LoginFlow,
         scope: ScopeInput,
         audience: str | None,
         resource: str | Iterable[str] | None,
@@ -280,9 +296,16 @@ class ClientCore:
         for url in (token_endpoint, device_authorization_endpoint, issuer):
             if url is not None:
                 self.transport.check(url)  # C24: refuse plain http:// early, before any network access
+        if authorization_endpoint is not None:
+            check_authorization_endpoint(authorization_endpoint)  # https or loopback, no opt-out: it takes passwords
+        if login_flow not in ("device", "browser", "auto"):
+            raise ValueError(f"login_flow must be 'device', 'browser' or 'auto', not {login_flow!r}")
         self.issuer = issuer
         self._configured_token_endpoint = token_endpoint
         self._configured_device_endpoint = device_authorization_endpoint
+        self._configured_authorization_endpoint = authorization_endpoint
+        self.redirect_uri = redirect_uri
+        self.login_flow: LoginFlow = login_flow
         self._metadata: ServerMetadata | None = None
         self.client_id = client_id if client_id is not None else getattr(auth, "client_id", None)
         self._client_secret = client_secret
@@ -354,6 +377,13 @@ class ClientCore:
         if self._configured_device_endpoint is not None:
             return self._configured_device_endpoint
         return self._metadata.device_authorization_endpoint if self._metadata is not None else None
+
+    @property
+    def authorization_endpoint(self) -> str | None:
+        """The configured or discovered authorization endpoint (browser logins); None until known."""
+        if self._configured_authorization_endpoint is not None:
+            return self._configured_authorization_endpoint
+        return self._metadata.authorization_endpoint if self._metadata is not None else None
 
     @property
     def auth(self) -> ClientAuth:
@@ -544,6 +574,11 @@ class ClientCore:
         attempt = self._backoff.failures + 1
         started = self._monotonic()
         try:
+            if r.force is None and not r.interactive and self.grant != "client_credentials":
+                # Only a person can help (no refresh token anywhere): say so without asking the server anything.
+                verdict = yield Blocking(functools.partial(self._person_needed, r))
+                if verdict is not None:
+                    raise verdict
             yield from self._discover_flow()  # before any lock: a slow issuer never holds anyone up
             found, candidate = yield from self._coordinate(lease, r)
             if found is not None:
@@ -633,16 +668,31 @@ class ClientCore:
             if r.force is None and self._still_valid(candidate, r.stale):
                 return candidate, None
             if holder.kind == "login" and not r.interactive:
-                raise LoginInProgress(
-                    f"another tokensmith process (pid {holder.pid} on {holder.host}) is running an interactive "
-                    f"login for this identity; finish it there, or retry after {time.ctime(holder.expires_at)}",
-                    pid=holder.pid,
-                    expires_at=holder.expires_at,
-                )
+                raise _login_in_progress(holder)
             self.stats.lease_waits += 1
             logger.info("waiting for another process's %s (pid %d) to finish", holder.kind, holder.pid)
             yield Sleep(0.05 if holder.kind == "renew" else 0.5)
         raise LoginRequired("gave up waiting for another process's renewal")  # pragma: no cover
+
+    def _person_needed(self, r: Renewal) -> LoginRequired | None:
+        """``LoginRequired`` (``LoginInProgress`` while another process's login holds the lease) when nothing in
+        memory or in the store can be renewed without a person; None when a renewal may still work."""
+        stored = self._load()
+        if any(t is not None and t.refresh_token for t in (stored, self._token)) or self._usable(
+            stored, r.stale, r.min_valid
+        ):
+            return None
+        if isinstance(self.store, LeasingStore):
+            try:
+                holder = self.store.current_lease(self.cache_key)
+            except StoreError:
+                holder = None
+            if holder is not None and holder.kind == "login" and holder.is_live(self._clock()):
+                return _login_in_progress(holder)
+        return LoginRequired(
+            "no valid token is stored, and an interactive login was not allowed: log in first (client.login(), "
+            "or get_token(interactive=True))"
+        )
 
     def _plan(self, candidate: Token | None, r: Renewal) -> str:
         """The grant a renewal starts with (for events)."""
@@ -657,7 +707,7 @@ class ClientCore:
     def _obtain(self, candidate: Token | None, lease: Lease, r: Renewal) -> Flow[Token]:
         """The network part: refresh, client credentials or a login, as the situation and ``force`` ask."""
         if r.force == "login":
-            return (yield from self._device_login(lease, r.ui))
+            return (yield from self._interactive_login(lease, r.ui))
         if r.force == "client_credentials":
             return (yield from self._client_credentials(r))
         refresh_token = candidate.refresh_token if candidate is not None else None
@@ -685,7 +735,7 @@ class ClientCore:
         if self.grant == "client_credentials":
             return (yield from self._client_credentials(r))
         if r.interactive:
-            return (yield from self._device_login(lease, r.ui))
+            return (yield from self._interactive_login(lease, r.ui))
         reason = "the refresh token was rejected (invalid_grant)" if cause else "no valid token is stored"
         raise LoginRequired(
             f"{reason}, and an interactive login was not allowed: log in first (client.login(), or "
@@ -748,6 +798,95 @@ class ClientCore:
                 continue
             log_protocol_warnings(response.warnings)
             return self._received(response, previous_refresh_token)
+
+    def _interactive_login(self, lease: Lease, ui: LoginUI | None) -> Flow[Token]:
+        """A login by a person: the device flow, a browser login (authorization code + PKCE), or, for ``auto``,
+        the browser where one can be opened, else the device flow when the server offers it, else the browser
+        flow in paste mode."""
+        ui = ui or LoginUI(self.on_prompt, self.on_progress, None, None)
+        flow = ui.flow or self.login_flow
+        paste = False
+        if flow == "auto":
+            from .browser import can_open_browser  # the browser flow's modules load only when it is used
+
+            yield from self._discover_flow()
+            if self.authorization_endpoint is not None and can_open_browser():
+                flow = "browser"
+            elif self.device_authorization_endpoint is not None:
+                flow = "device"
+            elif self.authorization_endpoint is not None and (ui.paste or self.paste) is not None:
+                flow, paste = "browser", True
+            else:
+                raise DiscoveryError(
+                    "no way to log in here: no browser can be opened, the server advertises no "
+                    "device_authorization_endpoint, and no paste callback was given for a browser login"
+                )
+        if flow == "device":
+            return (yield from self._device_login(lease, ui))
+        return (yield from self._browser_login(lease, ui, paste=paste))
+
+    def _browser_login(self, lease: Lease, ui: LoginUI, *, paste: bool) -> Flow[Token]:
+        from .browser import browser_login, open_in_browser
+
+        if ui.on_prompt is None:
+            raise ValueError("a browser login needs on_prompt to show the link")
+        yield from self._discover_flow()
+        endpoint = self.authorization_endpoint
+        if endpoint is None:
+            raise DiscoveryError(
+                "the server advertises no authorization_endpoint and none was configured: pass "
+                "authorization_endpoint=..."
+            )
+        login_timeout = ui.login_timeout if ui.login_timeout is not None else self.login_timeout
+        lease.kind = "login"
+        if lease.held:
+            yield Blocking(functools.partial(lease.extend, login_timeout or DEFAULT_LOGIN_LEASE))
+        metadata = self._metadata
+        # The browser flow waits in its own thread (the loopback listener); its one token request goes through a
+        # synchronous transport with this client's settings.
+        token = yield Blocking(
+            functools.partial(
+                browser_login,
+                endpoint,
+                self._require_token_endpoint(),
+                self.auth,
+                on_prompt=ui.on_prompt,
+                scope=self.scope,
+                audience=self.audience,
+                resource=self.resource or None,
+                redirect_uri=self.redirect_uri,
+                # OpenID Connect Core §11: offline_access (a refresh token) needs the person's consent.
+                prompt="consent" if self.scope and "offline_access" in self.scope.split() else None,
+                open_browser=None if paste else open_in_browser,
+                paste=(ui.paste or self.paste) if paste else None,
+                cancel=ui.cancel if isinstance(ui.cancel, threading.Event) else None,
+                login_timeout=login_timeout,
+                transport=self._sync_sender(),
+                issuer=metadata.issuer if metadata is not None else None,
+                iss_required=bool(metadata is not None and metadata.authorization_response_iss_parameter_supported),
+                accepted_token_types=self.accepted_token_types,
+                retry=self.retry,
+            )
+        )
+        self.stats.logins += 1
+        self.stats.token_requests += 1
+        return self._with_policy(token)
+
+    def _sync_sender(self) -> Any:
+        """A synchronous transport with this client's settings (the async client's own is async)."""
+        post = getattr(self.transport, "post", None)
+        if post is not None and not inspect.iscoroutinefunction(post):
+            return self.transport
+        from ._transport import Transport
+
+        return Transport(verify=self.transport.verify, proxies=self.transport.proxies)
+
+    def _with_policy(self, token: Token) -> Token:
+        """``token`` with its renewal deadlines set by this client's policy (a flow outside the engine built it)."""
+        if token.expires_at is None:
+            return token
+        due = deadlines(token.expires_at, token.issued_at, policy=self.renewal, draw=self._rng())
+        return replace(token, refresh_at=due.refresh_at, must_refresh_at=due.must_refresh_at)
 
     def _device_login(self, lease: Lease, ui: LoginUI | None) -> Flow[Token]:
         ui = ui or LoginUI(self.on_prompt, self.on_progress, None, None)
@@ -902,6 +1041,15 @@ class ClientCore:
                 self.on_event(event)
             except Exception:  # an observer must never break a renewal
                 logger.exception("the on_event callback failed on %s", type(event).__name__)
+
+
+def _login_in_progress(holder: StoreLease) -> LoginInProgress:
+    return LoginInProgress(
+        f"another tokensmith process (pid {holder.pid} on {holder.host}) is running an interactive login for "
+        f"this identity; finish it there, or retry after {time.ctime(holder.expires_at)}",
+        pid=holder.pid,
+        expires_at=holder.expires_at,
+    )
 
 
 def _newest(a: Token | None, b: Token | None) -> Token | None:

@@ -32,7 +32,7 @@ from typing import Any, Generic, TypeVar
 import httpx
 
 from ._async_transport import AsyncTransport
-from ._engine import ClientCore, Grant, LoginUI, Renewal, _copy_error
+from ._engine import ClientCore, Grant, LoginFlow, LoginUI, Renewal, _copy_error
 from ._flow import Cancel, Flow, arun, maybe_await
 from ._http import DEFAULT_TIMEOUT, Timeout, Verify
 from ._protocol.client_auth import BasicEncoding, ClientAuth
@@ -133,6 +133,9 @@ class AsyncTokenClient(ClientCore):
         issuer: str | None = None,
         auth: ClientAuth | None = None,
         device_authorization_endpoint: str | None = None,
+        authorization_endpoint: str | None = None,
+        redirect_uri: str | None = None,
+        login_flow: LoginFlow = "device",
         scope: ScopeInput = None,
         audience: str | None = None,
         resource: str | Iterable[str] | None = None,
@@ -166,6 +169,9 @@ class AsyncTokenClient(ClientCore):
             issuer=issuer,
             auth=auth,
             device_authorization_endpoint=device_authorization_endpoint,
+            authorization_endpoint=authorization_endpoint,
+            redirect_uri=redirect_uri,
+            login_flow=login_flow,
             scope=scope,
             audience=audience,
             resource=resource,
@@ -234,11 +240,15 @@ class AsyncTokenClient(ClientCore):
         on_progress: Callable[[PollProgress], Any] | None = None,
         cancel: asyncio.Event | None = None,
         login_timeout: float | None = None,
+        flow: LoginFlow | None = None,
+        paste: Callable[[], str] | None = None,
     ) -> Token:
-        """An interactive device login (RFC 8628) now, stored like any renewal. ``on_prompt`` and
-        ``on_progress`` may be coroutine functions. Set ``cancel`` to stop polling (cancelling the awaiting task
+        """An interactive login now (``flow``: device, browser or auto, as ``TokenClient.login``), stored like any
+        renewal. For the device flow ``on_prompt`` and ``on_progress`` may be coroutine functions; the browser flow
+        waits in a worker thread and calls a plain ``on_prompt`` from there. Set ``cancel`` to stop polling
+        (cancelling the awaiting task
         does not: the login is shared with every caller waiting for a token)."""
-        ui = LoginUI(on_prompt or self.on_prompt, on_progress or self.on_progress, cancel, login_timeout)
+        ui = LoginUI(on_prompt or self.on_prompt, on_progress or self.on_progress, cancel, login_timeout, flow, paste)
         return await self._renew(Renewal(interactive=True, force="login", ui=ui))
 
     # -- renewal: asyncio single flight ------------------------------------------------------------------------

@@ -57,6 +57,7 @@ from ._engine import (
     ClientStats,
     Force,
     Grant,
+    LoginFlow,
     LoginUI,
     Renewal,
     _copy_error,
@@ -146,6 +147,9 @@ class TokenClient(ClientCore):
         issuer: str | None = None,
         auth: ClientAuth | None = None,
         device_authorization_endpoint: str | None = None,
+        authorization_endpoint: str | None = None,
+        redirect_uri: str | None = None,
+        login_flow: LoginFlow = "device",
         scope: ScopeInput = None,
         audience: str | None = None,
         resource: str | Iterable[str] | None = None,
@@ -179,6 +183,9 @@ class TokenClient(ClientCore):
             issuer=issuer,
             auth=auth,
             device_authorization_endpoint=device_authorization_endpoint,
+            authorization_endpoint=authorization_endpoint,
+            redirect_uri=redirect_uri,
+            login_flow=login_flow,
             scope=scope,
             audience=audience,
             resource=resource,
@@ -243,10 +250,16 @@ class TokenClient(ClientCore):
         on_progress: Callable[[PollProgress], None] | None = None,
         cancel: threading.Event | None = None,
         login_timeout: float | None = None,
+        flow: LoginFlow | None = None,
+        paste: Callable[[], str] | None = None,
     ) -> Token:
-        """An interactive device login (RFC 8628) now, stored like any renewal. The prompt goes to ``on_prompt``
-        (for a terminal, e.g. ``tokensmith.cli.presenter.TerminalPresenter().show_prompt``)."""
-        ui = LoginUI(on_prompt or self.on_prompt, on_progress or self.on_progress, cancel, login_timeout)
+        """An interactive login now, stored like any renewal: ``flow`` (default: the client's ``login_flow``) is
+        ``"device"`` (RFC 8628), ``"browser"`` (authorization code + PKCE on a loopback redirect, RFC 7636/8252) or
+        ``"auto"`` (the browser where one can be opened, else the device flow when the server offers it, else the
+        browser flow in paste mode, which needs ``paste``: a callable returning the address the person pasted).
+        ``on_prompt`` receives a ``DevicePrompt`` or a ``BrowserPrompt`` (for a terminal,
+        ``tokensmith.cli.presenter.TerminalPresenter().show_prompt`` shows either)."""
+        ui = LoginUI(on_prompt or self.on_prompt, on_progress or self.on_progress, cancel, login_timeout, flow, paste)
         return self._renew(Renewal(interactive=True, force="login", ui=ui))
 
     # -- renewal: single flight in-process, a lease across processes -------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
+from collections.abc import Iterator
 
 import pytest
 import requests
@@ -204,17 +205,18 @@ def test_refresh_keeps_the_old_refresh_token_when_none_is_returned(fault_server:
 
 class RacingStore(MemoryStore):
     """A store without real locking, where a sibling rotates the token between the client's read under the
-    lock (its second read: the first is the lock-free fast path) and its delete."""
+    lock and its delete."""
 
-    loads = 0
+    locked = False
 
-    def lock(self, key: str) -> contextlib.nullcontext[None]:  # type: ignore[override]
-        return contextlib.nullcontext()
+    @contextlib.contextmanager
+    def lock(self, key: str) -> Iterator[None]:  # type: ignore[override]
+        self.locked = True
+        yield
 
     def load(self, key: str) -> Token | None:
         token = super().load(key)
-        self.loads += 1
-        if token is not None and token.refresh_token == "rt-spent" and self.loads == 2:
+        if token is not None and token.refresh_token == "rt-spent" and self.locked:
             super().save(key, Token("at-sibling", refresh_token="rt-sibling"))
         return token
 

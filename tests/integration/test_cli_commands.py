@@ -711,8 +711,25 @@ def test_exit_5_rejected_client_says_what_to_check(idp: LocalIdP, cli: Cli) -> N
 
 def test_exit_6_nothing_listening_says_what_to_check(cli: Cli) -> None:
     issuer = f"http://127.0.0.1:{free_port()}"
-    for command in (["token", "--no-interactive"], ["login"]):
-        proc = cli.run(*command, "--issuer", issuer, "--client-id", "cli", "--scope", "openid")
+    for command in (["token", "--no-interactive", "--flow", "client-credentials"], ["login"]):
+        proc = cli.run(
+            *command,
+            "--issuer",
+            issuer,
+            "--client-id",
+            "cli",
+            "--scope",
+            "openid",
+            env={"TOKENSMITH_CLIENT_SECRET": "s3cret"},
+        )
         assert proc.returncode == 6 and proc.stdout == ""
         line = one_line(proc.stderr)
         assert issuer in line and "check the URL, your network and any proxy" in line
+
+
+def test_login_required_is_known_without_the_server(cli: Cli) -> None:
+    """Nothing stored and no login allowed: exit 4 at once, without asking a server that may be down (it is)."""
+    issuer = f"http://127.0.0.1:{free_port()}"
+    proc = cli.run("token", "--no-interactive", "--issuer", issuer, "--client-id", "cli", "--scope", "openid")
+    assert proc.returncode == 4 and proc.stdout == ""
+    assert "tokensmith login --issuer" in one_line(proc.stderr)

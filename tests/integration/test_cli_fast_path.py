@@ -277,7 +277,7 @@ def test_an_expired_or_nearly_expired_token_is_not_answered_from_the_cache(cli: 
     full path renews; with the server away, an expired token is never printed."""
     flags = ["--issuer", issuer, "--client-id", "fast-cli", "--no-interactive"]
     key = TokenClient(issuer=issuer, client_id="fast-cli").cache_key
-    plant(cli.tokens, key, ACCESS_TOKEN, lifetime=-1.0)
+    plant(cli.tokens, key, ACCESS_TOKEN, lifetime=-1.0, refresh_token="rt-to-renew-with")
     proc = cli.run("token", *flags, python_flags=("-X", "importtime"))
     assert proc.returncode == 6 and proc.stdout == "" and "tokensmith.cli.main" in imported(proc.stderr)
 

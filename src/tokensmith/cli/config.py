@@ -31,7 +31,7 @@ ENV_PREFIX = "TOKENSMITH_"
 #: Read for the secret when nothing else names a source.
 DEFAULT_SECRET_ENV = "TOKENSMITH_CLIENT_SECRET"
 
-FLOWS = ("device", "client-credentials")
+FLOWS = ("device", "browser", "auto", "client-credentials")
 STORES = ("file", "keyring")
 AUTH_METHODS = ("basic", "post")
 BASIC_ENCODINGS = ("rfc6749", "secret_only", "raw")
@@ -50,6 +50,8 @@ class Settings:
     issuer: str | None = None
     token_endpoint: str | None = None
     device_authorization_endpoint: str | None = None
+    authorization_endpoint: str | None = None
+    redirect_uri: str | None = None
     revocation_endpoint: str | None = None
     client_id: str | None = None
     client_secret_env: str | None = None
@@ -115,6 +117,8 @@ SETTINGS = (
     "issuer",
     "token_endpoint",
     "device_authorization_endpoint",
+    "authorization_endpoint",
+    "redirect_uri",
     "revocation_endpoint",
     "client_id",
     "client_secret_env",

@@ -26,6 +26,8 @@ _OPTIONS = {
     "--issuer": ("issuer", True),
     "--token-endpoint": ("token_endpoint", True),
     "--device-authorization-endpoint": ("device_authorization_endpoint", True),
+    "--authorization-endpoint": ("authorization_endpoint", True),
+    "--redirect-uri": ("redirect_uri", True),
     "--revocation-endpoint": ("revocation_endpoint", True),
     "--client-id": ("client_id", True),
     "--client-secret-env": ("client_secret_env", True),

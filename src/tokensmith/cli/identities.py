@@ -15,27 +15,13 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 
 from ..stores._fs import default_directory
-from .config import Settings
+from .config import SETTINGS, Settings
 
-#: The settings worth recording (a secret passed on stdin is not reproducible, so a logout then asks for it).
-_RECORDED = (
-    "profile",
-    "issuer",
-    "token_endpoint",
-    "device_authorization_endpoint",
-    "revocation_endpoint",
-    "client_id",
-    "client_secret_env",
-    "client_secret_file",
-    "auth_method",
-    "basic_encoding",
-    "scope",
-    "audience",
-    "resource",
-    "flow",
-    "store",
-    "store_dir",
-)
+_PER_RUN = frozenset({"client_secret_stdin", "ca_bundle", "insecure_skip_tls_verify", "timeout", "git_username"})
+
+#: The settings worth recording: all of them but the ones that only shape one run (where a secret came from on
+#: stdin is not reproducible, so a logout then asks for it; TLS and timeouts are the caller's business each time).
+_RECORDED = ("profile", *(name for name in SETTINGS if name not in _PER_RUN))
 
 
 @dataclass(frozen=True)

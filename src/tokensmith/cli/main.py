@@ -274,13 +274,16 @@ def _client(settings: Settings, *, on_prompt: Callable[[Any], None] | None = Non
         connect, read = DEFAULT_TIMEOUT
         timeout = (min(connect, settings.timeout), min(read, settings.timeout))
         total = min(total_deadline(DEFAULT_TIMEOUT), settings.timeout)
-    return TokenClient(
+    client = TokenClient(
         settings.token_endpoint,
         settings.client_id,
         secret if auth is None else None,
         issuer=settings.issuer,
         auth=auth,
         device_authorization_endpoint=settings.device_authorization_endpoint,
+        authorization_endpoint=settings.authorization_endpoint,
+        redirect_uri=settings.redirect_uri,
+        login_flow=_login_flow(settings),
         scope=list(settings.scope) or None,
         audience=settings.audience,
         resource=settings.resource or None,
@@ -292,6 +295,23 @@ def _client(settings: Settings, *, on_prompt: Callable[[Any], None] | None = Non
         transport=Transport(timeout=timeout, total_timeout=total, verify=verify),
         basic_encoding=settings.basic_encoding,  # type: ignore[arg-type]
     )
+    client.paste = _paste  # a browser login with no browser and no device flow asks on the terminal
+    return client
+
+
+def _login_flow(settings: Settings) -> Any:
+    """The library's login flow for the CLI's ``--flow`` (device unless browser or auto was asked for)."""
+    return settings.flow if settings.flow in ("browser", "auto") else "device"
+
+
+def _paste() -> str:
+    """Paste mode: the prompt on stderr (stdout is for data), the pasted address from stdin."""
+    sys.stderr.write("Paste the address here and press Enter: ")
+    sys.stderr.flush()
+    line = sys.stdin.readline()
+    if not line:
+        raise EOFError("no address was pasted (end of input)")
+    return line.strip()
 
 
 class _LazyPresenter:
@@ -361,6 +381,11 @@ def _identity_options(function: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--issuer", help="Issuer URL; endpoints are discovered (TOKENSMITH_ISSUER)."),
         click.option("--token-endpoint", help="Token endpoint URL, instead of discovery."),
         click.option("--device-authorization-endpoint", help="RFC 8628 device authorization URL."),
+        click.option("--authorization-endpoint", help="Authorization URL for browser logins, instead of discovery."),
+        click.option(
+            "--redirect-uri",
+            help="Loopback redirect URI for browser logins (default http://127.0.0.1:<free port>/callback).",
+        ),
         click.option("--revocation-endpoint", help="RFC 7009 revocation URL, instead of discovery."),
         click.option("--client-id", help="OAuth client id (TOKENSMITH_CLIENT_ID)."),
         click.option(
@@ -374,7 +399,12 @@ def _identity_options(function: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--scope", "scope", multiple=True, help="Scope to request; repeat or space-separate."),
         click.option("--audience", help="Audience (Auth0)."),
         click.option("--resource", "resource", multiple=True, help="RFC 8707 resource indicator; may repeat."),
-        click.option("--flow", type=click.Choice(FLOWS), help="device (people) or client-credentials (services)."),
+        click.option(
+            "--flow",
+            type=click.Choice(FLOWS),
+            help="People: device, browser, or auto (a browser where one can open, else device, else paste). "
+            "Services: client-credentials.",
+        ),
         click.option("--store", type=click.Choice(STORES), help="Where tokens are kept (default: file)."),
         click.option("--store-dir", help="Token directory of the file store."),
         click.option("--ca-bundle", help="CA bundle (PEM) to verify the server with."),
@@ -413,7 +443,8 @@ def _build() -> Any:
     @click.option("--qr/--no-qr", default=None, help="Show a QR code (default: when stderr is a terminal).")
     @click.option("--browser/--no-browser", default=None, help="Open the browser (default: local display only).")
     def login(qr: bool | None, browser: bool | None, **opts: Any) -> None:
-        """Sign in and store the token (device flow for people, --flow client-credentials for services)."""
+        """Sign in and store the token: device or browser flow for people (--flow), client credentials for
+        services."""
         settings = _settings_from(opts)
         ui = _LazyPresenter(qr, browser)
         client = _client(settings, on_prompt=ui.show_prompt, on_progress=ui.on_progress)

@@ -18,12 +18,15 @@ import unicodedata
 import webbrowser
 from collections.abc import Callable, Mapping
 from types import TracebackType
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 from urllib.parse import urlsplit
 
 from .._protocol.polling import PollOutcome
 from .._protocol.urls import is_loopback_host
 from ..device import DevicePrompt, PollProgress
+
+if TYPE_CHECKING:
+    from ..browser import BrowserPrompt
 
 logger = logging.getLogger("tokensmith.cli")
 
@@ -147,7 +150,11 @@ class TerminalPresenter:
 
     # -- callbacks for device_login ----------------------------------------------------------------------
 
-    def show_prompt(self, prompt: DevicePrompt) -> None:
+    def show_prompt(self, prompt: DevicePrompt | BrowserPrompt) -> None:
+        """Show what the person must do: a device flow's link and code, or a browser login's link."""
+        if not isinstance(prompt, DevicePrompt):
+            self._show_browser_prompt(prompt)
+            return
         self._prompt = prompt
         uri = printable(prompt.verification_uri)
         code = printable(prompt.user_code)
@@ -191,6 +198,23 @@ class TerminalPresenter:
             self._ticker = ticker  # only once started: a Ctrl-C inside start() must leave close() a thread to join
         else:
             self._write("Waiting for approval ...\n")
+
+    def _show_browser_prompt(self, prompt: BrowserPrompt) -> None:
+        # The link carries the login's state: shown to the person (they must be able to copy it), never logged.
+        url = printable(prompt.url, limit=None)
+        lines = ["", "To sign in, open this page in a browser:", "", f"    {self._style(url, '4')}", ""]
+        if prompt.paste:
+            lines += [
+                "After signing in, your browser lands on an address starting with",
+                f"{printable(prompt.redirect_uri)} (the page itself may not load): copy that whole address",
+                "from the address bar and paste it here.",
+                "",
+            ]
+        elif prompt.browser:
+            lines += ["Opening your browser ...", ""]
+        self._write("\n".join(lines) + "\n")
+        if not prompt.paste:
+            self._write("Waiting for the sign-in in the browser ...\n")
 
     def on_progress(self, progress: PollProgress) -> None:
         if progress.outcome.final:
