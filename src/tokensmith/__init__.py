@@ -27,8 +27,10 @@ if TYPE_CHECKING:
     from .browser import BrowserPrompt, browser_login
     from .client import ClientStats, TokenClient
     from .device import DevicePrompt, PollProgress, device_login
+    from .dpop import DPoPKey
     from .events import RenewalFailed, RenewalStarted, RenewalSucceeded, ServedStale
     from .exceptions import *  # noqa: F403
+    from .resource import ResourceMetadata, discover_resource
     from .stores import FileStore, KeyringStore, Lease, LeasingStore, MemoryStore, TokenStore
     from .token import Token
 
@@ -42,6 +44,8 @@ _ERRORS = (
     "BrowserLoginCancelled",
     "BrowserLoginTimeout",
     "ConnectError",
+    "DPoPError",
+    "DPoPKeyMissing",
     "DeviceFlowCancelled",
     "DeviceFlowTimeout",
     "DiscoveryError",
@@ -49,6 +53,7 @@ _ERRORS = (
     "InsecureEndpointError",
     "InteractionRequired",
     "InvalidClient",
+    "InvalidDPoPProof",
     "InvalidEndpointError",
     "InvalidGrant",
     "InvalidRequest",
@@ -64,6 +69,7 @@ _ERRORS = (
     "PersistentSlowDown",
     "RedirectPortInUse",
     "RequestTimeout",
+    "ResourceMetadataError",
     "ResponseTooLarge",
     "ServerError",
     "SlowDown",
@@ -80,6 +86,7 @@ _ERRORS = (
     "UnsupportedGrantType",
     "UnsupportedResponseType",
     "UnsupportedTokenType",
+    "UseDPoPNonce",
 )
 
 _LAZY: dict[str, tuple[str, str]] = {
@@ -112,6 +119,9 @@ _LAZY: dict[str, tuple[str, str]] = {
     "RenewalSucceeded": ("events", "RenewalSucceeded"),
     "RenewalFailed": ("events", "RenewalFailed"),
     "ServedStale": ("events", "ServedStale"),
+    "DPoPKey": ("dpop", "DPoPKey"),
+    "ResourceMetadata": ("resource", "ResourceMetadata"),
+    "discover_resource": ("resource", "discover_resource"),
     **{name: ("exceptions", name) for name in _ERRORS},
 }
 

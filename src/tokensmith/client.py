@@ -46,8 +46,8 @@ import random
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from ._discovery import METADATA_TTL, cached_discovery
 from ._engine import (
@@ -75,6 +75,9 @@ from .events import RenewalEvent
 from .exceptions import LoginRequired
 from .stores.base import TokenStore
 from .token import Token
+
+if TYPE_CHECKING:
+    from .dpop import DPoPKey
 
 logger = logging.getLogger("tokensmith.client")
 
@@ -174,6 +177,7 @@ class TokenClient(ClientCore):
         sleep: Callable[[float], None] = time.sleep,
         monotonic: Callable[[], float] = time.monotonic,
         rng: Callable[[], float] = random.random,
+        dpop: bool | DPoPKey | None = None,
     ) -> None:
         super().__init__(
             token_endpoint,
@@ -204,6 +208,7 @@ class TokenClient(ClientCore):
             clock=clock,
             monotonic=monotonic,
             rng=rng,
+            dpop=dpop,
         )
         self._sleep = sleep
         self._io = _ThreadIO(self.transport, sleep)
@@ -211,6 +216,48 @@ class TokenClient(ClientCore):
 
     def _run(self, flow: Flow[T]) -> T:
         return run(flow, self._io)
+
+    @classmethod
+    def for_resource(
+        cls,
+        url: str,
+        client_id: str,
+        client_secret: str | None = None,
+        *,
+        www_authenticate: str | None = None,
+        choose_authorization_server: Callable[[Sequence[str]], str] | None = None,
+        **kwargs: Any,
+    ) -> TokenClient:
+        """A client for the protected resource at ``url``, configured from its metadata (RFC 9728), the chosen
+        authorization server's metadata (RFC 8414/OIDC) and ``resource=url`` (RFC 8707); see
+        ``tokensmith.resource``. Network I/O happens here, once. ``www_authenticate``: the header of a 401 the
+        resource answered (its ``resource_metadata`` is then used; same origin only). DPoP is turned on when the
+        resource requires DPoP-bound tokens. Other arguments are the constructor's, and win over discovery.
+        ``client.resource_metadata`` keeps the validated document."""
+        from .resource import client_settings, resource_plan_flow
+
+        transport = kwargs.pop("transport", None) or Transport(
+            kwargs.pop("session", None),
+            timeout=kwargs.pop("timeout", DEFAULT_TIMEOUT),
+            verify=kwargs.pop("verify", None),
+            proxies=kwargs.pop("proxies", None),
+        )
+        plan = run(
+            resource_plan_flow(
+                url,
+                transport,
+                www_authenticate=www_authenticate,
+                choose_authorization_server=choose_authorization_server,
+            ),
+            SimpleIO(transport.post, transport.get),
+        )
+        settings = client_settings(plan, url, kwargs)
+        client = cls(
+            issuer=plan.server.issuer, client_id=client_id, client_secret=client_secret, transport=transport, **settings
+        )
+        client._metadata = plan.server
+        client.resource_metadata = plan.resource
+        return client
 
     def discover(self, *, refresh: bool = False) -> ServerMetadata | None:
         """Fetch (or take from the transport's cache) the issuer's metadata; None without an issuer. Network

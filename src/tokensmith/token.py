@@ -32,6 +32,9 @@ class Token:
     refresh_at: float | None = None
     #: Past this, callers wait for a renewal rather than be handed a token about to expire (wall clock).
     must_refresh_at: float | None = None
+    #: The RFC 7638 thumbprint of the DPoP key the token was obtained with (RFC 9449 §6: the ``cnf.jkt`` a
+    #: DPoP-bound token carries); None without DPoP. A token with one is only ever used with that very key.
+    jkt: str | None = None
 
     def __post_init__(self) -> None:
         if not B64TOKEN.fullmatch(self.access_token):
@@ -81,8 +84,16 @@ class Token:
 
     @property
     def authorization(self) -> str:
-        """The ``Authorization`` header value (RFC 6750 §2.1)."""
+        """The ``Authorization`` header value: ``Bearer <token>`` (RFC 6750 §2.1), or ``DPoP <token>`` for a
+        DPoP-bound token (RFC 9449 §7.1), which must also be sent with a proof (``DPoP`` header)."""
+        if self.is_dpop:
+            return f"DPoP {self.access_token}"
         return f"Bearer {self.access_token}"
+
+    @property
+    def is_dpop(self) -> bool:
+        """A DPoP-bound access token (``token_type`` ``DPoP``, case-insensitive)."""
+        return self.token_type.lower() == "dpop"
 
     @property
     def lifetime(self) -> float | None:
@@ -117,6 +128,7 @@ class Token:
             "id_token": self.id_token,
             "refresh_at": self.refresh_at,
             "must_refresh_at": self.must_refresh_at,
+            **({"jkt": self.jkt} if self.jkt is not None else {}),
         }
 
     @classmethod
@@ -150,10 +162,12 @@ class Token:
             id_token=opt_str("id_token"),
             refresh_at=opt_float("refresh_at"),
             must_refresh_at=opt_float("must_refresh_at"),
+            jkt=opt_str("jkt"),
         )
 
     def __repr__(self) -> str:
         return (
             f"Token(access_token={redact(self.access_token)}, token_type={self.token_type!r}, "
-            f"expires_at={self.expires_at!r}, refresh_token={redact(self.refresh_token)}, scope={self.scope!r})"
+            f"expires_at={self.expires_at!r}, refresh_token={redact(self.refresh_token)}, scope={self.scope!r}"
+            + (f", jkt={self.jkt!r})" if self.jkt is not None else ")")
         )
