@@ -4,7 +4,12 @@
 // package.json / package-lock.json; install with `npm ci --prefix tests/idp`).
 //
 // Usage:
-//   node tests/idp/server.mjs --port N [--device-ttl SECONDS] [--access-ttl SECONDS]
+//   node tests/idp/server.mjs --port N [--device-ttl SECONDS] [--access-ttl SECONDS] [--dpop-nonce]
+//
+// --dpop-nonce makes the token endpoint demand a server nonce in every DPoP
+// proof (RFC 9449 §8: 400 use_dpop_nonce + DPoP-Nonce). Without it, DPoP
+// (on by default in oidc-provider 9) still works and nonces are offered in
+// DPoP-Nonce headers, but never required.
 //
 // --port 0 picks a free port. The issuer is http://127.0.0.1:<port> (plain
 // HTTP on loopback only). Once listening, exactly one line is written to
@@ -58,6 +63,7 @@ try {
       port: { type: 'string' },
       'device-ttl': { type: 'string', default: '600' },
       'access-ttl': { type: 'string', default: '3600' },
+      'dpop-nonce': { type: 'boolean', default: false },
     },
     strict: true,
   }));
@@ -72,6 +78,7 @@ if (args.port === undefined) {
 const requestedPort = positiveInt('port', args.port, { allowZero: true });
 const deviceTtl = positiveInt('device-ttl', args['device-ttl']);
 const accessTtl = positiveInt('access-ttl', args['access-ttl']);
+const dpopNonce = args['dpop-nonce'];
 
 // --- static test data (mirrored in tests/idp_harness.py) --------------------
 
@@ -84,6 +91,9 @@ const RESOURCE_SERVERS = new Map([
   [DEFAULT_RESOURCE, { scope: 'api:read api:write' }],
   ['https://other-api.tokensmith.test/', { scope: 'other:read' }],
 ]);
+// Protected resources run by the tests themselves (tests/resource_server.py)
+// on a loopback port: any http://127.0.0.1:<port>/protected... identifier.
+const LOOPBACK_RESOURCE = /^http:\/\/127\.0\.0\.1:\d+\/protected(\/|$)/;
 
 const clients = [
   {
@@ -148,6 +158,23 @@ const clients = [
     redirect_uris: ['http://localhost:53593/callback'],
     scope: 'openid offline_access offline all',
   },
+  {
+    // RFC 9449 §5: this client's access tokens must be DPoP-bound (a token
+    // request without a DPoP proof -> invalid_grant).
+    client_id: 'dpop-required',
+    client_secret: 'dpop-secret-1',
+    grant_types: ['client_credentials'],
+    token_endpoint_auth_method: 'client_secret_basic',
+    dpop_bound_access_tokens: true,
+  },
+  {
+    // The test resource server introspects tokens with these credentials
+    // (RFC 7662); it never asks for tokens itself.
+    client_id: 'resource-server',
+    client_secret: 'rs-secret-1',
+    grant_types: ['client_credentials'],
+    token_endpoint_auth_method: 'client_secret_basic',
+  },
 ].map((client) => ({ redirect_uris: [], response_types: [], ...client }));
 
 // --- provider configuration -------------------------------------------------
@@ -192,6 +219,13 @@ const configuration = {
     clientCredentials: { enabled: true }, // RFC 6749 §4.4
     revocation: { enabled: true }, // RFC 7009
     introspection: { enabled: true }, // RFC 7662
+    // RFC 9449. Nonces are always offered (DPoP-Nonce on responses to
+    // requests with a proof); --dpop-nonce makes them required.
+    dPoP: {
+      enabled: true,
+      nonceSecret: randomBytes(32),
+      requireNonce: () => dpopNonce,
+    },
     // Resource indicators (RFC 8707). client_credentials works without any
     // resource, but then oidc-provider silently drops every non-OpenID
     // scope (`scope=api:read` -> no scope) and the token has no audience.
@@ -213,7 +247,9 @@ const configuration = {
         return undefined;
       },
       async getResourceServerInfo(_ctx, resourceIndicator) {
-        const info = RESOURCE_SERVERS.get(URL.parse(resourceIndicator)?.href);
+        const href = URL.parse(resourceIndicator)?.href;
+        const info = RESOURCE_SERVERS.get(href)
+          ?? (href && LOOPBACK_RESOURCE.test(href) ? { scope: 'api:read api:write' } : undefined);
         if (!info) throw new errors.InvalidTarget();
         return {
           ...info,
@@ -275,6 +311,7 @@ server.listen(requestedPort, '127.0.0.1', () => {
     device_ttl: deviceTtl,
     access_ttl: accessTtl,
     default_resource: DEFAULT_RESOURCE,
+    dpop_nonce: dpopNonce,
   };
   process.stdout.write(`READY ${JSON.stringify(ready)}\n`);
 });

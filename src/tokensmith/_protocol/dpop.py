@@ -159,5 +159,16 @@ def is_resource_nonce_challenge(status_code: int, www_authenticate: str | None, 
     )
 
 
+def is_dpop_invalid_token(status_code: int, www_authenticate: str | None) -> bool:
+    """A resource rejecting a DPoP-bound token (RFC 9449 §7.1): ``401`` with ``DPoP error="invalid_token"``,
+    the DPoP twin of RFC 6750 §3.1's rule (C12): renew once, retry once."""
+    if status_code != 401 or not www_authenticate:
+        return False
+    return any(
+        scheme == "dpop" and params.get("error") == "invalid_token"
+        for scheme, params in parse_www_authenticate(www_authenticate)
+    )
+
+
 def _json(value: Mapping[str, Any]) -> bytes:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=True).encode("ascii")
