@@ -63,7 +63,7 @@ class DPoPKey:
     ``DPoPKey.from_jwk(jwk)``, or ``DPoPKey.from_signer(sign, public_jwk, alg)`` for a key that never leaves an
     HSM or agent (``sign(signing_input) -> signature``, in JWS form: ``R || S`` for ECDSA)."""
 
-    __slots__ = ("_alg", "_key", "_public_jwk", "_sign", "_thumbprint")
+    __slots__ = ("_alg", "_header", "_key", "_public_jwk", "_sign", "_thumbprint")
 
     def __init__(self, private_key: Any, alg: str | None = None) -> None:
         algorithms = _jwt_algorithms()
@@ -78,6 +78,7 @@ class DPoPKey:
         self._alg = alg
         self._public_jwk = jwk
         self._thumbprint = proto.jwk_thumbprint(jwk)
+        self._header = proto.proof_header(alg, jwk)
         self._sign: Callable[[bytes], bytes] = lambda data: algorithm.sign(data, private_key)
 
     @classmethod
@@ -144,6 +145,7 @@ class DPoPKey:
         key._alg = alg
         key._public_jwk = proto.public_jwk(public_jwk)
         key._thumbprint = proto.jwk_thumbprint(key._public_jwk)
+        key._header = proto.proof_header(alg, key._public_jwk)
         key._sign = sign
         return key
 
@@ -188,6 +190,7 @@ class DPoPKey:
             jti=secrets.token_urlsafe(16) if jti is None else jti,
             access_token=access_token,
             nonce=nonce,
+            header=self._header,
         )
 
     def _private_jwk_json(self) -> str:
