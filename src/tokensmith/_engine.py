@@ -1021,6 +1021,7 @@ class ClientCore:
         not have (missing, another key, or a client without DPoP): such a token is never sent, not even its
         refresh token (a bound one would be refused anyway, RFC 9449 §5)."""
         if token is None or (token.jkt is None and not token.is_dpop) or self._has_key_for(token):
+            self._key_problem = None
             return token
         if self._dpop is None:
             problem = "the stored token is DPoP-bound (RFC 9449) but this client does not use DPoP (pass dpop=True)"

@@ -70,6 +70,8 @@ class DPoPKey:
         jwk = _public_jwk_of(private_key, algorithms)
         alg = alg or _default_alg(jwk)
         algorithm = _algorithm(alg)
+        if jwk.get("kty") == "EC" and _EC_ALG_FOR_CURVE.get(str(jwk.get("crv"))) != alg:
+            raise DPoPError(f"a {jwk.get('crv')} key cannot sign {alg} (RFC 7518 §3.4)")
         try:  # does the key suit the algorithm? (a P-384 key cannot sign ES256)
             algorithm.prepare_key(private_key)
         except Exception as error:
@@ -132,7 +134,8 @@ class DPoPKey:
             key = loader.from_jwk(data)
         except Exception as error:
             raise DPoPError(f"not a usable private JWK ({type(error).__name__})") from None
-        return cls(key, alg or data.get("alg") if data.get("alg") in SUPPORTED_ALGS else alg)
+        recorded = data.get("alg")  # what save_key wrote, so a reloaded key signs as before
+        return cls(key, alg or (recorded if recorded in SUPPORTED_ALGS else None))
 
     @classmethod
     def from_signer(cls, sign: Callable[[bytes], bytes], public_jwk: Mapping[str, Any], alg: str) -> DPoPKey:

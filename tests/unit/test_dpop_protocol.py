@@ -338,3 +338,38 @@ def test_challenge_metadata_url_and_origin_check() -> None:
         check_metadata_location("https://evil.example/.well-known/oauth-protected-resource", "https://rs.example/api")
     with pytest.raises(ResourceMetadataError, match="refused"):
         check_metadata_location("http://rs.example/.well-known/oauth-protected-resource", "http://rs.example/api")
+
+
+def test_a_key_signs_only_with_its_curve() -> None:
+    """RFC 7518 §3.4: ES256 is P-256, ES384 P-384; a mismatched pairing would produce proofs no server accepts."""
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    with pytest.raises(DPoPError, match="cannot sign"):
+        DPoPKey(ec.generate_private_key(ec.SECP384R1()), "ES256")
+    assert DPoPKey(ec.generate_private_key(ec.SECP384R1())).alg == "ES384"
+
+
+def test_dpop_headers_without_io() -> None:
+    """The public helper: a DPoP token gets ``Authorization: DPoP`` and a proof with ath and the origin's nonce;
+    a Bearer token gets its Bearer header only; a client without DPoP, or before any key, says so."""
+    from tokensmith import TokenClient
+
+    key = DPoPKey.generate()
+    client = TokenClient("https://as.example/token", "c", "s", dpop=key)
+    token = Token("at-1", token_type="DPoP", jkt=key.thumbprint)
+    client.update_dpop_nonce("https://rs.example/a", "n-7")
+    client.update_dpop_nonce("https://rs.example/b", "bad nonce")  # not NQCHAR: ignored (RFC 9449 §8.1)
+    headers = client.dpop_headers("GET", "https://rs.example/items?x=1", token)
+    assert headers["Authorization"] == "DPoP at-1"
+    claims = _verify(headers["DPoP"], key)
+    assert (
+        claims["ath"] == proto.ath("at-1") and claims["nonce"] == "n-7" and claims["htu"] == "https://rs.example/items"
+    )
+    assert client.dpop_headers("GET", "https://other.example/", None).keys() == {"DPoP"}
+    assert client.dpop_headers("GET", "https://rs.example/", Token("at-2")) == {"Authorization": "Bearer at-2"}
+    with pytest.raises(DPoPError, match="does not use DPoP"):
+        TokenClient("https://as.example/token", "c", "s").dpop_headers("GET", "https://rs.example/", token)
+    with pytest.raises(DPoPError, match="get_token"):
+        TokenClient("https://as.example/token", "c", "s", dpop=True).dpop_headers("GET", "https://rs.example/")
+    with pytest.raises(TypeError):
+        TokenClient("https://as.example/token", "c", "s", dpop="yes")  # type: ignore[arg-type]
