@@ -30,6 +30,7 @@ from idp_harness import CC_CLIENT, DEVICE_PUBLIC, DPOP_REQUIRED, RESOURCE_SERVER
 from resource_server import ResourceServer, resource_server
 from tokensmith import (
     AsyncTokenClient,
+    BrowserPrompt,
     DevicePrompt,
     DPoPKey,
     DPoPKeyMissing,
@@ -407,3 +408,61 @@ def test_no_key_or_proof_in_logs_reprs_or_errors(
     assert "d" not in key.public_jwk
     with pytest.raises(TypeError):
         pickle.dumps(key)
+
+
+# --- more grants, both nonces at once -----------------------------------------------------------------------
+
+
+def test_browser_login_code_exchange_and_refresh_are_dpop_bound(idp: LocalIdP, monkeypatch: pytest.MonkeyPatch) -> None:
+    """RFC 9449 §5 for the authorization code grant: the browser login's code exchange carries a proof (the one
+    token request made outside the engine's flows), so the token and the public client's refresh token are bound;
+    the refresh with the same key keeps the binding."""
+    from idp_harness import BROWSER_PUBLIC
+
+    monkeypatch.delenv("SSH_CONNECTION", raising=False)
+    monkeypatch.setenv("BROWSER", "true")  # "a browser can be opened", which opens nothing: the test plays it
+
+    def on_prompt(prompt: object) -> None:
+        assert isinstance(prompt, BrowserPrompt)
+        threading.Thread(target=idp.authorize, args=(prompt.url,), daemon=True).start()
+
+    client = TokenClient.from_issuer(
+        idp.issuer, BROWSER_PUBLIC.client_id, scope=DEVICE_SCOPE, login_flow="browser", on_prompt=on_prompt, dpop=True
+    )
+    token = client.get_token(interactive=True)
+    assert token.is_dpop and _introspect(idp, token.access_token)["cnf"]["jkt"] == token.jkt
+    renewed = client.refresh()
+    assert renewed.is_dpop and renewed.jkt == token.jkt and renewed.refresh_token != token.refresh_token
+
+
+def test_nonce_challenges_at_the_token_endpoint_and_the_resource_together(idp_dpop_nonce: LocalIdP) -> None:
+    """RFC 9449 §8 and §9 in one request: the token endpoint's nonce (400) and the resource's (401), each answered
+    once, each remembered for its own origin."""
+    idp = idp_dpop_nonce
+    assert RESOURCE_SERVER.client_secret is not None
+    rs = ResourceServer(
+        idp.issuer,
+        idp.introspection_endpoint,
+        (RESOURCE_SERVER.client_id, RESOURCE_SERVER.client_secret),
+        require_nonce=True,
+    ).start()
+    try:
+        session = CountingSession()
+        client = TokenClient.from_issuer(
+            idp.issuer,
+            CC_CLIENT.client_id,
+            CC_CLIENT.client_secret,
+            resource=rs.resource,
+            scope="api:read",
+            dpop=True,
+            transport=Transport(session),
+        )
+        assert requests.get(rs.resource, auth=TokenAuth(client)).status_code == 200
+        assert [p.status for p in session.posts if p.url == idp.token_endpoint] == [400, 200]
+        assert rs.events == ["asked for a nonce", "ok: dpop"]
+        client.fetch_client_credentials()
+        assert requests.get(rs.resource, auth=TokenAuth(client)).status_code == 200
+        assert [p.status for p in session.posts if p.url == idp.token_endpoint] == [400, 200, 200]
+        assert rs.events == ["asked for a nonce", "ok: dpop", "ok: dpop"]
+    finally:
+        rs.stop()
