@@ -989,11 +989,27 @@ class ClientCore:
             self._store_trouble("read the stored DPoP key", error)
         if session.key is not None:
             return
-        session.key = DPoPKey.generate()
+        session.key = DPoPKey.generate(self._dpop_alg())
         try:
             save_store_key(self.store, self.cache_key, session.key)
         except StoreError as error:
             self._store_trouble("store the DPoP key", error)
+
+    def _dpop_alg(self) -> str:
+        """The algorithm of a key made here: ES256, unless the authorization server's metadata (RFC 9449 §5.1) or
+        the resource's (RFC 9728 §2) list algorithms without it; then the first listed that both accept."""
+        from .dpop import SUPPORTED_ALGS
+
+        allowed = [alg for alg in SUPPORTED_ALGS]
+        metadata = self._metadata
+        server = metadata.raw.get("dpop_signing_alg_values_supported") if metadata is not None else None
+        resource = self.resource_metadata.dpop_signing_alg_values_supported if self.resource_metadata else ()
+        for listed in (server, resource):
+            if isinstance(listed, list | tuple) and listed:
+                allowed = [alg for alg in listed if alg in allowed]
+        if "ES256" in allowed or not allowed:
+            return "ES256"  # nothing in common: ES256 anyway, and let the server say what it thinks
+        return str(allowed[0])
 
     def _has_key_for(self, token: Token) -> bool:
         """Blocking: does this client hold the key ``token`` is bound to (loading it from the store if need be)?"""

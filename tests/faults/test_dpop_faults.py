@@ -184,3 +184,24 @@ def test_a_store_without_a_key_slot_keeps_the_key_in_memory_and_warns_once(
     other = _client(fault_server, dpop=True, store=store)
     fault_server.script("/token", Reply(json={**body, "access_token": "at-3"}))
     assert other.get_token().access_token == "at-3"
+
+
+def test_a_made_key_uses_an_algorithm_the_server_lists(fault_server: FaultServer) -> None:
+    """RFC 9449 §5.1: the server's dpop_signing_alg_values_supported; without ES256 there, the first listed that
+    tokensmith can sign with (RS256 is skipped: the list is the server's order, unknown names are ignored)."""
+    issuer = fault_server.base_url
+    fault_server.script(
+        "/.well-known/openid-configuration",
+        Reply(
+            json={
+                "issuer": issuer,
+                "token_endpoint": fault_server.url("/token"),
+                "dpop_signing_alg_values_supported": ["HS256", "EdDSA", "RS256"],
+            }
+        ),
+    )
+    fault_server.script("/token", Reply(json={"access_token": "at-1", "token_type": "DPoP", "expires_in": 60}))
+    client = TokenClient.from_issuer(issuer, "svc", "svc-secret", dpop=True, session=requests.Session())
+    token = client.get_token()
+    header, _ = decode_unverified(fault_server.recorded("/token")[0].headers["dpop"])
+    assert header["alg"] == "EdDSA" and header["jwk"]["crv"] == "Ed25519" and token.jkt is not None
