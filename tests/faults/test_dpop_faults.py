@@ -4,18 +4,24 @@ a proof on every token request of every grant (refresh, device polling); a store
 
 from __future__ import annotations
 
+import base64
+import json
 import logging
 import warnings
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, nullcontext
+from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
 
+from cli_harness import Cli, plant
 from fault_server import FaultServer, Reply
 from tokensmith import (
     ClientSecretBasic,
     DPoPKey,
+    FileStore,
     MemoryStore,
     NoClientAuth,
     Token,
@@ -23,7 +29,12 @@ from tokensmith import (
     UnexpectedTokenType,
     UseDPoPNonce,
 )
-from tokensmith._protocol.dpop import decode_unverified
+
+
+def decode_unverified(proof: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A proof's header and claims, unverified (the resource tests verify signatures for real)."""
+    header, claims, _ = proof.split(".")
+    return tuple(json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))) for part in (header, claims))  # type: ignore[return-value]
 
 
 class Clock:
@@ -205,3 +216,16 @@ def test_a_made_key_uses_an_algorithm_the_server_lists(fault_server: FaultServer
     token = client.get_token()
     header, _ = decode_unverified(fault_server.recorded("/token")[0].headers["dpop"])
     assert header["alg"] == "EdDSA" and header["jwk"]["crv"] == "Ed25519" and token.jkt is not None
+
+
+def test_cli_logout_removes_the_dpop_key_too(tmp_path: Path, fault_server: FaultServer) -> None:
+    """A logout forgets the identity: the token file and the DPoP key's own file (``<key>.dpop``) both go."""
+    cli = Cli(tmp_path / "sandbox")
+    key = TokenClient(fault_server.url("/token"), "cli").cache_key
+    plant(cli.tokens, key, "planted-access-token", token_type="DPoP", jkt="thumb")
+    store = FileStore(cli.tokens)
+    store.save_key(key, '{"kty":"EC","crv":"P-256","x":"x","y":"y","d":"d"}')
+    proc = cli.run("logout", "--token-endpoint", fault_server.url("/token"), "--client-id", "cli", "--no-revoke")
+    assert proc.returncode == 0, proc.stderr
+    assert not cli.token_file(key).exists() and store.load_key(key) is None
+    assert fault_server.count() == 0

@@ -305,17 +305,6 @@ def test_another_key_makes_client_credentials_fetch_a_new_token(idp: LocalIdP, t
     assert second.stats.client_credentials == 1
 
 
-def test_logout_removes_the_key(idp: LocalIdP, tmp_path: Path) -> None:
-    from tokensmith.revocation import logout
-
-    store = FileStore(tmp_path)
-    client = TokenClient.from_issuer(idp.issuer, CC_CLIENT.client_id, CC_CLIENT.client_secret, dpop=True, store=store)
-    client.get_token()
-    assert store.load_key(client.cache_key) is not None
-    logout(client, revoke_at_server=False)
-    assert store.load_key(client.cache_key) is None and store.load(client.cache_key) is None
-
-
 # --- RFC 9728 discovery ------------------------------------------------------------------------------------
 
 

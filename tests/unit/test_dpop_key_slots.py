@@ -32,7 +32,11 @@ def plaintext_keyring(tmp_path: Path) -> Iterator[PlaintextKeyring]:
 
 
 def _jwk() -> str:
-    return DPoPKey.generate()._private_jwk_json()
+    """A private P-256 JWK, made without tokensmith."""
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from jwt.algorithms import ECAlgorithm
+
+    return str(ECAlgorithm.to_jwk(ec.generate_private_key(ec.SECP256R1())))
 
 
 def test_file_store_keeps_the_key_in_its_own_0600_file(tmp_path: Path) -> None:
