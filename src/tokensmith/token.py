@@ -35,10 +35,13 @@ class Token:
     #: The RFC 7638 thumbprint of the DPoP key the token was obtained with (RFC 9449 §6: the ``cnf.jkt`` a
     #: DPoP-bound token carries); None without DPoP. A token with one is only ever used with that very key.
     jkt: str | None = None
+    #: ``is_dpop``, decided once: the auth handlers read it on every request.
+    _dpop: bool = field(init=False, repr=False, compare=False, default=False)
 
     def __post_init__(self) -> None:
         if not B64TOKEN.fullmatch(self.access_token):
             raise ValueError("access_token is not an RFC 6750 b64token")
+        object.__setattr__(self, "_dpop", self.token_type.lower() == "dpop")
         if self.expires_at is not None:
             if self.refresh_at is None or self.must_refresh_at is None:
                 due = deadlines(self.expires_at, self.issued_at)
@@ -86,14 +89,14 @@ class Token:
     def authorization(self) -> str:
         """The ``Authorization`` header value: ``Bearer <token>`` (RFC 6750 §2.1), or ``DPoP <token>`` for a
         DPoP-bound token (RFC 9449 §7.1), which must also be sent with a proof (``DPoP`` header)."""
-        if self.is_dpop:
+        if self._dpop:
             return f"DPoP {self.access_token}"
         return f"Bearer {self.access_token}"
 
     @property
     def is_dpop(self) -> bool:
         """A DPoP-bound access token (``token_type`` ``DPoP``, case-insensitive)."""
-        return self.token_type.lower() == "dpop"
+        return self._dpop
 
     @property
     def lifetime(self) -> float | None:

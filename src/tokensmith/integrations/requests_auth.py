@@ -81,7 +81,7 @@ class TokenAuth(AuthBase):
 
     def __call__(self, r: PreparedRequest) -> PreparedRequest:
         token = self._get_token()
-        if token.is_dpop:
+        if token._dpop:  # the attribute, not the property: this runs on every request
             self._dpop(r, token)
         else:
             r.headers["Authorization"] = token.authorization
