@@ -33,6 +33,13 @@
 //   tokens issued from it (incl. refresh tokens) are revoked.
 // - Refresh responses carry `scope`, a new `refresh_token` and, when the
 //   grant has `openid`, an `id_token`.
+// - DPoP (RFC 9449; on by default in oidc-provider 9): ANY client whose
+//   token request carries a valid DPoP proof gets `token_type: DPoP` and a
+//   token bound to the key (introspection shows `cnf.jkt`); a public
+//   client's refresh tokens are bound too (a refresh without a proof of the
+//   same key -> invalid_grant). `dpop-required` gets nothing without a proof
+//   (`dpop_bound_access_tokens`). A replayed proof (same jti) at the token
+//   endpoint -> invalid_dpop_proof / invalid_grant.
 
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { createServer } from 'node:http';
