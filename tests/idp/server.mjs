@@ -38,8 +38,8 @@
 //   token bound to the key (introspection shows `cnf.jkt`); a public
 //   client's refresh tokens are bound too (a refresh without a proof of the
 //   same key -> invalid_grant). `dpop-required` gets nothing without a proof
-//   (`dpop_bound_access_tokens`). A replayed proof (same jti) at the token
-//   endpoint -> invalid_dpop_proof / invalid_grant.
+//   (`dpop_bound_access_tokens`). A replayed proof (same jti) is detected
+//   for refresh requests only (-> invalid_grant).
 
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { createServer } from 'node:http';
