@@ -278,6 +278,13 @@ class DPoPSession:
         """``request`` (a token-endpoint POST) with a fresh proof in its ``DPoP`` header."""
         return replace(request, headers={**request.headers, "DPoP": self.proof("POST", request.url)})
 
+    def exchange(self, request: HttpRequest) -> Flow[HttpResponse]:
+        """One proof-carrying POST, its nonce remembered; the answer with any echo of the proof removed."""
+        signed = self.signed(request)
+        response: HttpResponse = yield Post(signed)
+        self.remember_nonce(request.url, proto.response_nonce(response))
+        return _without_proof(response, signed.headers["DPoP"])
+
     def token_flow(self, inner: Flow[T], is_token_endpoint: Callable[[str], bool]) -> Flow[T]:
         """``inner`` with a fresh proof on each of its POSTs to the token endpoint, and the one retry a nonce
         challenge asks for (RFC 9449 §8). Every other effect passes through untouched, so any grant flow (client
@@ -302,12 +309,10 @@ class DPoPSession:
                 failure = error
 
     def _post_with_proof(self, request: HttpRequest) -> Flow[HttpResponse]:
-        response: HttpResponse = yield Post(self.signed(request))
-        self.remember_nonce(request.url, proto.response_nonce(response))
+        response = yield from self.exchange(request)
         if proto.is_token_nonce_challenge(response):
             logger.debug("the token endpoint asked for a DPoP nonce (RFC 9449 §8); retrying once with it")
-            response = yield Post(self.signed(request))
-            self.remember_nonce(request.url, proto.response_nonce(response))
+            response = yield from self.exchange(request)
         return response
 
 
@@ -320,15 +325,29 @@ class DPoPSender:
         self._session = session
 
     def post(self, request: HttpRequest) -> HttpResponse:
-        response: HttpResponse = self._inner.post(self._session.signed(request))
-        self._session.remember_nonce(request.url, proto.response_nonce(response))
+        response = self._post_once(request)
         if proto.is_token_nonce_challenge(response):
-            response = self._inner.post(self._session.signed(request))
-            self._session.remember_nonce(request.url, proto.response_nonce(response))
+            response = self._post_once(request)
         return response
+
+    def _post_once(self, request: HttpRequest) -> HttpResponse:
+        signed = self._session.signed(request)
+        response: HttpResponse = self._inner.post(signed)
+        self._session.remember_nonce(request.url, proto.response_nonce(response))
+        return _without_proof(response, signed.headers["DPoP"])
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
+
+
+def _without_proof(response: HttpResponse, proof: str) -> HttpResponse:
+    """``response`` with any echo of the proof (or its signature) blanked out of the body: the grant flows scrub
+    error descriptions of the secrets *they* sent, and the proof was added after them (C10)."""
+    body = response.body
+    for secret in (proof, proof.rsplit(".", 1)[-1]):
+        if secret.encode("ascii") in body:
+            body = body.replace(secret.encode("ascii"), b"[DPoP proof]")
+    return response if body is response.body else replace(response, body=body)
 
 
 # --- keys in stores ---------------------------------------------------------------------------------------------

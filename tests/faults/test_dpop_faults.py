@@ -22,13 +22,16 @@ from tokensmith import (
     ClientSecretBasic,
     DPoPKey,
     FileStore,
+    InvalidDPoPProof,
     MemoryStore,
     NoClientAuth,
     Token,
     TokenClient,
+    Transport,
     UnexpectedTokenType,
     UseDPoPNonce,
 )
+from tokensmith._protocol.messages import HttpRequest, HttpResponse
 
 
 def decode_unverified(proof: str) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -229,3 +232,28 @@ def test_cli_logout_removes_the_dpop_key_too(tmp_path: Path, fault_server: Fault
     assert proc.returncode == 0, proc.stderr
     assert not cli.token_file(key).exists() and store.load_key(key) is None
     assert fault_server.count() == 0
+
+
+class EchoingTransport(Transport):
+    """A token endpoint that pastes the proof it got into its error_description (some do, "for debugging")."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sent: list[str] = []
+
+    def post(self, request: HttpRequest) -> HttpResponse:
+        self.sent.append(request.headers["DPoP"])
+        body = {"error": "invalid_dpop_proof", "error_description": f"bad proof {request.headers['DPoP']}"}
+        return HttpResponse(400, {"content-type": "application/json"}, json.dumps(body).encode())
+
+
+def test_an_echoed_proof_is_scrubbed_from_the_error(caplog: pytest.LogCaptureFixture) -> None:
+    """C10 for proofs: the proof joins the request's secrets, so the server's echo of it reaches neither the
+    exception (InvalidDPoPProof, RFC 9449 §7.1's error code) nor the log."""
+    caplog.set_level(logging.DEBUG)
+    transport = EchoingTransport()
+    client = TokenClient("https://as.example/token", "svc", "svc-secret", dpop=True, transport=transport)
+    with pytest.raises(InvalidDPoPProof) as raised:
+        client.get_token()
+    (sent,) = transport.sent
+    assert "bad proof" in str(raised.value) and sent not in str(raised.value) and sent not in caplog.text
