@@ -137,6 +137,11 @@ class TokenClient(ClientCore):
     ``background_refresh=False`` keeps every renewal in the calling thread (no worker thread is ever started);
     ``on_event`` receives the renewal events (see ``tokensmith.events``). ``clock`` (wall), ``monotonic``,
     ``sleep`` and ``rng`` (floats in ``[0, 1)`` for jitter) may be injected for tests.
+
+    DPoP (RFC 9449, the ``jwt`` extra): ``dpop=True`` makes a key (kept in the store's key slot, apart from the
+    token) or ``dpop=DPoPKey(...)`` uses yours; every token request then carries a fresh proof, tokens come back
+    ``token_type="DPoP"`` bound to the key (``Token.jkt``), and ``dpop_headers()`` makes proofs for your own calls.
+    See ``tokensmith.dpop``; ``TokenClient.for_resource`` configures a client from a protected resource (RFC 9728).
     """
 
     transport: Transport
