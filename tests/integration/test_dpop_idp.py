@@ -18,6 +18,7 @@ import stat
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +49,7 @@ __all__ = ["idp_dpop_nonce", "resource_server"]
 pytestmark = pytest.mark.idp
 
 WORKER = Path(__file__).resolve().parents[1] / "helpers" / "dpop_refresh_worker.py"
+CC_WORKER = WORKER.with_name("dpop_cc_worker.py")
 DEVICE_SCOPE = "openid offline_access"
 
 
@@ -261,6 +263,32 @@ def test_second_process_refreshes_with_the_persisted_key(idp: LocalIdP, tmp_path
     renewed = store.load(client.cache_key)
     assert renewed is not None and renewed.refresh_token != first.refresh_token  # rotated by the other process
     assert _introspect(idp, renewed.access_token)["cnf"]["jkt"] == first.jkt
+
+
+def test_processes_starting_together_make_one_key_and_one_token(idp: LocalIdP, tmp_path: Path) -> None:
+    """Six processes, one empty FileStore, dpop=True: the renewal leader makes the key under the store's lock and
+    stores it; the others adopt its token and, through the token's jkt, its key (one token request in all, one
+    key, the one in the ``.dpop`` file)."""
+    store_dir, go = tmp_path / "store", tmp_path / "go"
+    assert CC_CLIENT.client_secret is not None
+    argv = [sys.executable, str(CC_WORKER), idp.issuer, CC_CLIENT.client_id, CC_CLIENT.client_secret]
+    procs = [
+        subprocess.Popen([*argv, str(store_dir), str(go)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(6)
+    ]
+    time.sleep(1.5)  # every interpreter started and waiting at the line
+    go.touch()
+    results = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err
+        results.append(json.loads(out.strip().splitlines()[-1]))
+    assert [r.get("error") for r in results] == [None] * 6
+    assert sum(r["client_credentials"] for r in results) == 1 and sum(r["store_hits"] for r in results) == 5
+    assert len({r["access_sha"] for r in results}) == 1 and {r["token_type"] for r in results} == {"DPoP"}
+    (jkt,) = {r["jkt"] for r in results}
+    (key_file,) = store_dir.glob("*.dpop")
+    assert DPoPKey.from_jwk(key_file.read_text()).thumbprint == jkt
 
 
 def test_a_missing_key_makes_the_stored_token_unusable(idp: LocalIdP, tmp_path: Path) -> None:
