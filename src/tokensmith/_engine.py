@@ -257,6 +257,10 @@ class ClientCore:
     #: Paste mode for a browser login when no browser can be opened and no device flow is offered (``auto``):
     #: a callable returning the address the person pasted. Set it on a client used from a terminal.
     paste: Callable[[], str] | None = None
+    #: Whether a browser login opens the browser itself: None (default) where one can be opened (a local display,
+    #: not over SSH; ``auto`` falls back to the device flow or paste mode elsewhere), False never (the link is only
+    #: shown, as ``tokensmith login --no-browser`` wants; ``auto`` treats it as "no browser here"), True always.
+    open_browser: bool | None = None
 
     def __init__(
         self,
@@ -810,7 +814,8 @@ class ClientCore:
             from .browser import can_open_browser  # the browser flow's modules load only when it is used
 
             yield from self._discover_flow()
-            if self.authorization_endpoint is not None and can_open_browser():
+            opens = self.open_browser if self.open_browser is not None else can_open_browser()
+            if self.authorization_endpoint is not None and opens:
                 flow = "browser"
             elif self.device_authorization_endpoint is not None:
                 flow = "device"
@@ -857,7 +862,7 @@ class ClientCore:
                 redirect_uri=self.redirect_uri,
                 # OpenID Connect Core §11: offline_access (a refresh token) needs the person's consent.
                 prompt="consent" if self.scope and "offline_access" in self.scope.split() else None,
-                open_browser=None if paste else open_in_browser,
+                open_browser=None if paste or self.open_browser is False else open_in_browser,
                 paste=(ui.paste or self.paste) if paste else None,
                 cancel=ui.cancel if isinstance(ui.cancel, threading.Event) else None,
                 login_timeout=login_timeout,

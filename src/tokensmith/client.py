@@ -69,6 +69,7 @@ from ._protocol.messages import HttpRequest, HttpResponse
 from ._protocol.params import ScopeInput
 from ._protocol.renewal import RenewalPolicy
 from ._retry import RetryPolicy
+from ._threads import start_daemon
 from ._transport import DEFAULT_TIMEOUT, Timeout, Transport, Verify
 from .device import DevicePrompt, PollProgress
 from .events import RenewalEvent
@@ -314,10 +315,9 @@ class TokenClient(ClientCore):
             if self._flight is not None or not self._background_due():
                 return
             flight = self._flight = _Flight(background=True)
-        worker = threading.Thread(target=self._background, args=(flight,), name="tokensmith-renewal", daemon=True)
         _renewing.add(self)
         try:
-            worker.start()
+            start_daemon(self._background, flight, name="tokensmith-renewal")
         except RuntimeError:  # no more threads: the callers renew inline later
             with self._mutex:
                 self._flight = None
