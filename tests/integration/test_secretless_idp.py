@@ -117,7 +117,7 @@ def _introspect(idp: LocalIdP, token: str, auth: Any) -> dict[str, Any]:
     return result
 
 
-# -- client authentication: each method, each grant, revocation -------------------------------------------------------
+# -- client authentication: each method, each grant, revocation -----------------------------------------------------
 
 
 @pytest.mark.parametrize("method", METHODS)
@@ -181,7 +181,7 @@ def test_device_login_refresh_and_revoking_the_refresh_token(idp: LocalIdP, meth
         client.refresh()  # the server now answers invalid_grant
 
 
-# -- the IdP's verdicts ------------------------------------------------------------------------------------------------
+# -- the IdP's verdicts ---------------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("method", ["rsa-pem", "client-secret-jwt"])
@@ -307,7 +307,7 @@ def test_exchange_token_one_shot_and_its_failures(idp: LocalIdP, tmp_path: Path)
         client.exchange_token(subject)
 
 
-# -- JWT bearer grant (RFC 7523 §2.1) -----------------------------------------------------------------------------------
+# -- JWT bearer grant (RFC 7523 §2.1) -------------------------------------------------------------------------------
 
 
 def _bearer_assertion(idp: LocalIdP, sub: str = "workload-1", key: Any = None) -> str:
@@ -342,7 +342,7 @@ def test_jwt_bearer_replayed_or_untrusted_assertions_are_refused(idp: LocalIdP) 
         _exchanger(idp, JWTBearerGrant(_bearer_assertion(idp, key=stranger))).get_token()
 
 
-# -- the async client ---------------------------------------------------------------------------------------------------
+# -- the async client -----------------------------------------------------------------------------------------------
 
 
 def test_async_client_private_key_jwt_and_token_exchange(idp: LocalIdP) -> None:
