@@ -349,3 +349,13 @@ def test_reprs_hide_keys_secrets_and_assertions(rsa_key: rsa.RSAPrivateKey) -> N
     secret_auth = ClientSecretJWT("svc", SECRET)
     assert SECRET not in repr(secret_auth) and SECRET[:8] not in repr(secret_auth)
     assert request.secrets == (assertion,)
+
+
+def test_the_new_names_are_public() -> None:
+    """DESIGN: every class a user meets is importable from ``tokensmith`` and says so."""
+    import tokensmith
+
+    for name in ("PrivateKeyJWT", "ClientSecretJWT", "JWTBearerGrant", "TokenExchangeGrant", "ConfigurationError"):
+        assert name in tokensmith.__all__ and getattr(tokensmith, name).__module__ == "tokensmith", name
+    assert issubclass(tokensmith.ConfigurationError, tokensmith.TokensmithError)
+    assert issubclass(tokensmith.ConfigurationError, ValueError)
