@@ -240,10 +240,29 @@ class AsyncTokenClient(ClientCore):
         self,
         subject_token: str,
         subject_token_type: str = ACCESS_TOKEN_TYPE,
-        **options: Any,
+        *,
+        actor_token: str | None = None,
+        actor_token_type: str | None = None,
+        requested_token_type: str | None = None,
+        audience: str | Iterable[str] | None = None,
+        resource: str | Iterable[str] | None = None,
+        scope: ScopeInput = None,
     ) -> Token:
         """One RFC 8693 token exchange now, as ``TokenClient.exchange_token`` (not cached or stored)."""
-        return await self._run(self._exchange_flow(TokenExchangeGrant(subject_token, subject_token_type, **options)))
+        return await self._run(
+            self._exchange_flow(
+                TokenExchangeGrant(
+                    subject_token,
+                    subject_token_type,
+                    actor_token=actor_token,
+                    actor_token_type=actor_token_type,
+                    requested_token_type=requested_token_type,
+                    audience=audience,
+                    resource=resource,
+                    scope=scope,
+                )
+            )
+        )
 
     async def login(
         self,

@@ -252,13 +252,32 @@ class TokenClient(ClientCore):
         self,
         subject_token: str,
         subject_token_type: str = ACCESS_TOKEN_TYPE,
-        **options: Any,
+        *,
+        actor_token: str | None = None,
+        actor_token_type: str | None = None,
+        requested_token_type: str | None = None,
+        audience: str | Iterable[str] | None = None,
+        resource: str | Iterable[str] | None = None,
+        scope: ScopeInput = None,
     ) -> Token:
         """One RFC 8693 token exchange now (C30), with this client's endpoint and authentication; the result is
-        returned, not cached or stored. ``options``: those of ``tokensmith.TokenExchangeGrant`` (``actor_token``,
-        ``actor_token_type``, ``requested_token_type``, ``audience``, ``resource``, ``scope``). For a token that is
-        cached and renewed, configure a client with ``grant=TokenExchangeGrant(...)`` instead."""
-        return self._run(self._exchange_flow(TokenExchangeGrant(subject_token, subject_token_type, **options)))
+        returned, not cached or stored. The options are ``tokensmith.TokenExchangeGrant``'s (scope None: the
+        client's; audience and resource may repeat). For a token that is cached and renewed, configure a client
+        with ``grant=TokenExchangeGrant(...)`` instead."""
+        return self._run(
+            self._exchange_flow(
+                TokenExchangeGrant(
+                    subject_token,
+                    subject_token_type,
+                    actor_token=actor_token,
+                    actor_token_type=actor_token_type,
+                    requested_token_type=requested_token_type,
+                    audience=audience,
+                    resource=resource,
+                    scope=scope,
+                )
+            )
+        )
 
     def login(
         self,

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from ._protocol.jwt_assertion import (
     ASYMMETRIC_ALGS,
     AUDIENCE_ENDPOINT,
+    AUDIENCE_ISSUER,
     CLIENT_ASSERTION_TYPE,
     ECDSA_SIGNATURE_BYTES,
     HMAC_ALGS,
@@ -138,8 +139,8 @@ class _JWTClientAuth:
     def with_issuer(self, issuer: str) -> Self:
         """This method with the issuer filled in (a client does it), for ``audience="issuer"``. The parsed key is
         shared with the copy."""
-        if self.issuer is not None:
-            return self
+        if self.issuer is not None or self.audience != AUDIENCE_ISSUER:
+            return self  # the caller's own object, unless the issuer is needed
         bound = copy.copy(self)
         bound.issuer = issuer
         return bound

@@ -194,11 +194,18 @@ const clients = [
     grant_types: ['client_credentials', TOKEN_EXCHANGE_GRANT, JWT_BEARER_GRANT],
     token_endpoint_auth_method: 'client_secret_basic',
   },
-  // private_key_jwt clients (RFC 7523 §2.2), one per entry of --client-keys.
+  // private_key_jwt clients (RFC 7523 §2.2), one per entry of --client-keys;
+  // also confidential native clients for the browser login (any loopback port).
   ...Object.entries(clientKeys.clients).map(([clientId, jwks]) => ({
     client_id: clientId,
     jwks: { keys: jwks.keys },
-    grant_types: ['client_credentials', DEVICE_CODE_GRANT, 'refresh_token', TOKEN_EXCHANGE_GRANT, JWT_BEARER_GRANT],
+    application_type: 'native',
+    grant_types: [
+      'client_credentials', DEVICE_CODE_GRANT, 'authorization_code', 'refresh_token',
+      TOKEN_EXCHANGE_GRANT, JWT_BEARER_GRANT,
+    ],
+    response_types: ['code'],
+    redirect_uris: ['http://127.0.0.1/callback'],
     token_endpoint_auth_method: 'private_key_jwt',
   })),
 ].map((client) => ({ redirect_uris: [], response_types: [], ...client }));

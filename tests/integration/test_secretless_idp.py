@@ -181,6 +181,29 @@ def test_device_login_refresh_and_revoking_the_refresh_token(idp: LocalIdP, meth
         client.refresh()  # the server now answers invalid_grant
 
 
+def test_browser_login_with_private_key_jwt(idp: LocalIdP, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The authorization code exchange (RFC 6749 §4.1.3 + PKCE) of a confidential native client authenticates with
+    an assertion for the token endpoint, and its refresh token renews with another."""
+    monkeypatch.delenv("SSH_CONNECTION", raising=False)
+    monkeypatch.setenv("BROWSER", "true")  # a browser "opens" (nothing); the harness plays the person
+
+    def on_prompt(prompt: Any) -> None:
+        threading.Thread(target=idp.authorize, args=(prompt.url,), daemon=True).start()
+
+    auth = _auth(idp, "es384-key")
+    transport = RecordingTransport()
+    client = TokenClient.from_issuer(
+        idp.issuer, auth.client_id, auth=auth, login_flow="browser", scope="openid offline_access", transport=transport
+    )
+    token = client.login(on_prompt=on_prompt)
+    renewed = client.refresh()
+    assert token.refresh_token and renewed.access_token != token.access_token
+    assert [f["grant_type"] for f in transport.forms] == ["authorization_code", "refresh_token"]
+    claims = [jwt.decode(f["client_assertion"], options={"verify_signature": False}) for f in transport.forms]
+    assert all(c["aud"] == idp.token_endpoint and c["iss"] == c["sub"] == auth.client_id for c in claims)
+    assert claims[0]["jti"] != claims[1]["jti"] and "client_secret" not in transport.forms[0]
+
+
 # -- the IdP's verdicts ---------------------------------------------------------------------------------------------
 
 

@@ -199,6 +199,8 @@ def test_aud_the_issuer_or_an_explicit_value() -> None:
     bound = ClientSecretJWT("svc", SECRET, audience="issuer").with_issuer(ISSUER)
     assert _verify(_sent(bound)[2], SECRET, "HS256", ISSUER)
     assert by_issuer.with_issuer("https://other.example") is by_issuer
+    endpoint = ClientSecretJWT("svc", SECRET)
+    assert endpoint.with_issuer(ISSUER) is endpoint  # nothing to fill in: the caller's own object
 
 
 def test_aud_issuer_without_an_issuer_is_a_configuration_error() -> None:
