@@ -58,6 +58,8 @@ class ClientInfo:
 
     client_id: str
     client_secret: str | None = None
+    #: Authenticates with a JWT signed by a key the harness generates per server (``LocalIdP.private_keys``).
+    private_key_jwt: bool = False
 
     def __repr__(self) -> str:  # keep secrets out of assertion output and logs
         secret = "None" if self.client_secret is None else "'***'"
@@ -91,9 +93,9 @@ CSJWT_CLIENT = ClientInfo("csjwt-client", "csjwt-secret-0123456789-abcdefghijklm
 EXCHANGE_CLIENT = ClientInfo("exchange-client", "exchange-secret-1")
 #: ``private_key_jwt`` clients (client credentials, device flow, refresh, token exchange, JWT bearer); their keys
 #: are generated per server by the harness (:meth:`LocalIdP.private_key_pem`), only the public halves go to node.
-PKJWT_RSA = ClientInfo("pkjwt-rsa")
-PKJWT_EC = ClientInfo("pkjwt-ec")
-PKJWT_ES384 = ClientInfo("pkjwt-es384")
+PKJWT_RSA = ClientInfo("pkjwt-rsa", private_key_jwt=True)
+PKJWT_EC = ClientInfo("pkjwt-ec", private_key_jwt=True)
+PKJWT_ES384 = ClientInfo("pkjwt-es384", private_key_jwt=True)
 #: An issuer the server trusts for JWT bearer assertions and JWT subject tokens (RFC 7523 §2.1, RFC 8693).
 TRUSTED_ISSUER = "https://issuer.tokensmith.test"
 
