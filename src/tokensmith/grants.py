@@ -15,7 +15,8 @@ callables' subjects.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 from ._protocol.jwt_assertion import unverified_claims
 from ._protocol.params import ScopeInput, normalize_scope
@@ -62,12 +63,17 @@ def _many(value: str | Iterable[str] | None) -> tuple[str, ...]:
     return (value,) if isinstance(value, str) else tuple(value)
 
 
+def _identity(claims: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
+    return tuple((f"assertion_{name}", repr(claims.get(name))) for name in ("iss", "sub", "aud"))
+
+
 class JWTBearerGrant:
     """RFC 7523 §2.1: ``grant_type=urn:ietf:params:oauth:grant-type:jwt-bearer`` with ``assertion=<JWT>``.
 
     ``assertion``: the JWT, or a callable returning a new one per request (a JWT bearer assertion usually carries
-    a ``jti`` the server refuses twice, so renewals need new ones). ``cache_id``: what tells this grant's tokens
-    apart in a store (default: the fixed assertion's ``iss``, ``sub`` and ``aud``)."""
+    a ``jti`` the server refuses twice, so renewals need new ones); ``JWTBearerGrant.signed(key, ...)`` signs them
+    here. ``cache_id``: what tells this grant's tokens apart in a store (default: the assertion's ``iss``, ``sub``
+    and ``aud``; a callable's cannot be known without calling it)."""
 
     name = "jwt_bearer"
     grant_type = GrantType.JWT_BEARER.value
@@ -77,6 +83,38 @@ class JWTBearerGrant:
             _value(assertion, "assertion")
         self._assertion = assertion
         self.cache_id = cache_id
+        self._identity: tuple[tuple[str, str], ...] | None = None
+
+    @classmethod
+    def signed(
+        cls,
+        key: Any,
+        *,
+        issuer: str,
+        subject: str,
+        audience: str,
+        kid: str | None = None,
+        alg: str | None = None,
+        lifetime: float = 300.0,
+        claims: Mapping[str, Any] | None = None,
+        password: bytes | None = None,
+    ) -> JWTBearerGrant:
+        """A grant whose assertions this process signs, a new one per request: ``iss`` = ``issuer``, ``sub`` =
+        ``subject``, ``aud`` = ``audience`` (the authorization server's issuer or token endpoint), ``iat``,
+        ``exp`` (``lifetime`` ahead), a random ``jti`` and any further ``claims`` (e.g. a ``scope`` claim some
+        servers want). ``key``, ``kid``, ``alg``, ``password``: as for ``tokensmith.PrivateKeyJWT`` (PEM, JWK,
+        ``cryptography`` key or a KMS signer; the ``jwt`` extra). Cached by issuer, subject and audience."""
+        from .jwt_auth import PrivateKeyJWT  # PyJWT only when a key signs
+
+        signer = PrivateKeyJWT(issuer, key, kid=kid, alg=alg, password=password, lifetime=lifetime)
+        fixed = dict(claims or {})
+
+        def assertion() -> str:
+            return signer.assertion(audience, subject=subject, claims=fixed)
+
+        grant = cls(assertion)
+        grant._identity = _identity({"iss": issuer, "sub": subject, "aud": audience})
+        return grant
 
     def params(self) -> Params:
         return [("assertion", _value(self._assertion, "the JWT bearer assertion"))]
@@ -87,13 +125,15 @@ class JWTBearerGrant:
     def cache_material(self) -> tuple[tuple[str, str], ...]:
         if self.cache_id is not None:
             return (("cache_id", self.cache_id),)
+        if self._identity is not None:
+            return self._identity
         if callable(self._assertion):
             return (("assertion", "callable"),)
         claims = unverified_claims(self._assertion)
         if claims is None:
             return (("assertion_sha256", _digest(self._assertion)),)
         # The same subject at the same issuer gets the same token, whichever assertion proved it.
-        return tuple((f"assertion_{name}", repr(claims.get(name))) for name in ("iss", "sub", "aud"))
+        return _identity(claims)
 
     def __repr__(self) -> str:
         shown = "<callable>" if callable(self._assertion) else redact(self._assertion)

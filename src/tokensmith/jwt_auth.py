@@ -107,19 +107,21 @@ class _JWTClientAuth:
     def _signing(self) -> tuple[str, str | None, Signer]:
         raise NotImplementedError
 
-    def assertion(self, audience: str) -> str:
-        """A new signed client assertion for ``audience`` (RFC 7523 §2.2, §3): ``iss`` = ``sub`` = the client id,
-        ``iat``, ``exp`` (``lifetime`` ahead) and a random ``jti``."""
+    def assertion(self, audience: str, *, subject: str | None = None, claims: Mapping[str, Any] | None = None) -> str:
+        """A new signed assertion for ``audience`` (RFC 7523 §3): ``iss`` = the client id, ``sub`` = the client id
+        (client authentication, §2.2) or ``subject`` (a JWT bearer grant, §2.1), ``iat``, ``exp`` (``lifetime``
+        ahead), a random ``jti``, and any further ``claims`` (which never override those)."""
         alg, kid, sign = self._signing()
-        claims = assertion_claims(
+        payload = assertion_claims(
             issuer=self.client_id,
-            subject=self.client_id,
+            subject=self.client_id if subject is None else subject,
             audience=audience,
             now=self._clock(),
             lifetime=self.lifetime,
             jti=self._new_jti(),
+            extra=claims,
         )
-        return compact_jws(jwt_header(alg, kid), claims, sign)
+        return compact_jws(jwt_header(alg, kid), payload, sign)
 
     def apply_to(self, endpoint: str | None, form: FormPairs, headers: dict[str, str]) -> tuple[str, ...]:
         """Add ``client_id``, ``client_assertion_type`` and a new ``client_assertion`` for ``endpoint``. Nothing

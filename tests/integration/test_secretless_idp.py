@@ -355,6 +355,20 @@ def test_jwt_bearer_grant_renews_by_re_running_the_grant(idp: LocalIdP) -> None:
     assert [f["assertion"] for f in transport.forms] == made
 
 
+def test_jwt_bearer_grant_signed_here(idp: LocalIdP) -> None:
+    """``JWTBearerGrant.signed``: a new assertion per request, accepted by the IdP, renewed by signing again."""
+    grant = JWTBearerGrant.signed(
+        idp.private_key_pem(TRUSTED_ISSUER), issuer=TRUSTED_ISSUER, subject="workload-9", audience=idp.token_endpoint
+    )
+    transport = RecordingTransport()
+    client = _exchanger(idp, grant, transport=transport)
+    token = client.get_token()
+    renewed = client.get_token(stale=token)
+    assert renewed.access_token != token.access_token and renewed.scope == "api:read"
+    sent = [jwt.decode(f["assertion"], options={"verify_signature": False}) for f in transport.forms]
+    assert [c["sub"] for c in sent] == ["workload-9", "workload-9"] and sent[0]["jti"] != sent[1]["jti"]
+
+
 def test_jwt_bearer_replayed_or_untrusted_assertions_are_refused(idp: LocalIdP) -> None:
     fixed = _bearer_assertion(idp)
     assert _exchanger(idp, JWTBearerGrant(fixed)).get_token()

@@ -169,3 +169,22 @@ def test_documents_without_it_are_unchanged_and_still_read() -> None:
     document["token"]["issued_token_type"] = 5
     with pytest.raises(TypeError):
         decode_token(json.dumps(document).encode())
+
+
+def test_signed_jwt_bearer_assertions() -> None:
+    """RFC 7523 §2.1/§3: iss, sub, aud, exp, iat and a new jti per request, signed with the key; cached by
+    iss/sub/aud exactly like a fixed assertion for the same subject."""
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    grant = JWTBearerGrant.signed(
+        key, issuer="https://issuer.example", subject="alice", audience=TOKEN_URL, claims={"scope": "x", "sub": "no"}
+    )
+    sent = [dict(_form(grant))["assertion"] for _ in range(2)]
+    claims = [jwt.decode(a, key.public_key(), algorithms=["ES256"], audience=TOKEN_URL) for a in sent]
+    assert claims[0]["iss"] == "https://issuer.example" and claims[0]["sub"] == "alice" and claims[0]["scope"] == "x"
+    assert claims[0]["jti"] != claims[1]["jti"] and claims[0]["exp"] - claims[0]["iat"] == 300
+    fixed = jwt.encode({"iss": "https://issuer.example", "sub": "alice", "aud": TOKEN_URL}, "k" * 32)
+    assert _client(grant).cache_key == _client(JWTBearerGrant(fixed)).cache_key
+    other = JWTBearerGrant.signed(key, issuer="https://issuer.example", subject="bob", audience=TOKEN_URL)
+    assert _client(other).cache_key != _client(grant).cache_key
