@@ -97,7 +97,7 @@ class JWTBearerGrant:
         alg: str | None = None,
         lifetime: float = 300.0,
         claims: Mapping[str, Any] | None = None,
-        password: bytes | None = None,
+        password: bytes | str | None = None,
     ) -> JWTBearerGrant:
         """A grant whose assertions this process signs, a new one per request: ``iss`` = ``issuer``, ``sub`` =
         ``subject``, ``aud`` = ``audience`` (the authorization server's issuer or token endpoint), ``iat``,

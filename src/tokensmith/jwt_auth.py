@@ -64,7 +64,7 @@ def _pyjwt() -> Any:
     try:
         import jwt
         from jwt.algorithms import get_default_algorithms
-    except ImportError as error:  # pragma: no cover - depends on the environment
+    except ImportError as error:
         raise ConfigurationError(
             "private_key_jwt needs PyJWT with cryptography: pip install 'tokensmith[jwt]'"
         ) from error
@@ -198,7 +198,7 @@ class PrivateKeyJWT(_JWTClientAuth):
         *,
         kid: str | None = None,
         alg: str | None = None,
-        password: bytes | None = None,
+        password: bytes | str | None = None,
         audience: str = AUDIENCE_ENDPOINT,
         issuer: str | None = None,
         lifetime: float = DEFAULT_LIFETIME,
@@ -222,7 +222,7 @@ class PrivateKeyJWT(_JWTClientAuth):
         self.kid = kid
         self.alg = alg
         self._key = key
-        self._password = password
+        self._password = password.encode() if isinstance(password, str) else password
         self._loaded: list[tuple[str, str | None, Signer]] = []  # the parsed key, on first use
 
     def _signing(self) -> tuple[str, str | None, Signer]:

@@ -119,6 +119,20 @@ def test_a_jwk_gives_its_kid_and_alg(ec_key: ec.EllipticCurvePrivateKey) -> None
     assert jwt.get_unverified_header(assertion)["kid"] == "explicit"
 
 
+def test_an_encrypted_pem_with_its_password(ec_key: ec.EllipticCurvePrivateKey) -> None:
+    encrypted = ec_key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.BestAvailableEncryption(b"pem-password"),
+    )
+    for password in ("pem-password", b"pem-password"):
+        _verify(_sent(PrivateKeyJWT("svc", encrypted, password=password))[2], ec_key.public_key(), "ES256")
+    with pytest.raises(ConfigurationError):
+        _sent(PrivateKeyJWT("svc", encrypted, password="wrong"))
+    with pytest.raises(ConfigurationError):
+        _sent(PrivateKeyJWT("svc", encrypted))
+
+
 def test_the_rfc_7638_example_thumbprint() -> None:
     """RFC 7638 §3.1's worked example."""
     jwk = {
