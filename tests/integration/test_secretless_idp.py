@@ -421,7 +421,8 @@ def test_no_assertion_key_or_subject_token_leaks(
     token = client.get_token()
     revoke(client, token.access_token, token_type_hint="access_token")
     errors: list[BaseException] = []
-    replaying = PrivateKeyJWT(PKJWT_RSA.client_id, pem, new_jti=lambda: "always-the-same-jti-" + subject[:4])
+    run = uuid.uuid4()
+    replaying = PrivateKeyJWT(PKJWT_RSA.client_id, pem, new_jti=lambda: f"replayed-{run}")
     failing = TokenClient.from_issuer(idp.issuer, auth.client_id, auth=replaying, transport=transport, store=store)
     for _ in range(2):
         try:
