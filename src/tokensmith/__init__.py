@@ -29,6 +29,8 @@ if TYPE_CHECKING:
     from .device import DevicePrompt, PollProgress, device_login
     from .events import RenewalFailed, RenewalStarted, RenewalSucceeded, ServedStale
     from .exceptions import *  # noqa: F403
+    from .grants import JWTBearerGrant, TokenExchangeGrant
+    from .jwt_auth import ClientSecretJWT, PrivateKeyJWT
     from .stores import FileStore, KeyringStore, Lease, LeasingStore, MemoryStore, TokenStore
     from .token import Token
 
@@ -41,6 +43,7 @@ _ERRORS = (
     "AuthorizationPending",
     "BrowserLoginCancelled",
     "BrowserLoginTimeout",
+    "ConfigurationError",
     "ConnectError",
     "DeviceFlowCancelled",
     "DeviceFlowTimeout",
@@ -92,6 +95,10 @@ _LAZY: dict[str, tuple[str, str]] = {
     "ClientSecretBasic": ("_protocol.client_auth", "ClientSecretBasic"),
     "ClientSecretPost": ("_protocol.client_auth", "ClientSecretPost"),
     "basic_authorization": ("_protocol.client_auth", "basic_authorization"),
+    "PrivateKeyJWT": ("jwt_auth", "PrivateKeyJWT"),
+    "ClientSecretJWT": ("jwt_auth", "ClientSecretJWT"),
+    "JWTBearerGrant": ("grants", "JWTBearerGrant"),
+    "TokenExchangeGrant": ("grants", "TokenExchangeGrant"),
     "PollOutcome": ("_protocol.polling", "PollOutcome"),
     "DevicePrompt": ("device", "DevicePrompt"),
     "PollProgress": ("device", "PollProgress"),

@@ -27,6 +27,7 @@ __all__ = [
     "AuthorizationPending",
     "BrowserLoginCancelled",
     "BrowserLoginTimeout",
+    "ConfigurationError",
     "ConnectError",
     "DeviceFlowCancelled",
     "DeviceFlowTimeout",
@@ -110,6 +111,12 @@ class InsecureEndpointError(TokensmithError, ValueError):
 
 class InvalidEndpointError(TokensmithError, ValueError):
     """An endpoint URL cannot be used at all (no scheme, unsupported scheme, no host)."""
+
+
+class ConfigurationError(TokensmithError, ValueError):
+    """The client is configured in a way that cannot work: an unusable key, a refused signing algorithm (``none``),
+    or an optional dependency that is not installed (``pip install 'tokensmith[jwt]'``). Raised before any
+    request that would carry the faulty configuration is sent."""
 
 
 class DiscoveryError(TokensmithError):

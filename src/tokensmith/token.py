@@ -32,6 +32,9 @@ class Token:
     refresh_at: float | None = None
     #: Past this, callers wait for a renewal rather than be handed a token about to expire (wall clock).
     must_refresh_at: float | None = None
+    #: RFC 8693 §2.2.1: the type of the token a token exchange issued (e.g.
+    #: ``urn:ietf:params:oauth:token-type:access_token``); None for other grants.
+    issued_token_type: str | None = None
 
     def __post_init__(self) -> None:
         if not B64TOKEN.fullmatch(self.access_token):
@@ -77,6 +80,7 @@ class Token:
             raw={k: v for k, v in response.raw.items() if k not in ("access_token", "refresh_token", "id_token")},
             refresh_at=refresh_at,
             must_refresh_at=must_refresh_at,
+            issued_token_type=response.issued_token_type,
         )
 
     @property
@@ -106,8 +110,9 @@ class Token:
         return replace(self, refresh_token=refresh_token)
 
     def to_dict(self) -> dict[str, Any]:
-        """For stores: plain JSON types only."""
-        return {
+        """For stores: plain JSON types only. ``issued_token_type`` only when set, so documents of other grants
+        stay byte-for-byte what earlier versions wrote (and read)."""
+        document: dict[str, Any] = {
             "access_token": self.access_token,
             "token_type": self.token_type,
             "expires_at": self.expires_at,
@@ -118,6 +123,9 @@ class Token:
             "refresh_at": self.refresh_at,
             "must_refresh_at": self.must_refresh_at,
         }
+        if self.issued_token_type is not None:
+            document["issued_token_type"] = self.issued_token_type
+        return document
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Token:
@@ -150,6 +158,7 @@ class Token:
             id_token=opt_str("id_token"),
             refresh_at=opt_float("refresh_at"),
             must_refresh_at=opt_float("must_refresh_at"),
+            issued_token_type=opt_str("issued_token_type"),
         )
 
     def __repr__(self) -> str:
