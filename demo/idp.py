@@ -16,9 +16,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from idp_harness import ALL_CLIENTS, LocalIdP
+from idp_harness import ALL_CLIENTS, ClientInfo, LocalIdP
 
 DEFAULT_PORT = 9400
+
+
+def _no_secret(client: ClientInfo) -> str:
+    return "(private_key_jwt: a key made for this run)" if client.private_key_jwt else "(public)"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
             "",
             "clients (id / secret):",
             *(
-                f"  {c.client_id:<24} {c.client_secret if c.client_secret is not None else '(public)'}"
+                f"  {c.client_id:<24} {c.client_secret if c.client_secret is not None else _no_secret(c)}"
                 for c in ALL_CLIENTS
             ),
             "",

@@ -21,6 +21,7 @@ import json
 import queue
 import shutil
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -57,6 +58,8 @@ class ClientInfo:
 
     client_id: str
     client_secret: str | None = None
+    #: Authenticates with a JWT signed by a key the harness generates per server (``LocalIdP.private_keys``).
+    private_key_jwt: bool = False
 
     def __repr__(self) -> str:  # keep secrets out of assertion output and logs
         secret = "None" if self.client_secret is None else "'***'"
@@ -89,6 +92,18 @@ FLYTEKIT_PUBLIC = ClientInfo("flytekit-public")
 FLYTEKIT_REDIRECT_URI = "http://localhost:53593/callback"
 FLYTEKIT_SCOPES = ("offline", "all")
 
+#: ``client_secret_jwt`` (client credentials, device flow, refresh).
+CSJWT_CLIENT = ClientInfo("csjwt-client", "csjwt-secret-0123456789-abcdefghijklmnopqrstuvwxyz-ABCDEFGHIJKL")
+#: ``client_secret_basic``, allowed the extension grants (token exchange, JWT bearer) and client credentials.
+EXCHANGE_CLIENT = ClientInfo("exchange-client", "exchange-secret-1")
+#: ``private_key_jwt`` clients (client credentials, device flow, refresh, token exchange, JWT bearer); their keys
+#: are generated per server by the harness (:meth:`LocalIdP.private_key_pem`), only the public halves go to node.
+PKJWT_RSA = ClientInfo("pkjwt-rsa", private_key_jwt=True)
+PKJWT_EC = ClientInfo("pkjwt-ec", private_key_jwt=True)
+PKJWT_ES384 = ClientInfo("pkjwt-es384", private_key_jwt=True)
+#: An issuer the server trusts for JWT bearer assertions and JWT subject tokens (RFC 7523 §2.1, RFC 8693).
+TRUSTED_ISSUER = "https://issuer.tokensmith.test"
+
 ALL_CLIENTS = (
     CC_CLIENT,
     CC_POST_CLIENT,
@@ -97,7 +112,42 @@ ALL_CLIENTS = (
     DEVICE_CONFIDENTIAL,
     BROWSER_PUBLIC,
     FLYTEKIT_PUBLIC,
+    CSJWT_CLIENT,
+    EXCHANGE_CLIENT,
+    PKJWT_RSA,
+    PKJWT_EC,
+    PKJWT_ES384,
 )
+
+
+def _generate_keys() -> dict[str, Any]:
+    """Private keys for the ``private_key_jwt`` clients and the trusted issuer (``cryptography`` objects)."""
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+    return {
+        PKJWT_RSA.client_id: rsa.generate_private_key(public_exponent=65537, key_size=2048),
+        PKJWT_EC.client_id: ec.generate_private_key(ec.SECP256R1()),
+        PKJWT_ES384.client_id: ec.generate_private_key(ec.SECP384R1()),
+        TRUSTED_ISSUER: ec.generate_private_key(ec.SECP256R1()),
+    }
+
+
+def public_jwk(private_key: Any, kid: str | None = None) -> dict[str, Any]:
+    """The public JWK of a ``cryptography`` private key (``kid``: as given, else its RFC 7638 thumbprint)."""
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from jwt.algorithms import ECAlgorithm, RSAAlgorithm
+
+    algorithm = RSAAlgorithm if isinstance(private_key, rsa.RSAPrivateKey) else ECAlgorithm
+    jwk: dict[str, Any] = algorithm.to_jwk(private_key.public_key(), as_dict=True)
+    if kid is None:
+        import base64
+        import hashlib
+
+        members = ("e", "kty", "n") if jwk["kty"] == "RSA" else ("crv", "kty", "x", "y")
+        canonical = json.dumps({m: jwk[m] for m in members}, separators=(",", ":"), sort_keys=True)
+        kid = base64.urlsafe_b64encode(hashlib.sha256(canonical.encode()).digest()).rstrip(b"=").decode()
+    jwk["kid"] = kid
+    return jwk
 
 
 class IdPError(RuntimeError):
@@ -378,6 +428,8 @@ class LocalIdP:
         self._discovery: dict[str, Any] | None = None
         self._stderr: collections.deque[str] = collections.deque(maxlen=200)
         self._threads: list[threading.Thread] = []
+        self.private_keys: dict[str, Any] = {}
+        self._keys_dir: tempfile.TemporaryDirectory[str] | None = None
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -395,6 +447,7 @@ class LocalIdP:
             command += ["--device-ttl", str(self.device_ttl)]
         if self.access_ttl is not None:
             command += ["--access-ttl", str(self.access_ttl)]
+        command += ["--client-keys", self._write_client_keys()]
         if self.dpop_nonce:
             command.append("--dpop-nonce")
 
@@ -444,6 +497,9 @@ class LocalIdP:
                 stream.close()
         self._process = None
         self._threads = []
+        if self._keys_dir is not None:
+            self._keys_dir.cleanup()
+            self._keys_dir = None
 
     def __enter__(self) -> LocalIdP:
         return self.start()
@@ -459,6 +515,31 @@ class LocalIdP:
     @property
     def running(self) -> bool:
         return self._process is not None and self._process.poll() is None
+
+    def _write_client_keys(self) -> str:
+        """Generate this server's client and trusted-issuer keys; write the public halves for node."""
+        self.private_keys = _generate_keys()
+        document = {
+            "clients": {
+                client: {"keys": [public_jwk(self.private_keys[client])]}
+                for client in (PKJWT_RSA.client_id, PKJWT_EC.client_id, PKJWT_ES384.client_id)
+            },
+            "trusted_issuers": {TRUSTED_ISSUER: {"keys": [public_jwk(self.private_keys[TRUSTED_ISSUER])]}},
+        }
+        self._keys_dir = tempfile.TemporaryDirectory(prefix="tokensmith-idp-keys-")
+        path = Path(self._keys_dir.name) / "client-keys.json"
+        path.write_text(json.dumps(document))
+        return str(path)
+
+    def private_key_pem(self, name: str) -> bytes:
+        """The PEM (PKCS#8) private key of a ``private_key_jwt`` client or of :data:`TRUSTED_ISSUER`."""
+        from cryptography.hazmat.primitives import serialization
+
+        return bytes(
+            self.private_keys[name].private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+        )
 
     def stderr_tail(self, lines: int = 40) -> str:
         """The last lines the server wrote to stderr (for debugging)."""

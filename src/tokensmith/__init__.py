@@ -30,6 +30,8 @@ if TYPE_CHECKING:
     from .dpop import DPoPKey
     from .events import RenewalFailed, RenewalStarted, RenewalSucceeded, ServedStale
     from .exceptions import *  # noqa: F403
+    from .grants import JWTBearerGrant, TokenExchangeGrant
+    from .jwt_auth import ClientSecretJWT, PrivateKeyJWT
     from .resource import ResourceMetadata, discover_resource
     from .stores import FileStore, KeyringStore, Lease, LeasingStore, MemoryStore, TokenStore
     from .token import Token
@@ -43,6 +45,7 @@ _ERRORS = (
     "AuthorizationPending",
     "BrowserLoginCancelled",
     "BrowserLoginTimeout",
+    "ConfigurationError",
     "ConnectError",
     "DPoPError",
     "DPoPKeyMissing",
@@ -99,6 +102,10 @@ _LAZY: dict[str, tuple[str, str]] = {
     "ClientSecretBasic": ("_protocol.client_auth", "ClientSecretBasic"),
     "ClientSecretPost": ("_protocol.client_auth", "ClientSecretPost"),
     "basic_authorization": ("_protocol.client_auth", "basic_authorization"),
+    "PrivateKeyJWT": ("jwt_auth", "PrivateKeyJWT"),
+    "ClientSecretJWT": ("jwt_auth", "ClientSecretJWT"),
+    "JWTBearerGrant": ("grants", "JWTBearerGrant"),
+    "TokenExchangeGrant": ("grants", "TokenExchangeGrant"),
     "PollOutcome": ("_protocol.polling", "PollOutcome"),
     "DevicePrompt": ("device", "DevicePrompt"),
     "PollProgress": ("device", "PollProgress"),

@@ -47,6 +47,7 @@ from .exceptions import (
     StoreError,
     TokensmithError,
 )
+from .grants import JWTBearerGrant, TokenExchangeGrant
 from .stores.base import Lease as StoreLease
 from .stores.base import LeasingStore, TokenStore, cache_key
 from .stores.memory import MemoryStore
@@ -54,7 +55,8 @@ from .token import Token
 
 logger = logging.getLogger("tokensmith.client")
 
-Grant = Literal["client_credentials", "device_code"]
+#: A grant by name, or an extension grant object (``tokensmith.JWTBearerGrant``, ``tokensmith.TokenExchangeGrant``).
+Grant = Literal["client_credentials", "device_code"] | JWTBearerGrant | TokenExchangeGrant
 Force = Literal["refresh", "client_credentials", "login"] | None
 #: How long another process's interactive login may hold the lease when no ``login_timeout`` is set.
 DEFAULT_LOGIN_LEASE = 900.0
@@ -263,6 +265,10 @@ class ClientCore:
     #: Paste mode for a browser login when no browser can be opened and no device flow is offered (``auto``):
     #: a callable returning the address the person pasted. Set it on a client used from a terminal.
     paste: Callable[[], str] | None = None
+    #: Whether a browser login opens the browser itself: None (default) where one can be opened (a local display,
+    #: not over SSH; ``auto`` falls back to the device flow or paste mode elsewhere), False never (the link is only
+    #: shown, as ``tokensmith login --no-browser`` wants; ``auto`` treats it as "no browser here"), True always.
+    open_browser: bool | None = None
 
     def __init__(
         self,
@@ -295,6 +301,7 @@ class ClientCore:
         clock: Callable[[], float],
         monotonic: Callable[[], float],
         rng: Callable[[], float],
+        private_key: Any = None,
         dpop: bool | DPoPKey | None = None,
     ) -> None:
         if token_endpoint is None and issuer is None:
@@ -316,12 +323,21 @@ class ClientCore:
         self._metadata: ServerMetadata | None = None
         self.client_id = client_id if client_id is not None else getattr(auth, "client_id", None)
         self._client_secret = client_secret
+        bind = getattr(auth, "with_issuer", None)
+        if issuer is not None and callable(bind):
+            auth = bind(issuer)  # a JWT assertion for audience="issuer" (C31)
         self._auth = auth
+        self._private_key = private_key
+        self._chosen_auth: tuple[tuple[str, ...], ClientAuth] | None = None
         self._basic_encoding = basic_encoding
         self.scope = normalize_scope(scope)
         self.audience = audience
         self.resource: tuple[str, ...] = (resource,) if isinstance(resource, str) else tuple(resource or ())
-        confidential = client_secret is not None or (auth is not None and not isinstance(auth, NoClientAuth))
+        confidential = (
+            client_secret is not None
+            or private_key is not None
+            or (auth is not None and not isinstance(auth, NoClientAuth))
+        )
         self.grant: Grant = grant or ("client_credentials" if confidential else "device_code")
         self.store: TokenStore = store if store is not None else MemoryStore()
         self.interactive = interactive
@@ -369,10 +385,11 @@ class ClientCore:
             issuer=issuer,
             token_endpoint="" if issuer is not None or token_endpoint is None else token_endpoint,
             client_id=self.client_id,
-            grant=self.grant,
+            grant=self.grant if isinstance(self.grant, str) else self.grant.grant_type,
             scope=self.scope,
             audience=audience,
             resource=self.resource,
+            extra=() if isinstance(self.grant, str) else self.grant.cache_material(),
         )
 
     @classmethod
@@ -415,14 +432,33 @@ class ClientCore:
         """The client authentication to use, from the configuration and (once discovered) the metadata."""
         if self._auth is not None:
             return self._auth
-        if self._client_secret is None:
+        if self._client_secret is None and self._private_key is None:
             return NoClientAuth(self.client_id)
         if self.client_id is None:
-            raise ValueError("a client secret needs a client_id")
-        methods = self._metadata.token_endpoint_auth_methods_supported if self._metadata is not None else ()
-        if methods and "client_secret_basic" not in methods and "client_secret_post" in methods:
-            return ClientSecretPost(self.client_id, self._client_secret)
-        return ClientSecretBasic(self.client_id, self._client_secret, self._basic_encoding)
+            raise ValueError("a client secret or private key needs a client_id")
+        methods = tuple(self._metadata.token_endpoint_auth_methods_supported if self._metadata is not None else ())
+        chosen = self._chosen_auth
+        if chosen is None or chosen[0] != methods:  # built once per metadata: a private key is parsed once
+            chosen = self._chosen_auth = (methods, self._choose_auth(self.client_id, methods))
+        return chosen[1]
+
+    def _choose_auth(self, client_id: str, methods: tuple[str, ...]) -> ClientAuth:
+        """From the configuration and the metadata's ``token_endpoint_auth_methods_supported`` (RFC 8414 §2;
+        absent means ``client_secret_basic``): a private key signs assertions (``private_key_jwt``) unless the
+        server lists only secret methods; a secret goes in Basic, else in the body when only
+        ``client_secret_post`` is listed, else in a ``client_secret_jwt`` assertion when only JWT methods are."""
+        from .jwt_auth import ClientSecretJWT, PrivateKeyJWT  # only clients that use them load them
+
+        secret = self._client_secret
+        if self._private_key is not None and (secret is None or not methods or "private_key_jwt" in methods):
+            return PrivateKeyJWT(client_id, self._private_key, issuer=self.issuer)
+        assert secret is not None
+        if methods and "client_secret_basic" not in methods:
+            if "client_secret_post" in methods:
+                return ClientSecretPost(client_id, secret)
+            if "client_secret_jwt" in methods:
+                return ClientSecretJWT(client_id, secret, issuer=self.issuer)
+        return ClientSecretBasic(client_id, secret, self._basic_encoding)
 
     def _discover_flow(self, *, refresh: bool = False) -> Flow[ServerMetadata | None]:
         if self.issuer is None:
@@ -453,7 +489,8 @@ class ClientCore:
 
     def __repr__(self) -> str:
         where = self.issuer or self._configured_token_endpoint
-        return f"{type(self).__name__}({where!r}, client_id={self.client_id!r}, grant={self.grant!r})"
+        grant = self.grant if isinstance(self.grant, str) else self.grant.name
+        return f"{type(self).__name__}({where!r}, client_id={self.client_id!r}, grant={grant!r})"
 
     # -- what get_token() answers without waiting (the drivers supply the two hooks) ---------------------------
 
@@ -602,7 +639,7 @@ class ClientCore:
         attempt = self._backoff.failures + 1
         started = self._monotonic()
         try:
-            if r.force is None and not r.interactive and self.grant != "client_credentials":
+            if r.force is None and not r.interactive and not self._unattended:
                 # Only a person can help (no refresh token anywhere): say so without asking the server anything.
                 verdict = yield Blocking(functools.partial(self._person_needed, r))
                 if verdict is not None:
@@ -732,7 +769,14 @@ class ClientCore:
             return "client_credentials"
         if r.force == "refresh" or (candidate is not None and candidate.refresh_token):
             return "refresh_token"
+        if not isinstance(self.grant, str):
+            return self.grant.name
         return "client_credentials" if self.grant == "client_credentials" else "device_code"
+
+    @property
+    def _unattended(self) -> bool:
+        """The grant runs without a person: client credentials, JWT bearer, token exchange."""
+        return self.grant == "client_credentials" or not isinstance(self.grant, str)
 
     def _obtain(self, candidate: Token | None, lease: Lease, r: Renewal) -> Flow[Token]:
         """The network part: refresh, client credentials or a login, as the situation and ``force`` ask."""
@@ -764,6 +808,8 @@ class ClientCore:
     def _without_refresh_token(self, lease: Lease, r: Renewal, cause: InvalidGrant | None) -> Flow[Token]:
         if self.grant == "client_credentials":
             return (yield from self._client_credentials(r))
+        if not isinstance(self.grant, str):
+            return (yield from self._extension_grant(self.grant, r))
         if r.interactive:
             return (yield from self._interactive_login(lease, r.ui))
         reason = "the refresh token was rejected (invalid_grant)" if cause else "no valid token is stored"
@@ -787,6 +833,31 @@ class ClientCore:
         self.stats.client_credentials += 1
         logger.debug("client-credentials token obtained, expires in %s s", _expires_in(token, self._clock()))
         return token
+
+    def _extension_grant(self, grant: JWTBearerGrant | TokenExchangeGrant, r: Renewal) -> Flow[Token]:
+        """A JWT bearer (RFC 7523 §2.1) or token exchange (RFC 8693 §2.1) request. Retried on transient failures
+        like client credentials, each attempt rebuilt (a callable assertion or subject token is asked again)."""
+        token = yield from self._post_token(self._extension_request(grant), r, replay_safe=True)
+        logger.debug("%s token obtained, expires in %s s", grant.name, _expires_in(token, self._clock()))
+        return token
+
+    def _extension_request(self, grant: JWTBearerGrant | TokenExchangeGrant) -> HttpRequest:
+        audience = self.audience if not isinstance(grant, TokenExchangeGrant) or not grant.audience else None
+        resource = self.resource if not isinstance(grant, TokenExchangeGrant) or not grant.resource else ()
+        request = token_request(
+            self._require_token_endpoint(),
+            grant.grant_type,
+            self.auth,
+            scope=grant.scope(self.scope),
+            params=[*grant.params(), ("audience", audience), ("resource", resource)],
+        )
+        # Each attempt asks the grant again: a callable's assertion or subject token may be single-use.
+        return replace(request, renew=functools.partial(self._extension_request, grant))
+
+    def _exchange_flow(self, grant: JWTBearerGrant | TokenExchangeGrant) -> Flow[Token]:
+        """One extension-grant request outside the cache (``exchange_token``): discovery, the request, a Token."""
+        yield from self._discover_flow()
+        return (yield from self._extension_grant(grant, Renewal()))
 
     def _refresh(self, refresh_token: str, r: Renewal) -> Flow[Token]:
         """One refresh (retried only when the server cannot have seen it, see ``_retry``). Bypasses the cache.
@@ -815,6 +886,8 @@ class ClientCore:
         attempt = 0
         while True:
             attempt += 1
+            if attempt > 1:
+                request = request.fresh()  # a new client assertion (jti) for every attempt (RFC 7523 §3)
             self.stats.token_requests += 1
             try:
                 response = parse_token_response(
@@ -840,7 +913,8 @@ class ClientCore:
             from .browser import can_open_browser  # the browser flow's modules load only when it is used
 
             yield from self._discover_flow()
-            if self.authorization_endpoint is not None and can_open_browser():
+            opens = self.open_browser if self.open_browser is not None else can_open_browser()
+            if self.authorization_endpoint is not None and opens:
                 flow = "browser"
             elif self.device_authorization_endpoint is not None:
                 flow = "device"
@@ -887,7 +961,7 @@ class ClientCore:
                 redirect_uri=self.redirect_uri,
                 # OpenID Connect Core §11: offline_access (a refresh token) needs the person's consent.
                 prompt="consent" if self.scope and "offline_access" in self.scope.split() else None,
-                open_browser=None if paste else open_in_browser,
+                open_browser=None if paste or self.open_browser is False else open_in_browser,
                 paste=(ui.paste or self.paste) if paste else None,
                 cancel=ui.cancel if isinstance(ui.cancel, threading.Event) else None,
                 login_timeout=login_timeout,

@@ -46,6 +46,7 @@ from ._http import (
 )
 from ._protocol.messages import HttpRequest, HttpResponse
 from ._requests_errors import connect_error, timeout_error, tls_error
+from ._threads import start_daemon
 from .exceptions import InvalidEndpointError, TransportError
 
 __all__ = [
@@ -120,7 +121,7 @@ class _Workers:
             spawn = self._pending > self._idle
         self._jobs.put(job)
         if spawn:
-            threading.Thread(target=self._work, name="tokensmith-http", daemon=True).start()
+            start_daemon(self._work, name="tokensmith-http")
 
     def _work(self) -> None:
         while True:

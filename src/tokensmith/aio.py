@@ -44,6 +44,7 @@ from ._retry import RetryPolicy
 from .device import DevicePrompt, PollProgress
 from .events import RenewalEvent
 from .exceptions import LoginRequired, TokensmithError
+from .grants import ACCESS_TOKEN_TYPE, TokenExchangeGrant
 from .stores.base import TokenStore
 from .token import Token
 
@@ -186,6 +187,7 @@ class AsyncTokenClient(ClientCore):
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         monotonic: Callable[[], float] = time.monotonic,
         rng: Callable[[], float] = random.random,
+        private_key: Any = None,
         dpop: bool | DPoPKey | None = None,
     ) -> None:
         super().__init__(
@@ -217,6 +219,7 @@ class AsyncTokenClient(ClientCore):
             clock=clock,
             monotonic=monotonic,
             rng=rng,
+            private_key=private_key,
             dpop=dpop,
         )
         self._sleep = sleep
@@ -292,6 +295,34 @@ class AsyncTokenClient(ClientCore):
     async def fetch_client_credentials(self) -> Token:
         """A new token by the client-credentials grant now (RFC 6749 §4.4); the result is stored."""
         return await self._renew(Renewal(force="client_credentials"))
+
+    async def exchange_token(
+        self,
+        subject_token: str,
+        subject_token_type: str = ACCESS_TOKEN_TYPE,
+        *,
+        actor_token: str | None = None,
+        actor_token_type: str | None = None,
+        requested_token_type: str | None = None,
+        audience: str | Iterable[str] | None = None,
+        resource: str | Iterable[str] | None = None,
+        scope: ScopeInput = None,
+    ) -> Token:
+        """One RFC 8693 token exchange now, as ``TokenClient.exchange_token`` (not cached or stored)."""
+        return await self._run(
+            self._exchange_flow(
+                TokenExchangeGrant(
+                    subject_token,
+                    subject_token_type,
+                    actor_token=actor_token,
+                    actor_token_type=actor_token_type,
+                    requested_token_type=requested_token_type,
+                    audience=audience,
+                    resource=resource,
+                    scope=scope,
+                )
+            )
+        )
 
     async def login(
         self,

@@ -57,6 +57,7 @@ from ._protocol.params import ScopeInput
 from ._protocol.token import parse_token_response
 from ._protocol.urls import is_loopback_host
 from ._retry import RetryPolicy
+from ._threads import start_daemon
 from ._transport import HttpSender, Timeout, Transport
 from ._warnings import log_protocol_warnings
 from .exceptions import (
@@ -342,12 +343,8 @@ class LoopbackListener:
         # A select loop woken through a socket pair: close() takes effect at once (serve_forever would finish its
         # poll interval first, and the token would wait for it).
         self._wake_reader, self._wake_writer = socket.socketpair()
-        self._threads = [
-            threading.Thread(target=self._serve, args=(server,), name="tokensmith-redirect", daemon=True)
-            for server in self._servers
-        ]
-        for thread in self._threads:
-            thread.start()
+        # Ctrl-C must reach the caller waiting for the redirect, not these threads (nor their per-connection ones).
+        self._threads = [start_daemon(self._serve, server, name="tokensmith-redirect") for server in self._servers]
         logger.debug("browser login: listening for the redirect on %s", self.redirect_uri)
 
     # -- binding -----------------------------------------------------------------------------------------------
@@ -596,7 +593,7 @@ def _wait_for_paste(paste: Callable[[], str], *, timeout: float, cancel: threadi
         finally:
             done.set()
 
-    threading.Thread(target=ask, name="tokensmith-paste", daemon=True).start()
+    start_daemon(ask, name="tokensmith-paste")
     deadline = None if math.isinf(timeout) else time.monotonic() + timeout
     while True:
         slice_ = CANCEL_POLL if cancel is not None else None

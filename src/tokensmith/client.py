@@ -69,10 +69,12 @@ from ._protocol.messages import HttpRequest, HttpResponse
 from ._protocol.params import ScopeInput
 from ._protocol.renewal import RenewalPolicy
 from ._retry import RetryPolicy
+from ._threads import start_daemon
 from ._transport import DEFAULT_TIMEOUT, Timeout, Transport, Verify
 from .device import DevicePrompt, PollProgress
 from .events import RenewalEvent
 from .exceptions import LoginRequired
+from .grants import ACCESS_TOKEN_TYPE, TokenExchangeGrant
 from .stores.base import TokenStore
 from .token import Token
 
@@ -128,8 +130,10 @@ class TokenClient(ClientCore):
     Give either explicit endpoints (``token_endpoint``, ``device_authorization_endpoint``) or an ``issuer``
     (``TokenClient.from_issuer``) whose metadata is discovered before the first network request (or when you call
     ``discover()``) and cached. Client authentication: ``auth`` as an object (``NoClientAuth``,
-    ``ClientSecretBasic``, ``ClientSecretPost``), or ``client_secret`` (Basic with RFC 6749 §2.3.1 encoding, or
-    ``client_secret_post`` when the server's metadata only lists that). ``grant`` defaults to client credentials
+    ``ClientSecretBasic``, ``ClientSecretPost``, ``PrivateKeyJWT``, ``ClientSecretJWT``), or ``client_secret`` (Basic
+    with RFC 6749 §2.3.1 encoding, or ``client_secret_post``/``client_secret_jwt`` when the server's metadata only
+    lists that), or ``private_key`` (``private_key_jwt``: PEM, a JWK or a ``cryptography`` key). ``grant`` may
+    also be a ``JWTBearerGrant`` or a ``TokenExchangeGrant``. ``grant`` defaults to client credentials
     for a confidential client and the device flow for a public one. ``timeout`` is the HTTP timeout of each
     request (also its total deadline); ``login_timeout`` bounds an interactive login.
 
@@ -182,6 +186,7 @@ class TokenClient(ClientCore):
         sleep: Callable[[float], None] = time.sleep,
         monotonic: Callable[[], float] = time.monotonic,
         rng: Callable[[], float] = random.random,
+        private_key: Any = None,
         dpop: bool | DPoPKey | None = None,
     ) -> None:
         super().__init__(
@@ -213,6 +218,7 @@ class TokenClient(ClientCore):
             clock=clock,
             monotonic=monotonic,
             rng=rng,
+            private_key=private_key,
             dpop=dpop,
         )
         self._sleep = sleep
@@ -295,6 +301,37 @@ class TokenClient(ClientCore):
         and store as ``get_token()``; the result is stored."""
         return self._renew(Renewal(force="client_credentials"))
 
+    def exchange_token(
+        self,
+        subject_token: str,
+        subject_token_type: str = ACCESS_TOKEN_TYPE,
+        *,
+        actor_token: str | None = None,
+        actor_token_type: str | None = None,
+        requested_token_type: str | None = None,
+        audience: str | Iterable[str] | None = None,
+        resource: str | Iterable[str] | None = None,
+        scope: ScopeInput = None,
+    ) -> Token:
+        """One RFC 8693 token exchange now (C30), with this client's endpoint and authentication; the result is
+        returned, not cached or stored. The options are ``tokensmith.TokenExchangeGrant``'s (scope None: the
+        client's; audience and resource may repeat). For a token that is cached and renewed, configure a client
+        with ``grant=TokenExchangeGrant(...)`` instead."""
+        return self._run(
+            self._exchange_flow(
+                TokenExchangeGrant(
+                    subject_token,
+                    subject_token_type,
+                    actor_token=actor_token,
+                    actor_token_type=actor_token_type,
+                    requested_token_type=requested_token_type,
+                    audience=audience,
+                    resource=resource,
+                    scope=scope,
+                )
+            )
+        )
+
     def login(
         self,
         *,
@@ -366,10 +403,9 @@ class TokenClient(ClientCore):
             if self._flight is not None or not self._background_due():
                 return
             flight = self._flight = _Flight(background=True)
-        worker = threading.Thread(target=self._background, args=(flight,), name="tokensmith-renewal", daemon=True)
         _renewing.add(self)
         try:
-            worker.start()
+            start_daemon(self._background, flight, name="tokensmith-renewal")
         except RuntimeError:  # no more threads: the callers renew inline later
             with self._mutex:
                 self._flight = None

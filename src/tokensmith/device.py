@@ -234,6 +234,8 @@ def _poll_until_done(
             raise DeviceFlowCancelled(f"device login cancelled ({schedule.polls} polls made)")
         retry_after: float | None = None
         new_interval: float | None = None
+        if schedule.polls:
+            request = request.fresh()  # a single-use client assertion (RFC 7523) is never sent twice
         try:
             token = parse_token_response((yield Post(request)), request.secrets, accepted_token_types=accepted)
             log_protocol_warnings(token.warnings)

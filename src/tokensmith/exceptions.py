@@ -27,6 +27,7 @@ __all__ = [
     "AuthorizationPending",
     "BrowserLoginCancelled",
     "BrowserLoginTimeout",
+    "ConfigurationError",
     "ConnectError",
     "DPoPError",
     "DPoPKeyMissing",
@@ -115,6 +116,12 @@ class InsecureEndpointError(TokensmithError, ValueError):
 
 class InvalidEndpointError(TokensmithError, ValueError):
     """An endpoint URL cannot be used at all (no scheme, unsupported scheme, no host)."""
+
+
+class ConfigurationError(TokensmithError, ValueError):
+    """The client is configured in a way that cannot work: an unusable key, a refused signing algorithm (``none``),
+    or an optional dependency that is not installed (``pip install 'tokensmith[jwt]'``). Raised before any
+    request that would carry the faulty configuration is sent."""
 
 
 class DiscoveryError(TokensmithError):
@@ -405,9 +412,10 @@ class RedirectPortInUse(LoopbackListenerError):
 # --- DPoP (RFC 9449) and protected resource metadata (RFC 9728) ----------------------------------------------
 
 
-class DPoPError(TokensmithError):
+class DPoPError(ConfigurationError):
     """DPoP cannot be used as configured: PyJWT with cryptography is missing (``pip install 'tokensmith[jwt]'``),
-    or the key is unusable (an unsupported type, a symmetric algorithm)."""
+    the key is unusable (an unsupported type, a curve that does not match the algorithm), or a proof was asked
+    of a client without DPoP or before it has a key."""
 
 
 class DPoPKeyMissing(LoginRequired):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 
+from ._protocol.messages import HttpRequest
 from ._protocol.revocation import check_revocation_response, revocation_request
 from ._retry import RetryPolicy
 from .client import TokenClient
@@ -31,9 +32,13 @@ def revoke(client: TokenClient, token: str, *, token_type_hint: str | None = Non
             "--revocation-endpoint, or log out without revoking"
         )
     client.transport.check(endpoint)
-    request = revocation_request(endpoint, client.auth, token, token_type_hint)
+    url: str = endpoint
+    sent: list[HttpRequest] = []
 
     def call() -> None:
+        # A retry carries a new client assertion (RFC 7523: the server refuses a jti it has seen).
+        request = sent[-1].fresh() if sent else revocation_request(url, client.auth, token, token_type_hint)
+        sent.append(request)
         check_revocation_response(client.transport.post(request), request.secrets)
 
     (client.retry or RetryPolicy()).run(call, replay_safe=True)

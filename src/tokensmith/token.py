@@ -32,6 +32,9 @@ class Token:
     refresh_at: float | None = None
     #: Past this, callers wait for a renewal rather than be handed a token about to expire (wall clock).
     must_refresh_at: float | None = None
+    #: RFC 8693 §2.2.1: the type of the token a token exchange issued (e.g.
+    #: ``urn:ietf:params:oauth:token-type:access_token``); None for other grants.
+    issued_token_type: str | None = None
     #: The RFC 7638 thumbprint of the DPoP key the token was obtained with (RFC 9449 §6: the ``cnf.jkt`` a
     #: DPoP-bound token carries); None without DPoP. A token with one is only ever used with that very key.
     jkt: str | None = None
@@ -83,6 +86,7 @@ class Token:
             raw={k: v for k, v in response.raw.items() if k not in ("access_token", "refresh_token", "id_token")},
             refresh_at=refresh_at,
             must_refresh_at=must_refresh_at,
+            issued_token_type=response.issued_token_type,
         )
 
     @property
@@ -120,8 +124,9 @@ class Token:
         return replace(self, refresh_token=refresh_token)
 
     def to_dict(self) -> dict[str, Any]:
-        """For stores: plain JSON types only."""
-        return {
+        """For stores: plain JSON types only. ``issued_token_type`` only when set, so documents of other grants
+        stay byte-for-byte what earlier versions wrote (and read)."""
+        document: dict[str, Any] = {
             "access_token": self.access_token,
             "token_type": self.token_type,
             "expires_at": self.expires_at,
@@ -131,8 +136,12 @@ class Token:
             "id_token": self.id_token,
             "refresh_at": self.refresh_at,
             "must_refresh_at": self.must_refresh_at,
-            **({"jkt": self.jkt} if self.jkt is not None else {}),
         }
+        if self.issued_token_type is not None:
+            document["issued_token_type"] = self.issued_token_type
+        if self.jkt is not None:  # likewise: only DPoP tokens carry it
+            document["jkt"] = self.jkt
+        return document
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Token:
@@ -165,6 +174,7 @@ class Token:
             id_token=opt_str("id_token"),
             refresh_at=opt_float("refresh_at"),
             must_refresh_at=opt_float("must_refresh_at"),
+            issued_token_type=opt_str("issued_token_type"),
             jkt=opt_str("jkt"),
         )
 

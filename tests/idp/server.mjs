@@ -4,7 +4,8 @@
 // package.json / package-lock.json; install with `npm ci --prefix tests/idp`).
 //
 // Usage:
-//   node tests/idp/server.mjs --port N [--device-ttl SECONDS] [--access-ttl SECONDS] [--dpop-nonce]
+//   node tests/idp/server.mjs --port N [--device-ttl SECONDS] [--access-ttl SECONDS]
+//                             [--client-keys FILE] [--dpop-nonce]
 //
 // --dpop-nonce makes the token endpoint demand a server nonce in every DPoP
 // proof (RFC 9449 §8: 400 use_dpop_nonce + DPoP-Nonce). Without it, DPoP
@@ -33,6 +34,21 @@
 //   tokens issued from it (incl. refresh tokens) are revoked.
 // - Refresh responses carry `scope`, a new `refresh_token` and, when the
 //   grant has `openid`, an `id_token`.
+// - JWT client authentication (private_key_jwt, client_secret_jwt): `aud`
+//   may be the issuer, the token endpoint or the endpoint called; `exp` and
+//   `jti` are required, and a `jti` seen before is refused (invalid_client,
+//   oidc-provider's ReplayDetection model in the in-memory adapter).
+// - Extension grants registered here (registerGrantType): RFC 8693 token
+//   exchange and the RFC 7523 §2.1 JWT bearer grant; see below.
+//
+// --client-keys FILE (JSON, written by tests/idp_harness.py with keys it
+// generates) holds public keys only:
+//   {"clients": {"<client_id>": {"keys": [JWK, ...]}, ...},
+//    "trusted_issuers": {"<issuer>": {"keys": [JWK, ...]}, ...}}
+// Clients listed there are registered with token_endpoint_auth_method
+// private_key_jwt and that `jwks`; trusted issuers may sign JWT bearer
+// assertions and JWT subject tokens. Without the file those clients do not
+// exist and only the clients' own keys are trusted.
 // - DPoP (RFC 9449; on by default in oidc-provider 9): ANY client whose
 //   token request carries a valid DPoP proof gets `token_type: DPoP` and a
 //   token bound to the key (introspection shows `cnf.jkt`); a public
@@ -42,9 +58,11 @@
 //   for refresh requests only (-> invalid_grant).
 
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { parseArgs } from 'node:util';
 
+import { createLocalJWKSet, decodeJwt, jwtVerify } from 'jose';
 import { errors, Provider } from 'oidc-provider';
 
 // oidc-provider prints its "you SHOULD change ..." notices with console.info,
@@ -70,6 +88,7 @@ try {
       port: { type: 'string' },
       'device-ttl': { type: 'string', default: '600' },
       'access-ttl': { type: 'string', default: '3600' },
+      'client-keys': { type: 'string' },
       'dpop-nonce': { type: 'boolean', default: false },
     },
     strict: true,
@@ -85,11 +104,24 @@ if (args.port === undefined) {
 const requestedPort = positiveInt('port', args.port, { allowZero: true });
 const deviceTtl = positiveInt('device-ttl', args['device-ttl']);
 const accessTtl = positiveInt('access-ttl', args['access-ttl']);
+let clientKeys = { clients: {}, trusted_issuers: {} };
+if (args['client-keys'] !== undefined) {
+  try {
+    clientKeys = { ...clientKeys, ...JSON.parse(readFileSync(args['client-keys'], 'utf8')) };
+  } catch (err) {
+    console.error(`server.mjs: --client-keys: ${err.message}`);
+    process.exit(2);
+  }
+}
 const dpopNonce = args['dpop-nonce'];
 
 // --- static test data (mirrored in tests/idp_harness.py) --------------------
 
 const DEVICE_CODE_GRANT = 'urn:ietf:params:oauth:grant-type:device_code';
+const TOKEN_EXCHANGE_GRANT = 'urn:ietf:params:oauth:grant-type:token-exchange';
+const JWT_BEARER_GRANT = 'urn:ietf:params:oauth:grant-type:jwt-bearer';
+const ACCESS_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:access_token';
+const JWT_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:jwt';
 
 // Resource servers (RFC 8707 resource indicators). Client-credentials
 // requests without `resource` get DEFAULT_RESOURCE (see defaultResource).
@@ -182,6 +214,34 @@ const clients = [
     grant_types: ['client_credentials'],
     token_endpoint_auth_method: 'client_secret_basic',
   },
+  {
+    // client_secret_jwt (OIDC Core §9): assertions MACed with this secret.
+    client_id: 'csjwt-client',
+    client_secret: 'csjwt-secret-0123456789-abcdefghijklmnopqrstuvwxyz-ABCDEFGHIJKL',
+    grant_types: ['client_credentials', DEVICE_CODE_GRANT, 'refresh_token'],
+    token_endpoint_auth_method: 'client_secret_jwt',
+  },
+  {
+    // Allowed the extension grants (token exchange, JWT bearer); Basic auth.
+    client_id: 'exchange-client',
+    client_secret: 'exchange-secret-1',
+    grant_types: ['client_credentials', TOKEN_EXCHANGE_GRANT, JWT_BEARER_GRANT],
+    token_endpoint_auth_method: 'client_secret_basic',
+  },
+  // private_key_jwt clients (RFC 7523 §2.2), one per entry of --client-keys;
+  // also confidential native clients for the browser login (any loopback port).
+  ...Object.entries(clientKeys.clients).map(([clientId, jwks]) => ({
+    client_id: clientId,
+    jwks: { keys: jwks.keys },
+    application_type: 'native',
+    grant_types: [
+      'client_credentials', DEVICE_CODE_GRANT, 'authorization_code', 'refresh_token',
+      TOKEN_EXCHANGE_GRANT, JWT_BEARER_GRANT,
+    ],
+    response_types: ['code'],
+    redirect_uris: ['http://127.0.0.1/callback'],
+    token_endpoint_auth_method: 'private_key_jwt',
+  })),
 ].map((client) => ({ redirect_uris: [], response_types: [], ...client }));
 
 // --- provider configuration -------------------------------------------------
@@ -195,7 +255,11 @@ const configuration = {
   clients,
   jwks: { keys: [signingKey] },
   cookies: { keys: [randomBytes(32).toString('base64url')] },
-  enabledJWA: { idTokenSigningAlgValues: ['ES256'] },
+  enabledJWA: {
+    idTokenSigningAlgValues: ['ES256'],
+    // oidc-provider's defaults plus ES384, PS384 and HS384/HS512 for client assertions.
+    clientAuthSigningAlgValues: ['HS256', 'HS384', 'HS512', 'RS256', 'PS256', 'PS384', 'ES256', 'ES384', 'EdDSA'],
+  },
   clientDefaults: { id_token_signed_response_alg: 'ES256' },
   routes: { code_verification: '/device' },
   // `offline` and `all` are flytekit's default scopes (granted to flytekit-public only).
@@ -287,6 +351,132 @@ const configuration = {
   },
 };
 
+// --- extension grants -------------------------------------------------------
+
+// Keys that may sign JWT bearer assertions and JWT subject tokens: the
+// trusted issuers of --client-keys, and each private_key_jwt client (its
+// own assertions, iss = client_id).
+const ASSERTION_ALGS = ['RS256', 'PS256', 'ES256', 'ES384', 'EdDSA'];
+const assertionKeys = new Map(
+  [...Object.entries(clientKeys.trusted_issuers), ...Object.entries(clientKeys.clients)]
+    .map(([iss, jwks]) => [iss, createLocalJWKSet({ keys: jwks.keys })]),
+);
+
+function one(value, name) {
+  if (Array.isArray(value)) throw new errors.InvalidRequest(`${name} must not repeat`);
+  return value;
+}
+
+function asList(value) {
+  if (value === undefined) return [];
+  return Array.isArray(value) ? value : [value];
+}
+
+// A signed JWT from a trusted issuer, verified for real: signature, `exp`
+// (required), `aud` one of `audiences` (when given), `sub` required.
+// Returns the claims, or throws invalid_grant.
+async function verifyTrustedJwt(token, what, { audiences } = {}) {
+  let iss;
+  try {
+    ({ iss } = decodeJwt(token));
+  } catch {
+    throw new errors.InvalidGrant(`${what} is not a JWT`);
+  }
+  const keys = assertionKeys.get(iss);
+  if (!keys) throw new errors.InvalidGrant(`${what}: issuer is not trusted`);
+  try {
+    const { payload } = await jwtVerify(token, keys, {
+      issuer: iss,
+      audience: audiences,
+      algorithms: ASSERTION_ALGS,
+      requiredClaims: ['exp', 'sub'],
+      clockTolerance: 5,
+    });
+    return payload;
+  } catch (err) {
+    throw new errors.InvalidGrant(`${what} is invalid (${err.code || err.name})`);
+  }
+}
+
+// A new opaque access token for `sub`, issued to the calling client for
+// `resource` (default DEFAULT_RESOURCE) with the requested scopes that
+// resource server knows. Stored like a client-credentials token, so
+// introspection and revocation work on it.
+async function issueAccessToken(ctx, { sub, act, resource, extra = {} }) {
+  const { provider, client, params } = ctx.oidc;
+  const indicator = URL.parse(resource ?? DEFAULT_RESOURCE)?.href;
+  const info = RESOURCE_SERVERS.get(indicator);
+  if (!info) throw new errors.InvalidTarget();
+  const allowed = new Set(info.scope.split(' '));
+  const scope = (params.scope || '').split(' ').filter((s) => allowed.has(s)).join(' ') || undefined;
+  const token = new provider.ClientCredentials({ client, scope, extra: { sub, ...(act ? { act } : {}), ...extra } });
+  token.resourceServer = { ...info, audience: indicator, accessTokenFormat: 'opaque', accessTokenTTL: accessTtl };
+  const value = await token.save();
+  return { access_token: value, token_type: 'Bearer', expires_in: token.expiration, ...(scope ? { scope } : {}) };
+}
+
+// RFC 8693 token exchange. subject_token: an active access token issued by
+// this server (looked up in its store), or a JWT signed by a trusted issuer
+// (subject_token_type ...:jwt). actor_token likewise, and actor_token_type
+// is required with it (and refused without). Only access tokens are issued.
+async function tokenExchange(ctx) {
+  const { provider, params } = ctx.oidc;
+  const subjectToken = one(params.subject_token, 'subject_token');
+  const subjectType = one(params.subject_token_type, 'subject_token_type');
+  if (!subjectToken || !subjectType) {
+    throw new errors.InvalidRequest('subject_token and subject_token_type are required');
+  }
+  if ((params.actor_token === undefined) !== (params.actor_token_type === undefined)) {
+    throw new errors.InvalidRequest('actor_token and actor_token_type go together');
+  }
+  const requested = one(params.requested_token_type, 'requested_token_type');
+  if (requested !== undefined && requested !== ACCESS_TOKEN_TYPE) {
+    throw new errors.InvalidRequest('only access tokens can be requested');
+  }
+
+  async function principal(token, type, what) {
+    if (type === ACCESS_TOKEN_TYPE) {
+      const found = (await provider.AccessToken.find(token)) || (await provider.ClientCredentials.find(token));
+      if (!found || found.isExpired) throw new errors.InvalidGrant(`${what} is not an active access token`);
+      return found.accountId || found.extra?.sub || `client:${found.clientId}`;
+    }
+    if (type === JWT_TOKEN_TYPE) {
+      return (await verifyTrustedJwt(token, what)).sub;
+    }
+    throw new errors.InvalidRequest(`unsupported ${what}_type`);
+  }
+
+  const sub = await principal(subjectToken, subjectType, 'subject_token');
+  const act = params.actor_token === undefined
+    ? undefined
+    : { sub: await principal(one(params.actor_token, 'actor_token'), one(params.actor_token_type, 'actor_token_type'), 'actor_token') };
+  const resources = asList(params.resource);
+  if (resources.length > 1) throw new errors.InvalidTarget('only one resource is supported');
+  const audience = asList(params.audience);
+  const body = await issueAccessToken(ctx, {
+    sub, act, resource: resources[0], extra: audience.length ? { requested_audience: audience } : {},
+  });
+  ctx.body = { ...body, issued_token_type: ACCESS_TOKEN_TYPE };
+}
+
+// RFC 7523 §2.1 JWT bearer grant: the assertion is verified against the
+// trusted issuer's (or the client's own) keys; `aud` must be this issuer or
+// its token endpoint; `exp`, `sub` and `jti` are required, and a `jti`
+// already used is refused (RFC 7523 §3 item 7), through the provider's own
+// ReplayDetection model.
+async function jwtBearer(ctx) {
+  const { provider, params } = ctx.oidc;
+  const assertion = one(params.assertion, 'assertion');
+  if (!assertion) throw new errors.InvalidRequest('assertion is required');
+  const claims = await verifyTrustedJwt(assertion, 'assertion', {
+    audiences: [provider.issuer, ctx.oidc.urlFor('token')],
+  });
+  if (!claims.jti) throw new errors.InvalidGrant('assertion has no jti');
+  const unique = await provider.ReplayDetection.unique(claims.iss, claims.jti, claims.exp + 5);
+  if (!unique) throw new errors.InvalidGrant('assertion replayed (jti already used)');
+  ctx.body = await issueAccessToken(ctx, { sub: claims.sub, resource: asList(params.resource)[0] });
+}
+
 // --- start ------------------------------------------------------------------
 
 // Bind first so that --port 0 resolves to a concrete port, then build the
@@ -307,6 +497,14 @@ server.listen(requestedPort, '127.0.0.1', () => {
   const issuer = `http://127.0.0.1:${port}`;
   const provider = new Provider(issuer, configuration);
   provider.on('server_error', (_ctx, err) => console.error('server_error:', err));
+  provider.registerGrantType(
+    TOKEN_EXCHANGE_GRANT,
+    tokenExchange,
+    ['subject_token', 'subject_token_type', 'actor_token', 'actor_token_type', 'requested_token_type',
+      'audience', 'resource', 'scope'],
+    ['audience', 'resource'],
+  );
+  provider.registerGrantType(JWT_BEARER_GRANT, jwtBearer, ['assertion', 'scope', 'resource']);
   handler = provider.callback();
 
   const ready = {

@@ -149,3 +149,38 @@ def test_cli_login_flow_browser(idp: LocalIdP, tmp_path: Path) -> None:
         timeout=60,
     )
     assert token.returncode == 0 and token.stdout.strip()
+
+
+def test_open_browser_false_only_shows_the_link_and_auto_then_pastes(
+    idp: LocalIdP, browser_here: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``client.open_browser = False`` (the CLI's ``--no-browser``): a browser that could be opened is not; the
+    browser flow still catches the redirect on its listener, and ``auto`` treats it as "no browser here"."""
+    opened: list[str] = []
+    monkeypatch.setattr("webbrowser.open", lambda url, *a, **k: opened.append(url) or True)
+    prompts: list[tokensmith.BrowserPrompt] = []
+
+    def on_prompt(prompt: object) -> None:
+        assert isinstance(prompt, tokensmith.BrowserPrompt)
+        prompts.append(prompt)
+        threading.Thread(target=idp.authorize, args=(prompt.url,), daemon=True).start()
+
+    client = tokensmith.TokenClient.from_issuer(
+        idp.issuer, BROWSER_PUBLIC.client_id, scope=SCOPE, login_flow="browser", on_prompt=on_prompt
+    )
+    client.open_browser = False
+    assert client.login().refresh_token
+    assert [p.browser for p in prompts] == [False] and opened == []
+
+    pasted: queue.Queue[str] = queue.Queue()
+    explicit = tokensmith.TokenClient(
+        idp.token_endpoint,
+        BROWSER_PUBLIC.client_id,
+        authorization_endpoint=idp.discovery["authorization_endpoint"],
+        scope=SCOPE,
+        login_flow="auto",
+        on_prompt=lambda prompt: pasted.put(idp.authorize(prompt.url, deliver=False).redirect_url),
+    )
+    explicit.open_browser = False
+    explicit.paste = lambda: pasted.get(timeout=30)
+    assert explicit.login().refresh_token and opened == []

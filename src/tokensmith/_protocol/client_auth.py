@@ -47,6 +47,21 @@ class ClientAuth(Protocol):
     def apply(self, form: FormPairs, headers: dict[str, str]) -> tuple[str, ...]: ...
 
 
+def apply_client_auth(auth: ClientAuth, endpoint: str, form: FormPairs, headers: dict[str, str]) -> tuple[str, ...]:
+    """Authenticate one request to ``endpoint``. A method that needs to know where the request goes (a JWT
+    assertion's ``aud``, RFC 7523 §3) has ``apply_to(endpoint, form, headers)``; every other ``ClientAuth`` (the
+    built-in ones, the compat module's, a caller's own) keeps its plain ``apply``."""
+    apply_to = getattr(auth, "apply_to", None)
+    if callable(apply_to):
+        return tuple(apply_to(endpoint, form, headers))
+    return tuple(auth.apply(form, headers))
+
+
+def single_use(auth: ClientAuth) -> bool:
+    """True when every request needs newly built credentials (a JWT assertion: a fresh ``jti`` and ``exp``)."""
+    return bool(getattr(auth, "single_use", False))
+
+
 @dataclass(frozen=True)
 class NoClientAuth:
     """A public client (``none``): identifies itself with ``client_id`` in the body (RFC 6749 §3.2.1)."""

@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 
 from .._redact import redact
 from ..exceptions import InvalidResponse
-from .client_auth import ClientAuth
+from .client_auth import ClientAuth, apply_client_auth
 from .errors import coerce_seconds, decode_json_object, optional_str, required_str
 from .messages import FormPairs, HttpRequest, HttpResponse
 from .params import ScopeInput, add_param, normalize_scope
@@ -30,7 +30,7 @@ def device_authorization_request(
     also next to Basic authentication: §3.1 allows it, and django-oauth-toolkit rejects the request without it."""
     form: FormPairs = []
     headers = dict(JSON_ACCEPT)
-    secrets = auth.apply(form, headers)
+    secrets = apply_client_auth(auth, url, form, headers)
     if auth.client_id and not any(name == "client_id" for name, _ in form):
         form.append(("client_id", auth.client_id))
     add_param(form, "scope", normalize_scope(scope))

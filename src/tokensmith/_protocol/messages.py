@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from .._redact import redact_form
@@ -19,6 +19,14 @@ class HttpRequest:
     headers: Mapping[str, str] = field(default_factory=dict)
     #: Values that must never be echoed back to the caller (scrubbed from server error descriptions).
     secrets: tuple[str, ...] = ()
+    #: Builds the same request anew, for client authentication that must differ per request (a JWT assertion
+    #: with a fresh ``jti``, RFC 7523); None when the request can be sent again as it is.
+    renew: Callable[[], HttpRequest] | None = field(default=None, repr=False, compare=False)
+
+    def fresh(self) -> HttpRequest:
+        """This request, ready to be sent again: rebuilt when its client authentication is single-use (a
+        retried or repeated request must not replay a ``jti`` the server has seen), else itself."""
+        return self if self.renew is None else self.renew()
 
     def __repr__(self) -> str:
         return f"HttpRequest(url={self.url!r}, form={redact_form(self.form)!r})"

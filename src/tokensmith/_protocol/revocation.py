@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 
 from ..exceptions import InvalidResponse
-from .client_auth import ClientAuth
+from .client_auth import ClientAuth, apply_client_auth, single_use
 from .errors import decode_json_object
 from .messages import FormPairs, HttpRequest, HttpResponse
 from .token import JSON_ACCEPT
@@ -16,11 +17,12 @@ def revocation_request(url: str, auth: ClientAuth, token: str, token_type_hint: 
     the same client authentication as at the token endpoint."""
     form: FormPairs = []
     headers = dict(JSON_ACCEPT)
-    secrets = [*auth.apply(form, headers), token]
+    secrets = [*apply_client_auth(auth, url, form, headers), token]
     form.append(("token", token))
     if token_type_hint:
         form.append(("token_type_hint", token_type_hint))
-    return HttpRequest(url=url, form=form, headers=headers, secrets=tuple(s for s in secrets if s))
+    renew = functools.partial(revocation_request, url, auth, token, token_type_hint) if single_use(auth) else None
+    return HttpRequest(url=url, form=form, headers=headers, secrets=tuple(s for s in secrets if s), renew=renew)
 
 
 def check_revocation_response(response: HttpResponse, secrets: Iterable[str] = ()) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import functools
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -11,7 +12,7 @@ from typing import Any
 
 from .._redact import redact
 from ..exceptions import InvalidResponse, UnexpectedTokenType
-from .client_auth import ClientAuth
+from .client_auth import ClientAuth, apply_client_auth, single_use
 from .errors import coerce_seconds, decode_json_object, optional_str, required_str
 from .messages import FormPairs, HttpRequest, HttpResponse
 from .params import ScopeInput, add_param, normalize_scope
@@ -51,16 +52,28 @@ def token_request(
     params: Iterable[tuple[str, str | Iterable[str] | None]] = (),
 ) -> HttpRequest:
     """Build a token request: grant type, client authentication (exactly one method, C2), scope, then any
-    grant-specific parameters. Empty values are left out (C3)."""
+    grant-specific parameters. Empty values are left out (C3). With single-use client authentication (a JWT
+    assertion) the request knows how to rebuild itself (``HttpRequest.fresh``) for a retry."""
+    params = tuple((name, _frozen(value)) for name, value in params)  # kept for a rebuild: no one-shot iterators
+    scope = normalize_scope(scope)
     form: FormPairs = [("grant_type", str(grant_type.value if isinstance(grant_type, GrantType) else grant_type))]
     headers = dict(JSON_ACCEPT)
-    secrets = list(auth.apply(form, headers))
-    add_param(form, "scope", normalize_scope(scope))
+    secrets = list(apply_client_auth(auth, url, form, headers))
+    add_param(form, "scope", scope)
     for name, value in params:
         add_param(form, name, value)
         if name in SECRET_PARAMS:
             secrets.extend([value] if isinstance(value, str) else list(value or ()))
-    return HttpRequest(url=url, form=form, headers=headers, secrets=tuple(s for s in secrets if s))
+    renew = None
+    if single_use(auth):
+        renew = functools.partial(token_request, url, grant_type, auth, scope=scope, params=params)
+    return HttpRequest(url=url, form=form, headers=headers, secrets=tuple(s for s in secrets if s), renew=renew)
+
+
+def _frozen(value: str | Iterable[str] | None) -> str | Iterable[str] | None:
+    if value is None or isinstance(value, str) or not isinstance(value, Iterable):
+        return value  # add_param refuses a non-string
+    return tuple(value)
 
 
 @dataclass(frozen=True)

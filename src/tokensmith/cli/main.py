@@ -448,6 +448,7 @@ def _build() -> Any:
         settings = _settings_from(opts)
         ui = _LazyPresenter(qr, browser)
         client = _client(settings, on_prompt=ui.show_prompt, on_progress=ui.on_progress)
+        client.open_browser = browser  # --no-browser: a browser login only shows the link (auto: no browser here)
         ok = False
         try:
             if settings.grant == "client_credentials":

@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 
 from .._protocol.polling import PollOutcome
 from .._protocol.urls import is_loopback_host
+from .._threads import start_daemon
 from ..device import DevicePrompt, PollProgress
 
 if TYPE_CHECKING:
@@ -193,8 +194,7 @@ class TerminalPresenter:
                     target=self._browser_opener, args=(target,), daemon=True, name="tokensmith-browser"
                 ).start()
         if self.live:
-            ticker = threading.Thread(target=self._tick, daemon=True, name="tokensmith-status")
-            ticker.start()
+            ticker = start_daemon(self._tick, name="tokensmith-status")
             self._ticker = ticker  # only once started: a Ctrl-C inside start() must leave close() a thread to join
         else:
             self._write("Waiting for approval ...\n")
