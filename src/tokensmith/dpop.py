@@ -283,7 +283,7 @@ class DPoPSession:
         signed = self.signed(request)
         response: HttpResponse = yield Post(signed)
         self.remember_nonce(request.url, proto.response_nonce(response))
-        return _without_proof(response, signed.headers["DPoP"])
+        return _scrubbed(response, (signed.headers["DPoP"], *request.secrets))
 
     def token_flow(self, inner: Flow[T], is_token_endpoint: Callable[[str], bool]) -> Flow[T]:
         """``inner`` with a fresh proof on each of its POSTs to the token endpoint, and the one retry a nonce
@@ -312,7 +312,8 @@ class DPoPSession:
         response = yield from self.exchange(request)
         if proto.is_token_nonce_challenge(response):
             logger.debug("the token endpoint asked for a DPoP nonce (RFC 9449 §8); retrying once with it")
-            response = yield from self.exchange(request)
+            # fresh(): a single-use client assertion (RFC 7523 jti) must not be replayed by this retry either.
+            response = yield from self.exchange(request.fresh())
         return response
 
 
@@ -327,26 +328,29 @@ class DPoPSender:
     def post(self, request: HttpRequest) -> HttpResponse:
         response = self._post_once(request)
         if proto.is_token_nonce_challenge(response):
-            response = self._post_once(request)
+            response = self._post_once(request.fresh())
         return response
 
     def _post_once(self, request: HttpRequest) -> HttpResponse:
         signed = self._session.signed(request)
         response: HttpResponse = self._inner.post(signed)
         self._session.remember_nonce(request.url, proto.response_nonce(response))
-        return _without_proof(response, signed.headers["DPoP"])
+        return _scrubbed(response, (signed.headers["DPoP"], *request.secrets))
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
 
 
-def _without_proof(response: HttpResponse, proof: str) -> HttpResponse:
-    """``response`` with any echo of the proof (or its signature) blanked out of the body: the grant flows scrub
-    error descriptions of the secrets *they* sent, and the proof was added after them (C10)."""
+def _scrubbed(response: HttpResponse, secrets: tuple[str, ...]) -> HttpResponse:
+    """``response`` with any echo of the proof (or its signature) and of the request's secrets blanked out of the
+    body: the grant flows scrub error descriptions of the secrets *they* sent, but the proof was added after them,
+    and a nonce retry sends a rebuilt request (a new client assertion) they never saw (C10)."""
+    proof, *others = secrets
     body = response.body
-    for secret in (proof, proof.rsplit(".", 1)[-1]):
-        if secret.encode("ascii") in body:
-            body = body.replace(secret.encode("ascii"), b"[DPoP proof]")
+    for secret in (proof, proof.rsplit(".", 1)[-1], *others):
+        data = secret.encode("utf-8")
+        if len(data) >= 8 and data in body:
+            body = body.replace(data, b"[redacted]")
     return response if body is response.body else replace(response, body=body)
 
 

@@ -483,3 +483,23 @@ def test_nonce_challenges_at_the_token_endpoint_and_the_resource_together(idp_dp
         assert rs.events == ["asked for a nonce", "ok: dpop", "ok: dpop"]
     finally:
         rs.stop()
+
+
+def test_private_key_jwt_with_dpop_nonce_sends_a_new_assertion_on_the_retry(idp_dpop_nonce: LocalIdP) -> None:
+    """RFC 9449 §8 meets RFC 7523 §3: the nonce retry is a new request, so it carries a new client assertion (a
+    replayed jti would be refused as invalid_client); the key that signs assertions and the DPoP key are unrelated."""
+    from idp_harness import PKJWT_EC
+
+    idp = idp_dpop_nonce
+    session = CountingSession()
+    client = TokenClient.from_issuer(
+        idp.issuer,
+        PKJWT_EC.client_id,
+        private_key=idp.private_key_pem(PKJWT_EC.client_id),
+        scope="api:read",
+        dpop=True,
+        transport=Transport(session),
+    )
+    token = client.get_token()
+    assert token.is_dpop and _introspect(idp, token.access_token)["cnf"]["jkt"] == token.jkt
+    assert [p.status for p in session.posts if p.url == idp.token_endpoint] == [400, 200]
