@@ -73,3 +73,22 @@ def test_keyring_store_keeps_the_key_as_a_separate_item(plaintext_keyring: Plain
     assert fallback.load_key(KEY) is None and store.load_key(KEY) == jwk
     assert store.delete_key(KEY) and store.load_key(KEY) is None
     assert plaintext_keyring.get_password("tokensmith-test", KEY) is not None  # the token item is untouched
+
+
+def test_keyring_store_without_a_keyring_keeps_the_key_in_the_fallback_file(tmp_path: Path) -> None:
+    """No usable keyring (SSH, containers): the key goes where the token goes, the fallback's 0600 ``.dpop`` file."""
+    from keyring.backends import fail
+
+    saved = keyring.core._keyring_backend
+    keyring.set_keyring(fail.Keyring())  # type: ignore[no-untyped-call]
+    try:
+        fallback = FileStore(tmp_path / "fallback")
+        with pytest.warns(UserWarning, match="keyring unavailable"):
+            store = KeyringStore("tokensmith-test", fallback=fallback)
+            jwk = _jwk()
+            store.save_key(KEY, jwk)
+        assert fallback.load_key(KEY) == jwk and store.load_key(KEY) == jwk
+        assert stat.S_IMODE((tmp_path / "fallback" / f"{KEY}.dpop").stat().st_mode) == 0o600
+        assert store.delete_key(KEY) and store.load_key(KEY) is None
+    finally:
+        keyring.core._keyring_backend = saved
