@@ -77,6 +77,11 @@ DEVICE_PUBLIC = ClientInfo("device-public")
 #: Confidential device-flow client, ``client_secret_basic``.
 DEVICE_CONFIDENTIAL = ClientInfo("device-confidential", "device-secret-1")
 
+#: client_credentials whose access tokens must be DPoP-bound (``dpop_bound_access_tokens``, RFC 9449 §5).
+DPOP_REQUIRED = ClientInfo("dpop-required", "dpop-secret-1")
+#: The credentials the test resource server introspects tokens with (RFC 7662).
+RESOURCE_SERVER = ClientInfo("resource-server", "rs-secret-1")
+
 #: Public native client for the browser login (authorization code + PKCE): any port on
 #: ``http://127.0.0.1/callback`` and ``http://[::1]/callback`` (RFC 8252 §7.3); refresh tokens rotate.
 BROWSER_PUBLIC = ClientInfo("browser-public")
@@ -410,8 +415,11 @@ class LocalIdP:
         access_ttl: int | None = None,
         startup_timeout: float = DEFAULT_STARTUP_TIMEOUT,
         port: int = 0,
+        dpop_nonce: bool = False,
     ) -> None:
         self.requested_port = port
+        #: The token endpoint demands a DPoP nonce (RFC 9449 §8) in every proof (``--dpop-nonce``).
+        self.dpop_nonce = dpop_nonce
         self.device_ttl = device_ttl
         self.access_ttl = access_ttl
         self.startup_timeout = startup_timeout
@@ -440,6 +448,8 @@ class LocalIdP:
         if self.access_ttl is not None:
             command += ["--access-ttl", str(self.access_ttl)]
         command += ["--client-keys", self._write_client_keys()]
+        if self.dpop_nonce:
+            command.append("--dpop-nonce")
 
         self._process = subprocess.Popen(
             command,
@@ -749,4 +759,11 @@ def idp() -> Iterator[LocalIdP]:
 def idp_short_device_ttl() -> Iterator[LocalIdP]:
     """A running test IdP whose device codes expire after 3 s."""
     with LocalIdP(device_ttl=3) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def idp_dpop_nonce() -> Iterator[LocalIdP]:
+    """A running test IdP whose token endpoint demands a DPoP nonce in every proof (RFC 9449 §8)."""
+    with LocalIdP(dpop_nonce=True) as server:
         yield server

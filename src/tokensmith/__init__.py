@@ -27,10 +27,12 @@ if TYPE_CHECKING:
     from .browser import BrowserPrompt, browser_login
     from .client import ClientStats, TokenClient
     from .device import DevicePrompt, PollProgress, device_login
+    from .dpop import DPoPKey
     from .events import RenewalFailed, RenewalStarted, RenewalSucceeded, ServedStale
     from .exceptions import *  # noqa: F403
     from .grants import JWTBearerGrant, TokenExchangeGrant
     from .jwt_auth import ClientSecretJWT, PrivateKeyJWT
+    from .resource import ResourceMetadata, discover_resource
     from .stores import FileStore, KeyringStore, Lease, LeasingStore, MemoryStore, TokenStore
     from .token import Token
 
@@ -45,6 +47,8 @@ _ERRORS = (
     "BrowserLoginTimeout",
     "ConfigurationError",
     "ConnectError",
+    "DPoPError",
+    "DPoPKeyMissing",
     "DeviceFlowCancelled",
     "DeviceFlowTimeout",
     "DiscoveryError",
@@ -52,6 +56,7 @@ _ERRORS = (
     "InsecureEndpointError",
     "InteractionRequired",
     "InvalidClient",
+    "InvalidDPoPProof",
     "InvalidEndpointError",
     "InvalidGrant",
     "InvalidRequest",
@@ -67,6 +72,7 @@ _ERRORS = (
     "PersistentSlowDown",
     "RedirectPortInUse",
     "RequestTimeout",
+    "ResourceMetadataError",
     "ResponseTooLarge",
     "ServerError",
     "SlowDown",
@@ -83,6 +89,7 @@ _ERRORS = (
     "UnsupportedGrantType",
     "UnsupportedResponseType",
     "UnsupportedTokenType",
+    "UseDPoPNonce",
 )
 
 _LAZY: dict[str, tuple[str, str]] = {
@@ -119,6 +126,9 @@ _LAZY: dict[str, tuple[str, str]] = {
     "RenewalSucceeded": ("events", "RenewalSucceeded"),
     "RenewalFailed": ("events", "RenewalFailed"),
     "ServedStale": ("events", "ServedStale"),
+    "DPoPKey": ("dpop", "DPoPKey"),
+    "ResourceMetadata": ("resource", "ResourceMetadata"),
+    "discover_resource": ("resource", "discover_resource"),
     **{name: ("exceptions", name) for name in _ERRORS},
 }
 

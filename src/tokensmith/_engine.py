@@ -40,6 +40,7 @@ from .device import DevicePrompt, PollProgress, device_login_flow
 from .events import RenewalEvent, RenewalFailed, RenewalStarted, RenewalSucceeded, ServedStale
 from .exceptions import (
     DiscoveryError,
+    DPoPKeyMissing,
     InvalidGrant,
     LoginInProgress,
     LoginRequired,
@@ -63,6 +64,11 @@ DEFAULT_LOGIN_LEASE = 900.0
 RESAVE_INTERVAL = 30.0
 
 _Client = TypeVar("_Client", bound="ClientCore")
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from ._protocol.resource_metadata import ResourceMetadata
+    from .dpop import DPoPKey, DPoPSession
 
 
 @dataclass
@@ -296,6 +302,7 @@ class ClientCore:
         monotonic: Callable[[], float],
         rng: Callable[[], float],
         private_key: Any = None,
+        dpop: bool | DPoPKey | None = None,
     ) -> None:
         if token_endpoint is None and issuer is None:
             raise ValueError("give a token_endpoint or an issuer")
@@ -338,7 +345,25 @@ class ClientCore:
         self.on_progress = on_progress
         self.login_timeout = login_timeout
         self.retry = retry or RetryPolicy()
-        self.accepted_token_types = tuple(accepted_token_types)
+        self._dpop: DPoPSession | None = None
+        #: The protected resource metadata (RFC 9728) this client was configured from (``for_resource``), if any.
+        self.resource_metadata: ResourceMetadata | None = None
+        #: Why the stored token was set aside (a DPoP key problem), for the LoginRequired that may follow.
+        self._key_problem: str | None = None
+        self._warned_key_problem = False
+        if dpop is not None and dpop is not False:
+            from .dpop import DPoPKey, DPoPSession  # loaded (and PyJWT looked for) only when DPoP is used
+
+            if dpop is True:
+                self._dpop = DPoPSession(None, generated=True)
+            elif isinstance(dpop, DPoPKey):
+                self._dpop = DPoPSession(dpop, generated=False)
+            else:
+                raise TypeError("dpop must be True (a key made and stored by the client) or a tokensmith.DPoPKey")
+        # RFC 9449 §5 / C7: a DPoP token is accepted only when proofs were sent for it; then it is used as DPoP
+        # (never as a Bearer token). A Bearer token the server chose to issue despite the proof is used as Bearer.
+        types = [t for t in accepted_token_types if t.lower() != "dpop"]
+        self.accepted_token_types = (*types, "DPoP") if self._dpop is not None else tuple(types)
         self.renewal = renewal or DEFAULT_POLICY
         self.background_refresh = background_refresh
         self.on_event = on_event
@@ -594,7 +619,10 @@ class ClientCore:
             # so it is held across this renewal, as before leases existed.
             yield Blocking(lease.hold_store_lock)
         try:
-            token = yield from self._renew_with_lease(lease, r)
+            renewal = self._renew_with_lease(lease, r)
+            if self._dpop is not None:
+                renewal = self._dpop.token_flow(renewal, self._is_token_endpoint)
+            token = yield from renewal
         except GeneratorExit:
             raise
         except BaseException:
@@ -623,6 +651,8 @@ class ClientCore:
                     with self._mutex:
                         self._backoff.pause(self._monotonic(), self.renewal.min_gap)
                 return found
+            if self._dpop is not None and self._dpop.key is None:
+                yield Blocking(self._ensure_dpop_key)  # the store could not coordinate: make sure anyway
             grant = self._plan(candidate, r)
             self._emit(RenewalStarted(grant, r.background, attempt, _valid_for(candidate, self._clock())))
             renewed = yield from self._obtain(candidate, lease, r)
@@ -726,7 +756,7 @@ class ClientCore:
                 holder = None
             if holder is not None and holder.kind == "login" and holder.is_live(self._clock()):
                 return _login_in_progress(holder)
-        return LoginRequired(
+        return self._login_required(
             "no valid token is stored, and an interactive login was not allowed: log in first (client.login(), "
             "or get_token(interactive=True))"
         )
@@ -783,7 +813,7 @@ class ClientCore:
         if r.interactive:
             return (yield from self._interactive_login(lease, r.ui))
         reason = "the refresh token was rejected (invalid_grant)" if cause else "no valid token is stored"
-        raise LoginRequired(
+        raise self._login_required(
             f"{reason}, and an interactive login was not allowed: log in first (client.login(), or "
             "get_token(interactive=True))"
         ) from cause
@@ -935,7 +965,7 @@ class ClientCore:
                 paste=(ui.paste or self.paste) if paste else None,
                 cancel=ui.cancel if isinstance(ui.cancel, threading.Event) else None,
                 login_timeout=login_timeout,
-                transport=self._sync_sender(),
+                transport=self._sync_sender() if self._dpop is None else self._dpop_sender(),
                 issuer=metadata.issuer if metadata is not None else None,
                 iss_required=bool(metadata is not None and metadata.authorization_response_iss_parameter_supported),
                 accepted_token_types=self.accepted_token_types,
@@ -944,7 +974,13 @@ class ClientCore:
         )
         self.stats.logins += 1
         self.stats.token_requests += 1
-        return self._with_policy(token)
+        return self._bind(self._with_policy(token))
+
+    def _dpop_sender(self) -> Any:
+        from .dpop import DPoPSender
+
+        assert self._dpop is not None
+        return DPoPSender(self._sync_sender(), self._dpop)
 
     def _sync_sender(self) -> Any:
         """A synchronous transport with this client's settings (the async client's own is async)."""
@@ -990,12 +1026,145 @@ class ClientCore:
     def _received(self, response: TokenResponse, previous_refresh_token: str | None) -> Token:
         """The ``Token`` for a response that arrived now: expiry and renewal deadlines on this client's clock,
         the deadlines by its renewal policy, with a fresh jitter draw."""
-        return Token.from_response(
-            replace(response, received_at=self._clock()),
-            previous_refresh_token=previous_refresh_token,
-            policy=self.renewal,
-            draw=self._rng(),
+        return self._bind(
+            Token.from_response(
+                replace(response, received_at=self._clock()),
+                previous_refresh_token=previous_refresh_token,
+                policy=self.renewal,
+                draw=self._rng(),
+            )
         )
+
+    # -- DPoP (RFC 9449): the key, the tokens bound to it ------------------------------------------------------
+
+    def _is_token_endpoint(self, url: str) -> bool:
+        return url == self.token_endpoint
+
+    def _bind(self, token: Token) -> Token:
+        """A token obtained with DPoP proofs records the key's thumbprint (``jkt``): it is used with that key
+        only, in this process or the next (RFC 9449 §5, §6)."""
+        if self._dpop is None or self._dpop.key is None:
+            return token
+        self._key_problem = None
+        return replace(token, jkt=self._dpop.key.thumbprint)
+
+    def _ensure_dpop_key(self) -> None:
+        """Blocking (store I/O): the key to sign with, before a renewal sends anything. A generated key is
+        looked for in the store's key slot first (a DPoP-bound refresh token from an earlier process needs it),
+        else made and stored there, apart from the token."""
+        session = self._dpop
+        if session is None or session.key is not None:
+            return
+        from .dpop import DPoPKey, load_store_key, save_store_key
+
+        try:
+            session.key = load_store_key(self.store, self.cache_key)
+        except StoreError as error:
+            self._store_trouble("read the stored DPoP key", error)
+        if session.key is not None:
+            return
+        session.key = DPoPKey.generate(self._dpop_alg())
+        try:
+            save_store_key(self.store, self.cache_key, session.key)
+        except StoreError as error:
+            self._store_trouble("store the DPoP key", error)
+
+    def _dpop_alg(self) -> str:
+        """The algorithm of a key made here: ES256, unless the authorization server's metadata (RFC 9449 §5.1) or
+        the resource's (RFC 9728 §2) list algorithms without it; then the first listed that both accept."""
+        from .dpop import SUPPORTED_ALGS
+
+        allowed = [alg for alg in SUPPORTED_ALGS]
+        metadata = self._metadata
+        server = metadata.raw.get("dpop_signing_alg_values_supported") if metadata is not None else None
+        resource = self.resource_metadata.dpop_signing_alg_values_supported if self.resource_metadata else ()
+        for listed in (server, resource):
+            if isinstance(listed, list | tuple) and listed:
+                allowed = [alg for alg in listed if alg in allowed]
+        if "ES256" in allowed or not allowed:
+            return "ES256"  # nothing in common: ES256 anyway, and let the server say what it thinks
+        return str(allowed[0])
+
+    def _has_key_for(self, token: Token) -> bool:
+        """Blocking: does this client hold the key ``token`` is bound to (loading it from the store if need be)?"""
+        session = self._dpop
+        if session is None or token.jkt is None:
+            return False
+        if session.key is not None and session.key.thumbprint == token.jkt:
+            return True
+        if not session.generated:
+            return False
+        from .dpop import load_store_key
+
+        try:
+            stored = load_store_key(self.store, self.cache_key)
+        except StoreError as error:
+            self._store_trouble("read the stored DPoP key", error)
+            return False
+        if stored is not None and stored.thumbprint == token.jkt:
+            session.key = stored  # another process made (and stored) the key this token is bound to
+            return True
+        return False
+
+    def _usable_binding(self, token: Token | None) -> Token | None:
+        """Blocking: ``token`` as loaded from the store, or None when it is bound to a DPoP key this client does
+        not have (missing, another key, or a client without DPoP): such a token is never sent, not even its
+        refresh token (a bound one would be refused anyway, RFC 9449 §5)."""
+        if token is None or (token.jkt is None and not token.is_dpop) or self._has_key_for(token):
+            self._key_problem = None
+            return token
+        if self._dpop is None:
+            problem = "the stored token is DPoP-bound (RFC 9449) but this client does not use DPoP (pass dpop=True)"
+        elif token.jkt is None:
+            problem = "the stored DPoP token records no key thumbprint (jkt), so its key cannot be checked"
+        else:
+            problem = "the stored token is bound to a DPoP key that is missing from the store (or was replaced)"
+        self._key_problem = problem
+        (logger.debug if self._warned_key_problem else logger.warning)("%s; it is not used", problem)
+        self._warned_key_problem = True
+        return None
+
+    def _login_required(self, message: str) -> LoginRequired:
+        if self._key_problem is not None:
+            return DPoPKeyMissing(f"{self._key_problem}: log in again (client.login())")
+        return LoginRequired(message)
+
+    def _forget_dpop_key(self) -> None:
+        """Blocking: remove the stored DPoP key (a logout); a generated key is made anew next time."""
+        if _has_slot(self.store):
+            self.store.delete_key(self.cache_key)  # type: ignore[attr-defined]
+        if self._dpop is not None and self._dpop.generated:
+            self._dpop.key = None
+
+    def dpop_headers(self, method: str, url: str, token: Token | None = None) -> dict[str, str]:
+        """Headers for a request of your own with DPoP (RFC 9449 §7): ``DPoP: <fresh proof>`` for ``method`` and
+        ``url`` (with the server's latest nonce for that origin), and, given a DPoP ``token``, the
+        ``Authorization: DPoP <token>`` header with the proof's ``ath``. A Bearer ``token`` gets its Bearer
+        header and no proof. No I/O: get a token first (``get_token()``), which loads or makes the key.
+        Pass each response's ``DPoP-Nonce`` header to ``update_dpop_nonce``."""
+        if token is not None and not token.is_dpop:
+            return {"Authorization": token.authorization}
+        session = self._dpop
+        if session is None:
+            from .exceptions import DPoPError
+
+            raise DPoPError("this client does not use DPoP (pass dpop=True or dpop=DPoPKey(...))")
+        if session.key is None:
+            from .exceptions import DPoPError
+
+            raise DPoPError("no DPoP key yet: call get_token() first (it loads or makes the key)")
+        headers = {"DPoP": session.proof(method, url, token.access_token if token is not None else None)}
+        if token is not None:
+            headers["Authorization"] = token.authorization
+        return headers
+
+    def update_dpop_nonce(self, url: str, nonce: str | None) -> None:
+        """Remember the ``DPoP-Nonce`` a server at ``url`` answered with (RFC 9449 §8.1, §9): the next proof for
+        that origin carries it. None (no header) changes nothing."""
+        if self._dpop is not None:
+            from ._protocol.dpop import _nonce_value
+
+            self._dpop.remember_nonce(url, _nonce_value(nonce))
 
     # -- memory and store -------------------------------------------------------------------------------------
 
@@ -1015,7 +1184,7 @@ class ClientCore:
 
     def _load(self) -> Token | None:
         try:
-            return self.store.load(self.cache_key)
+            return self._usable_binding(self.store.load(self.cache_key))
         except StoreError as error:
             self._store_trouble("read the stored token", error)
             return None
@@ -1024,10 +1193,13 @@ class ClientCore:
         """Under the store's lock: the stored token, whether it is usable as it is, and (if it is not) the
         other holder of the lease, or None when the lease is now ours."""
         with lease.store_lock():
-            stored = self.store.load(self.cache_key)
+            stored = self._usable_binding(self.store.load(self.cache_key))
             if r.force is None and self._usable(stored, r.stale, r.min_valid):
                 return stored, True, None
-            return stored, False, lease.claim()
+            holder = lease.claim()
+            if holder is None:
+                self._ensure_dpop_key()  # the leader: under the store lock, so only one process makes the key
+            return stored, False, holder
 
     def _save(self, token: Token, lease: Lease) -> StoreError | None:
         try:
@@ -1153,6 +1325,10 @@ def _valid_for(token: Token | None, now: float) -> float | None:
 
 def _expires_in(token: Token, now: float) -> str:
     return "?" if token.expires_at is None else f"{token.expires_at - now:.0f}"
+
+
+def _has_slot(store: object) -> bool:
+    return all(callable(getattr(store, name, None)) for name in ("load_key", "save_key", "delete_key"))
 
 
 def _seconds(value: float | None) -> str:

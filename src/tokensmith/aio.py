@@ -25,9 +25,9 @@ import collections
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import httpx
 
@@ -47,6 +47,9 @@ from .exceptions import LoginRequired, TokensmithError
 from .grants import ACCESS_TOKEN_TYPE, TokenExchangeGrant
 from .stores.base import TokenStore
 from .token import Token
+
+if TYPE_CHECKING:
+    from .dpop import DPoPKey
 
 logger = logging.getLogger("tokensmith.client")
 
@@ -114,6 +117,29 @@ class _LoopIO:
         await maybe_await(callback(value))
 
 
+class _GetIO:
+    """The IO of a discovery flow before any client exists: the transport's GET and POST only."""
+
+    def __init__(self, transport: AsyncTransport) -> None:
+        self._transport = transport
+
+    async def post(self, request: HttpRequest) -> HttpResponse:
+        return await self._transport.post(request)
+
+    async def get(self, url: str) -> HttpResponse:
+        return await self._transport.get(url)
+
+    async def sleep(self, seconds: float, cancel: Cancel | None) -> bool:  # pragma: no cover - discovery never sleeps
+        await asyncio.sleep(seconds)
+        return False
+
+    async def blocking(self, call: Callable[[], T]) -> T:  # pragma: no cover - discovery never blocks
+        return call()
+
+    async def notify(self, callback: Callable[[Any], Any], value: Any) -> None:  # pragma: no cover
+        await maybe_await(callback(value))
+
+
 class AsyncTokenClient(ClientCore):
     """``TokenClient``'s twin for asyncio: ``await client.get_token()``.
 
@@ -162,6 +188,7 @@ class AsyncTokenClient(ClientCore):
         monotonic: Callable[[], float] = time.monotonic,
         rng: Callable[[], float] = random.random,
         private_key: Any = None,
+        dpop: bool | DPoPKey | None = None,
     ) -> None:
         super().__init__(
             token_endpoint,
@@ -193,6 +220,7 @@ class AsyncTokenClient(ClientCore):
             monotonic=monotonic,
             rng=rng,
             private_key=private_key,
+            dpop=dpop,
         )
         self._sleep = sleep
         self._io = _LoopIO(self)
@@ -209,6 +237,38 @@ class AsyncTokenClient(ClientCore):
 
     async def _run(self, flow: Flow[T]) -> T:
         return await arun(flow, self._io)
+
+    @classmethod
+    async def for_resource(
+        cls,
+        url: str,
+        client_id: str,
+        client_secret: str | None = None,
+        *,
+        www_authenticate: str | None = None,
+        choose_authorization_server: Callable[[Sequence[str]], str] | None = None,
+        **kwargs: Any,
+    ) -> AsyncTokenClient:
+        """As ``TokenClient.for_resource`` (RFC 9728 → RFC 8414/OIDC → RFC 8707), over this client's transport."""
+        from .resource import client_settings, resource_plan_flow
+
+        transport = kwargs.pop("transport", None) or AsyncTransport(
+            kwargs.pop("http_client", None),
+            timeout=kwargs.pop("timeout", DEFAULT_TIMEOUT),
+            verify=kwargs.pop("verify", None),
+            proxies=kwargs.pop("proxies", None),
+        )
+        flow = resource_plan_flow(
+            url, transport, www_authenticate=www_authenticate, choose_authorization_server=choose_authorization_server
+        )
+        plan = await arun(flow, _GetIO(transport))
+        settings = client_settings(plan, url, kwargs)
+        client = cls(
+            issuer=plan.server.issuer, client_id=client_id, client_secret=client_secret, transport=transport, **settings
+        )
+        client._metadata = plan.server
+        client.resource_metadata = plan.resource
+        return client
 
     async def discover(self, *, refresh: bool = False) -> ServerMetadata | None:
         """Fetch (or take from the process-wide cache) the issuer's metadata; None without an issuer."""

@@ -46,8 +46,8 @@ import random
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from ._discovery import METADATA_TTL, cached_discovery
 from ._engine import (
@@ -77,6 +77,9 @@ from .exceptions import LoginRequired
 from .grants import ACCESS_TOKEN_TYPE, TokenExchangeGrant
 from .stores.base import TokenStore
 from .token import Token
+
+if TYPE_CHECKING:
+    from .dpop import DPoPKey
 
 logger = logging.getLogger("tokensmith.client")
 
@@ -138,6 +141,11 @@ class TokenClient(ClientCore):
     ``background_refresh=False`` keeps every renewal in the calling thread (no worker thread is ever started);
     ``on_event`` receives the renewal events (see ``tokensmith.events``). ``clock`` (wall), ``monotonic``,
     ``sleep`` and ``rng`` (floats in ``[0, 1)`` for jitter) may be injected for tests.
+
+    DPoP (RFC 9449, the ``jwt`` extra): ``dpop=True`` makes a key (kept in the store's key slot, apart from the
+    token) or ``dpop=DPoPKey(...)`` uses yours; every token request then carries a fresh proof, tokens come back
+    ``token_type="DPoP"`` bound to the key (``Token.jkt``), and ``dpop_headers()`` makes proofs for your own calls.
+    See ``tokensmith.dpop``; ``TokenClient.for_resource`` configures a client from a protected resource (RFC 9728).
     """
 
     transport: Transport
@@ -179,6 +187,7 @@ class TokenClient(ClientCore):
         monotonic: Callable[[], float] = time.monotonic,
         rng: Callable[[], float] = random.random,
         private_key: Any = None,
+        dpop: bool | DPoPKey | None = None,
     ) -> None:
         super().__init__(
             token_endpoint,
@@ -210,6 +219,7 @@ class TokenClient(ClientCore):
             monotonic=monotonic,
             rng=rng,
             private_key=private_key,
+            dpop=dpop,
         )
         self._sleep = sleep
         self._io = _ThreadIO(self.transport, sleep)
@@ -217,6 +227,48 @@ class TokenClient(ClientCore):
 
     def _run(self, flow: Flow[T]) -> T:
         return run(flow, self._io)
+
+    @classmethod
+    def for_resource(
+        cls,
+        url: str,
+        client_id: str,
+        client_secret: str | None = None,
+        *,
+        www_authenticate: str | None = None,
+        choose_authorization_server: Callable[[Sequence[str]], str] | None = None,
+        **kwargs: Any,
+    ) -> TokenClient:
+        """A client for the protected resource at ``url``, configured from its metadata (RFC 9728), the chosen
+        authorization server's metadata (RFC 8414/OIDC) and ``resource=url`` (RFC 8707); see
+        ``tokensmith.resource``. Network I/O happens here, once. ``www_authenticate``: the header of a 401 the
+        resource answered (its ``resource_metadata`` is then used; same origin only). DPoP is turned on when the
+        resource requires DPoP-bound tokens. Other arguments are the constructor's, and win over discovery.
+        ``client.resource_metadata`` keeps the validated document."""
+        from .resource import client_settings, resource_plan_flow
+
+        transport = kwargs.pop("transport", None) or Transport(
+            kwargs.pop("session", None),
+            timeout=kwargs.pop("timeout", DEFAULT_TIMEOUT),
+            verify=kwargs.pop("verify", None),
+            proxies=kwargs.pop("proxies", None),
+        )
+        plan = run(
+            resource_plan_flow(
+                url,
+                transport,
+                www_authenticate=www_authenticate,
+                choose_authorization_server=choose_authorization_server,
+            ),
+            SimpleIO(transport.post, transport.get),
+        )
+        settings = client_settings(plan, url, kwargs)
+        client = cls(
+            issuer=plan.server.issuer, client_id=client_id, client_secret=client_secret, transport=transport, **settings
+        )
+        client._metadata = plan.server
+        client.resource_metadata = plan.resource
+        return client
 
     def discover(self, *, refresh: bool = False) -> ServerMetadata | None:
         """Fetch (or take from the transport's cache) the issuer's metadata; None without an issuer. Network

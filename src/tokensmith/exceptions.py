@@ -29,6 +29,8 @@ __all__ = [
     "BrowserLoginTimeout",
     "ConfigurationError",
     "ConnectError",
+    "DPoPError",
+    "DPoPKeyMissing",
     "DeviceFlowCancelled",
     "DeviceFlowTimeout",
     "DiscoveryError",
@@ -36,6 +38,7 @@ __all__ = [
     "InsecureEndpointError",
     "InteractionRequired",
     "InvalidClient",
+    "InvalidDPoPProof",
     "InvalidEndpointError",
     "InvalidGrant",
     "InvalidRequest",
@@ -51,6 +54,7 @@ __all__ = [
     "PersistentSlowDown",
     "RedirectPortInUse",
     "RequestTimeout",
+    "ResourceMetadataError",
     "ResponseTooLarge",
     "ServerError",
     "SlowDown",
@@ -67,6 +71,7 @@ __all__ = [
     "UnsupportedGrantType",
     "UnsupportedResponseType",
     "UnsupportedTokenType",
+    "UseDPoPNonce",
     "error_class_for",
 ]
 
@@ -404,9 +409,39 @@ class RedirectPortInUse(LoopbackListenerError):
     loopback redirect URI without a fixed port (RFC 8252 §7.3 lets the server accept any port)."""
 
 
+# --- DPoP (RFC 9449) and protected resource metadata (RFC 9728) ----------------------------------------------
+
+
+class DPoPError(ConfigurationError):
+    """DPoP cannot be used as configured: PyJWT with cryptography is missing (``pip install 'tokensmith[jwt]'``),
+    the key is unusable (an unsupported type, a curve that does not match the algorithm), or a proof was asked
+    of a client without DPoP or before it has a key."""
+
+
+class DPoPKeyMissing(LoginRequired):
+    """The stored token is bound to a DPoP key (RFC 9449 §5, recorded as its ``jkt``) that this client does not
+    have: the key's slot in the store is empty, or holds another key. The token is not sent anywhere (a
+    DPoP-bound token without its key is useless, and must never be sent as a Bearer token); log in again."""
+
+
+class InvalidDPoPProof(OAuthError):
+    """``invalid_dpop_proof`` (RFC 9449 §5, §7.1): the server refused the DPoP proof."""
+
+
+class UseDPoPNonce(OAuthError):
+    """``use_dpop_nonce`` (RFC 9449 §8, §9) that persisted after the one retry with the server's nonce."""
+
+
+class ResourceMetadataError(DiscoveryError):
+    """Protected resource metadata (RFC 9728) could not be fetched or must not be used: its ``resource`` is not
+    the resource identifier asked about (§3.3), it names no authorization server, or its URL is refused."""
+
+
 _ERROR_TABLE.update(
     {
         "unsupported_response_type": UnsupportedResponseType,
+        "invalid_dpop_proof": InvalidDPoPProof,
+        "use_dpop_nonce": UseDPoPNonce,
         "interaction_required": InteractionRequired,
         "login_required": InteractionRequired,
         "consent_required": InteractionRequired,

@@ -51,6 +51,7 @@ def logout(client: TokenClient, *, revoke_at_server: bool = True, endpoint: str 
     that the user can no longer see. Returns the token that was removed, if any."""
     stored = client.store.load(client.cache_key)
     if stored is None:
+        client._forget_dpop_key()  # a DPoP key (RFC 9449) goes with the identity, token or not
         return None
     if revoke_at_server:
         if stored.refresh_token:
@@ -58,5 +59,6 @@ def logout(client: TokenClient, *, revoke_at_server: bool = True, endpoint: str 
         else:
             revoke(client, stored.access_token, token_type_hint="access_token", endpoint=endpoint)
     client.store.delete(client.cache_key)
+    client._forget_dpop_key()
     client.forget()
     return stored

@@ -35,10 +35,16 @@ class Token:
     #: RFC 8693 §2.2.1: the type of the token a token exchange issued (e.g.
     #: ``urn:ietf:params:oauth:token-type:access_token``); None for other grants.
     issued_token_type: str | None = None
+    #: The RFC 7638 thumbprint of the DPoP key the token was obtained with (RFC 9449 §6: the ``cnf.jkt`` a
+    #: DPoP-bound token carries); None without DPoP. A token with one is only ever used with that very key.
+    jkt: str | None = None
+    #: ``is_dpop``, decided once: the auth handlers read it on every request.
+    _dpop: bool = field(init=False, repr=False, compare=False, default=False)
 
     def __post_init__(self) -> None:
         if not B64TOKEN.fullmatch(self.access_token):
             raise ValueError("access_token is not an RFC 6750 b64token")
+        object.__setattr__(self, "_dpop", self.token_type.lower() == "dpop")
         if self.expires_at is not None:
             if self.refresh_at is None or self.must_refresh_at is None:
                 due = deadlines(self.expires_at, self.issued_at)
@@ -85,8 +91,16 @@ class Token:
 
     @property
     def authorization(self) -> str:
-        """The ``Authorization`` header value (RFC 6750 §2.1)."""
+        """The ``Authorization`` header value: ``Bearer <token>`` (RFC 6750 §2.1), or ``DPoP <token>`` for a
+        DPoP-bound token (RFC 9449 §7.1), which must also be sent with a proof (``DPoP`` header)."""
+        if self._dpop:
+            return f"DPoP {self.access_token}"
         return f"Bearer {self.access_token}"
+
+    @property
+    def is_dpop(self) -> bool:
+        """A DPoP-bound access token (``token_type`` ``DPoP``, case-insensitive)."""
+        return self._dpop
 
     @property
     def lifetime(self) -> float | None:
@@ -125,6 +139,8 @@ class Token:
         }
         if self.issued_token_type is not None:
             document["issued_token_type"] = self.issued_token_type
+        if self.jkt is not None:  # likewise: only DPoP tokens carry it
+            document["jkt"] = self.jkt
         return document
 
     @classmethod
@@ -159,10 +175,12 @@ class Token:
             refresh_at=opt_float("refresh_at"),
             must_refresh_at=opt_float("must_refresh_at"),
             issued_token_type=opt_str("issued_token_type"),
+            jkt=opt_str("jkt"),
         )
 
     def __repr__(self) -> str:
         return (
             f"Token(access_token={redact(self.access_token)}, token_type={self.token_type!r}, "
-            f"expires_at={self.expires_at!r}, refresh_token={redact(self.refresh_token)}, scope={self.scope!r})"
+            f"expires_at={self.expires_at!r}, refresh_token={redact(self.refresh_token)}, scope={self.scope!r}"
+            + (f", jkt={self.jkt!r})" if self.jkt is not None else ")")
         )

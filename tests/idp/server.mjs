@@ -5,7 +5,12 @@
 //
 // Usage:
 //   node tests/idp/server.mjs --port N [--device-ttl SECONDS] [--access-ttl SECONDS]
-//                             [--client-keys FILE]
+//                             [--client-keys FILE] [--dpop-nonce]
+//
+// --dpop-nonce makes the token endpoint demand a server nonce in every DPoP
+// proof (RFC 9449 §8: 400 use_dpop_nonce + DPoP-Nonce). Without it, DPoP
+// (on by default in oidc-provider 9) still works and nonces are offered in
+// DPoP-Nonce headers, but never required.
 //
 // --port 0 picks a free port. The issuer is http://127.0.0.1:<port> (plain
 // HTTP on loopback only). Once listening, exactly one line is written to
@@ -44,6 +49,13 @@
 // private_key_jwt and that `jwks`; trusted issuers may sign JWT bearer
 // assertions and JWT subject tokens. Without the file those clients do not
 // exist and only the clients' own keys are trusted.
+// - DPoP (RFC 9449; on by default in oidc-provider 9): ANY client whose
+//   token request carries a valid DPoP proof gets `token_type: DPoP` and a
+//   token bound to the key (introspection shows `cnf.jkt`); a public
+//   client's refresh tokens are bound too (a refresh without a proof of the
+//   same key -> invalid_grant). `dpop-required` gets nothing without a proof
+//   (`dpop_bound_access_tokens`). A replayed proof (same jti) is detected
+//   for refresh requests only (-> invalid_grant).
 
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
@@ -77,6 +89,7 @@ try {
       'device-ttl': { type: 'string', default: '600' },
       'access-ttl': { type: 'string', default: '3600' },
       'client-keys': { type: 'string' },
+      'dpop-nonce': { type: 'boolean', default: false },
     },
     strict: true,
   }));
@@ -100,6 +113,7 @@ if (args['client-keys'] !== undefined) {
     process.exit(2);
   }
 }
+const dpopNonce = args['dpop-nonce'];
 
 // --- static test data (mirrored in tests/idp_harness.py) --------------------
 
@@ -116,6 +130,9 @@ const RESOURCE_SERVERS = new Map([
   [DEFAULT_RESOURCE, { scope: 'api:read api:write' }],
   ['https://other-api.tokensmith.test/', { scope: 'other:read' }],
 ]);
+// Protected resources run by the tests themselves (tests/resource_server.py)
+// on a loopback port: any http://127.0.0.1:<port>/protected... identifier.
+const LOOPBACK_RESOURCE = /^http:\/\/127\.0\.0\.1:\d+\/protected(\/|$)/;
 
 const clients = [
   {
@@ -179,6 +196,23 @@ const clients = [
     token_endpoint_auth_method: 'none',
     redirect_uris: ['http://localhost:53593/callback'],
     scope: 'openid offline_access offline all',
+  },
+  {
+    // RFC 9449 §5: this client's access tokens must be DPoP-bound (a token
+    // request without a DPoP proof -> invalid_grant).
+    client_id: 'dpop-required',
+    client_secret: 'dpop-secret-1',
+    grant_types: ['client_credentials'],
+    token_endpoint_auth_method: 'client_secret_basic',
+    dpop_bound_access_tokens: true,
+  },
+  {
+    // The test resource server introspects tokens with these credentials
+    // (RFC 7662); it never asks for tokens itself.
+    client_id: 'resource-server',
+    client_secret: 'rs-secret-1',
+    grant_types: ['client_credentials'],
+    token_endpoint_auth_method: 'client_secret_basic',
   },
   {
     // client_secret_jwt (OIDC Core §9): assertions MACed with this secret.
@@ -256,6 +290,13 @@ const configuration = {
     clientCredentials: { enabled: true }, // RFC 6749 §4.4
     revocation: { enabled: true }, // RFC 7009
     introspection: { enabled: true }, // RFC 7662
+    // RFC 9449. Nonces are always offered (DPoP-Nonce on responses to
+    // requests with a proof); --dpop-nonce makes them required.
+    dPoP: {
+      enabled: true,
+      nonceSecret: randomBytes(32),
+      requireNonce: () => dpopNonce,
+    },
     // Resource indicators (RFC 8707). client_credentials works without any
     // resource, but then oidc-provider silently drops every non-OpenID
     // scope (`scope=api:read` -> no scope) and the token has no audience.
@@ -277,7 +318,9 @@ const configuration = {
         return undefined;
       },
       async getResourceServerInfo(_ctx, resourceIndicator) {
-        const info = RESOURCE_SERVERS.get(URL.parse(resourceIndicator)?.href);
+        const href = URL.parse(resourceIndicator)?.href;
+        const info = RESOURCE_SERVERS.get(href)
+          ?? (href && LOOPBACK_RESOURCE.test(href) ? { scope: 'api:read api:write' } : undefined);
         if (!info) throw new errors.InvalidTarget();
         return {
           ...info,
@@ -473,6 +516,7 @@ server.listen(requestedPort, '127.0.0.1', () => {
     device_ttl: deviceTtl,
     access_ttl: accessTtl,
     default_resource: DEFAULT_RESOURCE,
+    dpop_nonce: dpopNonce,
   };
   process.stdout.write(`READY ${JSON.stringify(ready)}\n`);
 });

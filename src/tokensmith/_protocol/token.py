@@ -135,9 +135,12 @@ def parse_token_response(
         warnings = (MISSING_TOKEN_TYPE,)
         token_type = "Bearer"
     elif token_type.lower() not in accepted:
+        # A DPoP token we did not ask for is unusable: without our proof-of-possession key it cannot be sent,
+        # and sending it as a Bearer token would be wrong (RFC 9449 §5, §7.1).
+        dpop = " (a DPoP-bound token, but no DPoP proof was sent: RFC 9449 §5)" if token_type.lower() == "dpop" else ""
         raise UnexpectedTokenType(
             f"{what}: token_type {token_type[:40]!r} is not one this client can use "
-            f"({', '.join(sorted(accepted))}) (RFC 6749 §7.1)",
+            f"({', '.join(sorted(accepted))}) (RFC 6749 §7.1){dpop}",
             status_code=status,
         )
     scope = obj.get("scope")

@@ -67,6 +67,12 @@ class TokenSource(Protocol):
     def get_token(self, *, stale: Token | None = None) -> Token: ...
 
 
+# DPoP (RFC 9449): a source that hands out DPoP tokens (``token.is_dpop``) must also offer
+# ``dpop_headers(method, url, token) -> dict`` (the ``Authorization: DPoP`` header and a fresh proof) and
+# ``update_dpop_nonce(url, nonce)``; ``TokenClient`` and ``AsyncTokenClient`` do (both without I/O). The handlers
+# then send the proof, remember each resource's ``DPoP-Nonce`` and answer its ``use_dpop_nonce`` challenge once.
+
+
 class AsyncTokenSource(Protocol):
     """The async twin of ``TokenSource`` (``tokensmith.AsyncTokenClient`` implements it), for
     ``httpx.AsyncClient``: ``await get_token()``, same meaning of ``stale``."""

@@ -16,6 +16,7 @@ from typing import Any, cast
 
 import httpx
 
+from .._protocol.dpop import is_dpop_invalid_token, is_resource_nonce_challenge
 from ..token import Token
 from . import AsyncTokenSource, TokenSource, is_invalid_token
 
@@ -54,12 +55,15 @@ class TokenAuth(httpx.Auth):
             )
         request.read()  # requires_request_body: overriding this method means honouring it here (a no-op for bytes)
         token = self._get_token()
-        request.headers["Authorization"] = token.authorization
+        self._apply(request, token)
         response = yield request
-        if is_invalid_token(response.status_code, response.headers.get("WWW-Authenticate")):
-            token = self._get_token(stale=token)
-            request.headers["Authorization"] = token.authorization
-            yield request
+        retry = self._retry_kind(request, response, token)
+        if retry is not None:
+            if retry == "stale":
+                token = self._get_token(stale=token)
+            self._apply(request, token)
+            response = yield request
+            self._observe(request, response, token)
 
     async def async_auth_flow(self, request: httpx.Request) -> AsyncGenerator[httpx.Request, httpx.Response]:
         """As :meth:`sync_auth_flow`, without blocking the event loop.
@@ -73,12 +77,42 @@ class TokenAuth(httpx.Auth):
         """
         await request.aread()  # requires_request_body (a no-op for bytes bodies)
         token = await self._token_for(None)
-        request.headers["Authorization"] = token.authorization
+        self._apply(request, token)
         response = yield request
-        if is_invalid_token(response.status_code, response.headers.get("WWW-Authenticate")):
-            token = await self._token_for(token)
+        retry = self._retry_kind(request, response, token)
+        if retry is not None:
+            if retry == "stale":
+                token = await self._token_for(token)
+            self._apply(request, token)
+            response = yield request
+            self._observe(request, response, token)
+
+    def _apply(self, request: httpx.Request, token: Token) -> None:
+        """``Authorization`` (Bearer, C11; or DPoP with a fresh proof carrying ``ath`` and the resource's latest
+        nonce, RFC 9449 §7.1)."""
+        if token.is_dpop:
+            dpop_headers = self._source.dpop_headers  # type: ignore[union-attr]
+            request.headers.update(dpop_headers(request.method, str(request.url), token))
+        else:
             request.headers["Authorization"] = token.authorization
-            yield request
+            request.headers.pop("DPoP", None)
+
+    def _observe(self, request: httpx.Request, response: httpx.Response, token: Token) -> None:
+        nonce = response.headers.get("DPoP-Nonce")
+        if token.is_dpop and nonce is not None:
+            self._source.update_dpop_nonce(str(request.url), nonce)  # type: ignore[union-attr]  # RFC 9449 §9
+
+    def _retry_kind(self, request: httpx.Request, response: httpx.Response, token: Token) -> str | None:
+        """``"nonce"`` (RFC 9449 §9: same token, a new proof with the resource's nonce), ``"stale"`` (C12, or its
+        DPoP twin: renew, then retry) or None; at most one retry either way."""
+        self._observe(request, response, token)
+        challenge = response.headers.get("WWW-Authenticate")
+        status = response.status_code
+        if token.is_dpop and is_resource_nonce_challenge(status, challenge, response.headers.get("DPoP-Nonce")):
+            return "nonce"
+        if is_invalid_token(status, challenge) or (token.is_dpop and is_dpop_invalid_token(status, challenge)):
+            return "stale"
+        return None
 
     async def _token_for(self, stale: Token | None) -> Token:
         if self._is_async:

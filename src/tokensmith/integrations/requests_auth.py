@@ -19,6 +19,7 @@ from requests.exceptions import UnrewindableBodyError
 from requests.models import PreparedRequest, Response
 from requests.utils import rewind_body
 
+from .._protocol.dpop import is_dpop_invalid_token, is_resource_nonce_challenge
 from ..token import Token
 from . import TokenSource, is_invalid_token
 
@@ -80,26 +81,43 @@ class TokenAuth(AuthBase):
 
     def __call__(self, r: PreparedRequest) -> PreparedRequest:
         token = self._get_token()
-        r.headers["Authorization"] = token.authorization
+        if token._dpop:  # the attribute, not the property: this runs on every request
+            self._dpop(r, token)
+        else:
+            r.headers["Authorization"] = token.authorization
         r.__dict__[_SENT_TOKEN] = token
         r.hooks["response"].append(self._hook)
         return r
 
+    def _dpop(self, r: PreparedRequest, token: Token) -> None:
+        """RFC 9449 §7.1: ``Authorization: DPoP <token>`` and a fresh proof for this method and URL, with ``ath``
+        and the resource's latest nonce. A source that cannot make proofs must not be handed a DPoP token."""
+        headers = self._source.dpop_headers(r.method or "GET", r.url or "", token)  # type: ignore[attr-defined]
+        r.headers.update(headers)
+
     def _on_response(self, response: Response, **kwargs: Any) -> Response:
         """Response hook: the C12 renew-once, retry-once logic. ``kwargs`` are the original send arguments
         (timeout, verify, proxies, cert, stream), reused for the retry."""
-        if response.status_code != 401:
-            return response
         request = response.request
         sent: Token | None = request.__dict__.get(_SENT_TOKEN)
+        nonce = response.headers.get("DPoP-Nonce")
+        if sent is not None and sent.is_dpop and nonce is not None:
+            self._source.update_dpop_nonce(request.url or "", nonce)  # type: ignore[attr-defined]  # RFC 9449 §9
+        if response.status_code != 401:
+            return response
         if sent is None or request.__dict__.get(_IS_RETRY):
             return response  # not ours, or already the retry: hand the second 401 to the caller
-        if not is_invalid_token(401, response.headers.get("WWW-Authenticate")):
+        challenge = response.headers.get("WWW-Authenticate")
+        # RFC 9449 §9: the resource wants a proof with its nonce: the same token, a new proof, once.
+        wants_nonce = sent.is_dpop and is_resource_nonce_challenge(401, challenge, nonce)
+        if not wants_nonce and not (
+            is_invalid_token(401, challenge) or (sent.is_dpop and is_dpop_invalid_token(401, challenge))
+        ):
             return response
         # A custom transport adapter may not say which connection answered; without one we cannot re-send.
         connection = getattr(response, "connection", None)
         replayable = _replayable(request)
-        token = self._source.get_token(stale=sent)
+        token = sent if wants_nonce else self._source.get_token(stale=sent)
         if connection is None or not replayable:
             return response
 
@@ -111,7 +129,11 @@ class TokenAuth(AuthBase):
         if jar is not None:  # cookies the 401 set, as a browser (and requests' own digest auth) would
             _extract_cookies(jar, request, response.raw)
             retry.prepare_cookies(jar)
-        retry.headers["Authorization"] = token.authorization
+        if token.is_dpop:
+            self._dpop(retry, token)
+        else:
+            retry.headers["Authorization"] = token.authorization
+            retry.headers.pop("DPoP", None)
         retry.__dict__[_SENT_TOKEN] = token
         retry.__dict__[_IS_RETRY] = True
         # The adapter, not the session: no hooks are dispatched and no redirects followed here; the session

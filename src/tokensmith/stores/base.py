@@ -85,6 +85,22 @@ class LeasingStore(Protocol):
         """The lease on record, live or not; None if there is none (or it is unreadable)."""
 
 
+@runtime_checkable
+class KeyStore(Protocol):
+    """An optional capability of a ``TokenStore``: a slot for the client's DPoP private key (RFC 9449), kept
+    apart from the token (its own file, keyring item or dict entry), so a DPoP-bound refresh token can be used
+    from a new process. A store without it keeps the key in memory only (the client warns once)."""
+
+    def load_key(self, key: str) -> str | None:
+        """The private JWK (JSON) stored for ``key``, or None."""
+
+    def save_key(self, key: str, jwk: str) -> None:
+        """Store the private JWK for ``key`` (replacing any). Raises ``StoreError`` when it cannot."""
+
+    def delete_key(self, key: str) -> bool:
+        """Remove the key for ``key``; True if there was one."""
+
+
 def check_claim(owner: str, kind: str, ttl: float) -> None:
     """``ValueError`` unless the arguments of ``claim`` make sense (shared by every store)."""
     if not isinstance(owner, str) or not owner or len(owner) > 200 or not owner.isprintable():

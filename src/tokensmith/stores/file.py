@@ -89,6 +89,8 @@ logger = logging.getLogger("tokensmith.stores")
 
 #: A token file larger than this is not something we wrote: it is treated as corrupt.
 MAX_FILE_BYTES = MAX_DOCUMENT_BYTES
+#: A DPoP key file larger than this is not a key we wrote (an RSA-4096 private JWK is about 3.2 KB).
+MAX_KEY_BYTES = 64 * 1024
 #: Temporary files older than this (seconds) belong to a killed writer and may be removed.
 STALE_TEMP_AGE = 300.0
 
@@ -319,6 +321,10 @@ class FileStore:
     def _lease_path(self, key: str) -> str:
         return os.path.join(self.directory, check_key(key) + ".lease")
 
+    def _key_path(self, key: str) -> str:
+        """The DPoP private key for ``key`` (RFC 9449): its own 0600 file, never inside the token file."""
+        return os.path.join(self.directory, check_key(key) + ".dpop")
+
     # -- directory --
 
     def _ensure_directory(self, *, create: bool) -> bool:
@@ -452,6 +458,37 @@ class FileStore:
             yield
         finally:
             path_lock.release()
+
+    # -- DPoP key slot --
+
+    def load_key(self, key: str) -> str | None:
+        """The stored DPoP private key (a private JWK as JSON), or None."""
+        if not self._readable_directory():
+            return None
+        read = _read_owned(self._key_path(key), "DPoP key file", key, MAX_KEY_BYTES, tighten=True)
+        if read is None:
+            return None
+        data, _ = read
+        try:
+            text = data.decode("ascii")
+        except UnicodeDecodeError:
+            logger.warning("DPoP key file for key %s is unreadable; ignored", short_key(key))
+            return None
+        return text.strip() or None
+
+    def save_key(self, key: str, jwk: str) -> None:
+        """Write the DPoP private key to ``<key>.dpop`` (0600, atomically), apart from the token file."""
+        self._ensure_directory(create=True)
+        self._write_atomically(self._key_path(key), jwk.encode("ascii") + b"\n", what="DPoP key file")
+        logger.debug("DPoP key for key %s saved", short_key(key))
+
+    def delete_key(self, key: str) -> bool:
+        try:
+            if not self._ensure_directory(create=False):
+                return False
+        except StoreError:
+            return False
+        return self._unlink(self._key_path(key), key, what="DPoP key file")
 
     # -- LeasingStore --
 

@@ -225,6 +225,45 @@ class KeyringStore:
         """The fallback ``FileStore``'s lock: keyrings have none."""
         return self.fallback.lock(key)
 
+    # -- DPoP key slot: a keyring item of its own (``<key>.dpop``), or the fallback's key file --
+
+    def load_key(self, key: str) -> str | None:
+        stored = self.fallback.load_key(key)
+        if stored is not None:
+            return stored
+        backend = self._keyring()
+        if backend is None:
+            return None
+        try:
+            return self._call("read", key, functools.partial(backend.get_password, self.service, _key_item(key)))
+        except _KeyringUnavailable:
+            return None
+
+    def save_key(self, key: str, jwk: str) -> None:
+        backend = self._keyring()
+        if backend is None or _secret_size(jwk) > self.max_secret_bytes:
+            self.fallback.save_key(key, jwk)
+            return
+        try:
+            self._call("write", key, functools.partial(backend.set_password, self.service, _key_item(key), jwk))
+        except _KeyringUnavailable:
+            self.fallback.save_key(key, jwk)
+            return
+        self.fallback.delete_key(key)  # an older copy in the fallback would shadow this one
+
+    def delete_key(self, key: str) -> bool:
+        removed = False
+        backend = self._keyring()
+        if backend is not None:
+            item = _key_item(key)
+            try:
+                if self._call("read", key, functools.partial(backend.get_password, self.service, item)) is not None:
+                    self._call("delete", key, functools.partial(backend.delete_password, self.service, item))
+                    removed = True
+            except _KeyringUnavailable:
+                pass
+        return self.fallback.delete_key(key) or removed
+
     # -- LeasingStore: the fallback's, like the lock --
 
     def claim(self, key: str, owner: str, kind: str, ttl: float) -> Lease:
@@ -242,6 +281,11 @@ class KeyringStore:
                 self._call("delete", key, functools.partial(backend.delete_password, self.service, key))
         except _KeyringUnavailable:
             pass
+
+
+def _key_item(key: str) -> str:
+    """The keyring user name of the DPoP key kept for ``key`` (a separate item from the token's)."""
+    return key + ".dpop"
 
 
 def _secret_size(secret: str) -> int:

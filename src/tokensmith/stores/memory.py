@@ -17,6 +17,8 @@ class MemoryStore:
     def __init__(self) -> None:
         self._tokens: dict[str, Token] = {}
         self._leases: dict[str, Lease] = {}
+        # DPoP private keys, apart from the tokens (a token never carries its key).
+        self._keys: dict[str, str] = {}
         self._guard = threading.Lock()
         self._locks: defaultdict[str, threading.RLock] = defaultdict(threading.RLock)
 
@@ -39,6 +41,20 @@ class MemoryStore:
     def lock(self, key: str) -> threading.RLock:
         with self._guard:
             return self._locks[key]
+
+    # -- DPoP key slot (RFC 9449): the private JWK, separate from the token --
+
+    def load_key(self, key: str) -> str | None:
+        with self._guard:
+            return self._keys.get(key)
+
+    def save_key(self, key: str, jwk: str) -> None:
+        with self._guard:
+            self._keys[key] = jwk
+
+    def delete_key(self, key: str) -> bool:
+        with self._guard:
+            return self._keys.pop(key, None) is not None
 
     # -- LeasingStore --
 

@@ -1,0 +1,259 @@
+"""DPoP (RFC 9449) against the fault server: what the real IdP will not do. A DPoP token we did not ask for, a
+Bearer token although we sent a proof, a nonce challenge that persists, nonces from successful responses, and
+a proof on every token request of every grant (refresh, device polling); a store without a key slot."""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import warnings
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, nullcontext
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from cli_harness import Cli, plant
+from fault_server import FaultServer, Reply
+from tokensmith import (
+    ClientSecretBasic,
+    DPoPKey,
+    FileStore,
+    InvalidDPoPProof,
+    MemoryStore,
+    NoClientAuth,
+    Token,
+    TokenClient,
+    Transport,
+    UnexpectedTokenType,
+    UseDPoPNonce,
+)
+from tokensmith._protocol.messages import HttpRequest, HttpResponse
+
+
+def decode_unverified(proof: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A proof's header and claims, unverified (the resource tests verify signatures for real)."""
+    header, claims, _ = proof.split(".")
+    return tuple(json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))) for part in (header, claims))  # type: ignore[return-value]
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_700_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def _client(server: FaultServer, **kwargs: object) -> TokenClient:
+    kwargs.setdefault("auth", ClientSecretBasic("svc", "svc-secret"))
+    return TokenClient(server.url("/token"), session=requests.Session(), background_refresh=False, **kwargs)  # type: ignore[arg-type]
+
+
+def _proof_claims(server: FaultServer, path: str = "/token") -> list[dict[str, object]]:
+    return [decode_unverified(r.headers["dpop"])[1] for r in server.recorded(path)]
+
+
+def test_a_dpop_token_we_did_not_ask_for_is_refused(fault_server: FaultServer) -> None:
+    """RFC 9449 §5 / C7: no proof was sent, so a token_type=DPoP answer is unusable: a typed error, nothing
+    stored, nothing ever sent as a Bearer token."""
+    fault_server.script("/token", Reply(json={"access_token": "at-1", "token_type": "DPoP", "expires_in": 60}))
+    store = MemoryStore()
+    client = _client(fault_server, store=store)
+    with pytest.raises(UnexpectedTokenType, match="no DPoP proof was sent"):
+        client.get_token()
+    assert "dpop" not in fault_server.recorded("/token")[0].headers
+    assert store.load(client.cache_key) is None
+
+
+def test_dpop_in_accepted_token_types_without_a_key_is_still_refused(fault_server: FaultServer) -> None:
+    fault_server.script("/token", Reply(json={"access_token": "at-1", "token_type": "DPoP", "expires_in": 60}))
+    client = _client(fault_server, accepted_token_types=("bearer", "DPoP"))
+    with pytest.raises(UnexpectedTokenType):
+        client.get_token()
+
+
+def test_a_bearer_token_despite_the_proof_is_used_as_bearer(fault_server: FaultServer) -> None:
+    """RFC 9449 §5: the server may issue a Bearer token to a client that sent a proof; it is then used as one."""
+    fault_server.script("/token", Reply(json={"access_token": "at-1", "token_type": "Bearer", "expires_in": 60}))
+    key = DPoPKey.generate()
+    token = _client(fault_server, dpop=key).get_token()
+    assert token.authorization == "Bearer at-1" and not token.is_dpop and token.jkt == key.thumbprint
+    claims = _proof_claims(fault_server)[0]
+    assert claims["htm"] == "POST" and claims["htu"] == fault_server.url("/token")
+
+
+def test_a_persistent_nonce_challenge_is_retried_once_then_raised(fault_server: FaultServer) -> None:
+    """RFC 9449 §8: one retry with the new nonce; the second challenge is the server's answer (UseDPoPNonce)."""
+    challenge = Reply(status=400, json={"error": "use_dpop_nonce"}, headers={"DPoP-Nonce": "n1"})
+    fault_server.script(
+        "/token", challenge, Reply(status=400, json={"error": "use_dpop_nonce"}, headers={"DPoP-Nonce": "n2"})
+    )
+    with pytest.raises(UseDPoPNonce):
+        _client(fault_server, dpop=True, retry=None).get_token()
+    assert fault_server.count("/token") == 2
+    assert [c.get("nonce") for c in _proof_claims(fault_server)] == [None, "n1"]
+
+
+def test_a_nonce_from_a_successful_answer_is_used_next_time(fault_server: FaultServer) -> None:
+    """RFC 9449 §8.1/§8.2: the server may supply a new nonce on any response; the next proof carries it."""
+    body = {"access_token": "at-1", "token_type": "DPoP", "expires_in": 60}
+    fault_server.script(
+        "/token", Reply(json=body, headers={"DPoP-Nonce": "fresh-1"}), Reply(json={**body, "access_token": "at-2"})
+    )
+    client = _client(fault_server, dpop=True)
+    client.get_token()
+    client.fetch_client_credentials()
+    assert [c.get("nonce") for c in _proof_claims(fault_server)] == [None, "fresh-1"]
+
+
+def test_refresh_and_device_polling_carry_a_fresh_proof_each(fault_server: FaultServer) -> None:
+    """Every token request of every grant (RFC 9449 §5: refresh §5, device code polls): a new jti each time."""
+    clock = Clock()
+    key = DPoPKey.generate()
+    fault_server.script(
+        "/device",
+        Reply(json={"device_code": "dc", "user_code": "UC", "verification_uri": "https://v", "expires_in": 600}),
+    )
+    body = {"access_token": "at-1", "token_type": "DPoP", "expires_in": 60, "refresh_token": "rt-1"}
+    fault_server.script(
+        "/token",
+        Reply(status=400, json={"error": "authorization_pending"}),
+        Reply(json=body),
+        Reply(json={**body, "access_token": "at-2", "refresh_token": "rt-2"}),
+    )
+    client = TokenClient(
+        fault_server.url("/token"),
+        auth=NoClientAuth("public"),
+        device_authorization_endpoint=fault_server.url("/device"),
+        grant="device_code",
+        scope="openid",
+        dpop=key,
+        session=requests.Session(),
+        on_prompt=lambda prompt: None,
+        clock=clock,
+        monotonic=clock,
+        sleep=clock.sleep,
+        background_refresh=False,
+    )
+    token = client.login()
+    renewed = client.refresh()
+    assert token.is_dpop and renewed.jkt == key.thumbprint
+    assert "dpop" not in fault_server.recorded("/device")[0].headers  # only the token endpoint
+    claims = _proof_claims(fault_server)
+    assert len(claims) == 3 and len({c["jti"] for c in claims}) == 3
+    assert all(c["htu"] == fault_server.url("/token") and c["htm"] == "POST" and "ath" not in c for c in claims)
+    assert [f for f in fault_server.recorded("/token")[2].form if f[0] == "grant_type"] == [
+        ("grant_type", "refresh_token")
+    ]
+
+
+class NoKeySlotStore:
+    """A custom store from before DPoP: no load_key/save_key/delete_key."""
+
+    def __init__(self) -> None:
+        self.tokens: dict[str, Token] = {}
+
+    def load(self, key: str) -> Token | None:
+        return self.tokens.get(key)
+
+    def save(self, key: str, token: Token) -> None:
+        self.tokens[key] = token
+
+    def delete(self, key: str, *, refresh_token: str | None = None) -> bool:
+        return self.tokens.pop(key, None) is not None
+
+    def lock(self, key: str) -> AbstractContextManager[object]:
+        return nullcontext()
+
+
+@pytest.fixture
+def quiet() -> Iterator[None]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        yield
+
+
+def test_a_store_without_a_key_slot_keeps_the_key_in_memory_and_warns_once(
+    fault_server: FaultServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    body = {"access_token": "at-1", "token_type": "DPoP", "expires_in": 60}
+    fault_server.script("/token", Reply(json=body), Reply(json={**body, "access_token": "at-2"}))
+    store = NoKeySlotStore()
+    client = _client(fault_server, dpop=True, store=store)
+    with caplog.at_level(logging.WARNING, "tokensmith"), pytest.warns(RuntimeWarning, match="no DPoP key slot"):
+        first = client.get_token()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        second = client.fetch_client_credentials()
+    assert first.jkt == second.jkt is not None
+    assert sum("no DPoP key slot" in r.getMessage() for r in caplog.records) == 1
+    # A new process (a new client) with that store cannot use the stored DPoP token: its key is gone.
+    other = _client(fault_server, dpop=True, store=store)
+    fault_server.script("/token", Reply(json={**body, "access_token": "at-3"}))
+    assert other.get_token().access_token == "at-3"
+
+
+def test_a_made_key_uses_an_algorithm_the_server_lists(fault_server: FaultServer) -> None:
+    """RFC 9449 §5.1: the server's dpop_signing_alg_values_supported; without ES256 there, the first listed that
+    tokensmith can sign with (RS256 is skipped: the list is the server's order, unknown names are ignored)."""
+    issuer = fault_server.base_url
+    fault_server.script(
+        "/.well-known/openid-configuration",
+        Reply(
+            json={
+                "issuer": issuer,
+                "token_endpoint": fault_server.url("/token"),
+                "dpop_signing_alg_values_supported": ["HS256", "EdDSA", "RS256"],
+            }
+        ),
+    )
+    fault_server.script("/token", Reply(json={"access_token": "at-1", "token_type": "DPoP", "expires_in": 60}))
+    client = TokenClient.from_issuer(issuer, "svc", "svc-secret", dpop=True, session=requests.Session())
+    token = client.get_token()
+    header, _ = decode_unverified(fault_server.recorded("/token")[0].headers["dpop"])
+    assert header["alg"] == "EdDSA" and header["jwk"]["crv"] == "Ed25519" and token.jkt is not None
+
+
+def test_cli_logout_removes_the_dpop_key_too(tmp_path: Path, fault_server: FaultServer) -> None:
+    """A logout forgets the identity: the token file and the DPoP key's own file (``<key>.dpop``) both go."""
+    cli = Cli(tmp_path / "sandbox")
+    key = TokenClient(fault_server.url("/token"), "cli").cache_key
+    plant(cli.tokens, key, "planted-access-token", token_type="DPoP", jkt="thumb")
+    store = FileStore(cli.tokens)
+    store.save_key(key, '{"kty":"EC","crv":"P-256","x":"x","y":"y","d":"d"}')
+    proc = cli.run("logout", "--token-endpoint", fault_server.url("/token"), "--client-id", "cli", "--no-revoke")
+    assert proc.returncode == 0, proc.stderr
+    assert not cli.token_file(key).exists() and store.load_key(key) is None
+    assert fault_server.count() == 0
+
+
+class EchoingTransport(Transport):
+    """A token endpoint that pastes the proof it got into its error_description (some do, "for debugging")."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sent: list[str] = []
+
+    def post(self, request: HttpRequest) -> HttpResponse:
+        self.sent.append(request.headers["DPoP"])
+        body = {"error": "invalid_dpop_proof", "error_description": f"bad proof {request.headers['DPoP']}"}
+        return HttpResponse(400, {"content-type": "application/json"}, json.dumps(body).encode())
+
+
+def test_an_echoed_proof_is_scrubbed_from_the_error(caplog: pytest.LogCaptureFixture) -> None:
+    """C10 for proofs: the proof joins the request's secrets, so the server's echo of it reaches neither the
+    exception (InvalidDPoPProof, RFC 9449 §7.1's error code) nor the log."""
+    caplog.set_level(logging.DEBUG)
+    transport = EchoingTransport()
+    client = TokenClient("https://as.example/token", "svc", "svc-secret", dpop=True, transport=transport)
+    with pytest.raises(InvalidDPoPProof) as raised:
+        client.get_token()
+    (sent,) = transport.sent
+    assert "bad proof" in str(raised.value) and sent not in str(raised.value) and sent not in caplog.text
