@@ -351,6 +351,8 @@ class ClientCore:
         #: Why the stored token was set aside (a DPoP key problem), for the LoginRequired that may follow.
         self._key_problem: str | None = None
         self._warned_key_problem = False
+        #: A key made here that the store refused (a full disk): saved before any token bound to it is.
+        self._key_unsaved = False
         if dpop is not None and dpop is not False:
             from .dpop import DPoPKey, DPoPSession  # loaded (and PyJWT looked for) only when DPoP is used
 
@@ -1064,10 +1066,22 @@ class ClientCore:
         if session.key is not None:
             return
         session.key = DPoPKey.generate(self._dpop_alg())
+        self._key_unsaved = True
         try:
-            save_store_key(self.store, self.cache_key, session.key)
+            self._save_key_if_unsaved()
         except StoreError as error:
             self._store_trouble("store the DPoP key", error)
+
+    def _save_key_if_unsaved(self) -> None:
+        """Blocking: store the key made here if the store has not got it yet. A token bound to it is stored only
+        after it: a DPoP-bound refresh token in the store without its key would be lost to the next process."""
+        session = self._dpop
+        if not self._key_unsaved or session is None or session.key is None:
+            return
+        from .dpop import save_store_key
+
+        save_store_key(self.store, self.cache_key, session.key)
+        self._key_unsaved = False
 
     def _dpop_alg(self) -> str:
         """The algorithm of a key made here: ES256, unless the authorization server's metadata (RFC 9449 §5.1) or
@@ -1204,6 +1218,7 @@ class ClientCore:
     def _save(self, token: Token, lease: Lease) -> StoreError | None:
         try:
             with lease.store_lock():
+                self._save_key_if_unsaved()  # the key first: a bound token is no use without it
                 self.store.save(self.cache_key, token)
                 lease.release()
         except StoreError as error:
@@ -1217,6 +1232,7 @@ class ClientCore:
         self._next_save_attempt = self._monotonic() + RESAVE_INTERVAL
         try:
             with self.store.lock(self.cache_key):
+                self._save_key_if_unsaved()
                 stored = self.store.load(self.cache_key)
                 if stored is None or _newest(stored, token) is token:
                     self.store.save(self.cache_key, token)

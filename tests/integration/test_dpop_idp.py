@@ -38,6 +38,7 @@ from tokensmith import (
     FileStore,
     NoClientAuth,
     ResourceMetadataError,
+    StoreError,
     TokenClient,
     Transport,
 )
@@ -263,6 +264,43 @@ def test_second_process_refreshes_with_the_persisted_key(idp: LocalIdP, tmp_path
     renewed = store.load(client.cache_key)
     assert renewed is not None and renewed.refresh_token != first.refresh_token  # rotated by the other process
     assert _introspect(idp, renewed.access_token)["cnf"]["jkt"] == first.jkt
+
+
+class _FullDiskForKeys(FileStore):
+    """A FileStore on a disk that is full for the DPoP key file until ``room()`` (ENOSPC, as StoreError)."""
+
+    full = True
+
+    def save_key(self, key: str, jwk: str) -> None:
+        if self.full:
+            raise StoreError("No space left on device (ENOSPC) writing the DPoP key file")
+        super().save_key(key, jwk)
+
+
+def test_a_key_the_disk_refused_is_stored_before_its_token_and_nothing_is_lost(
+    idp: LocalIdP, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The disk is full when the DPoP key is made: the login still succeeds and its token is used, but the token
+    is not stored without its key (a DPoP-bound refresh token without the key is lost to the next process).
+    Once there is room, close() stores the key, then the token; a new process refreshes with them."""
+    store = _FullDiskForKeys(tmp_path)
+    with caplog.at_level(logging.WARNING, logger="tokensmith"):
+        client = _device_login(idp, store, dpop=True)
+    token = client.get_token()
+    assert token.is_dpop and token.refresh_token and client.stats.save_failures == 1
+    assert store.load(client.cache_key) is None  # not stored without its key
+    assert any("DPoP key" in r.getMessage() for r in caplog.records)
+    store.full = False
+    client.close()  # a token that could not be stored is saved again at close
+    assert store.load(client.cache_key) == token and store.load_key(client.cache_key) is not None
+    done = subprocess.run(
+        [sys.executable, str(WORKER), idp.token_endpoint, DEVICE_PUBLIC.client_id, DEVICE_SCOPE, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result == {"token_type": "DPoP", "jkt": token.jkt, "refreshes": 1}, done.stderr
 
 
 def test_processes_starting_together_make_one_key_and_one_token(idp: LocalIdP, tmp_path: Path) -> None:
