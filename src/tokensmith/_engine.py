@@ -1057,7 +1057,7 @@ class ClientCore:
         session = self._dpop
         if session is None or session.key is not None:
             return
-        from .dpop import DPoPKey, load_store_key, save_store_key
+        from .dpop import DPoPKey, load_store_key
 
         try:
             session.key = load_store_key(self.store, self.cache_key)

@@ -22,7 +22,7 @@ import pytest
 import requests
 
 from fault_server import FaultServer, Reply
-from tokensmith.exceptions import InvalidGrant
+from tokensmith.exceptions import DPoPError, InvalidGrant
 from tokensmith.integrations import TOKEN68, bearer_error, is_invalid_token, parse_www_authenticate
 from tokensmith.integrations.httpx_auth import TokenAuth as HttpxTokenAuth
 from tokensmith.integrations.requests_auth import TokenAuth as RequestsTokenAuth
@@ -472,3 +472,17 @@ def test_httpx_async_peek_none_falls_back_to_get_token(fault_server: FaultServer
 
     assert asyncio.run(go()) == 200
     assert source.peeks == 1 and source.stales == [None]
+
+
+@CLIENTS
+def test_a_dpop_token_from_a_source_that_cannot_make_proofs_is_a_typed_error_and_not_sent(
+    fault_server: FaultServer, send: Send
+) -> None:
+    """RFC 9449 §7: a DPoP-bound token goes out only with a proof. A custom source that hands one out without
+    ``dpop_headers`` gets a ``DPoPError`` saying so (not an ``AttributeError``), and nothing is sent."""
+    fault_server.default("/api", OK)
+    source = FakeSource()
+    source.current = Token(access_token="at-1", token_type="DPoP", expires_at=time.time() + 3600)
+    with pytest.raises(DPoPError, match="dpop_headers"):
+        send("GET", fault_server.url("/api"), source)
+    assert fault_server.recorded("/api") == []

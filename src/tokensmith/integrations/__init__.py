@@ -73,6 +73,28 @@ class TokenSource(Protocol):
 # then send the proof, remember each resource's ``DPoP-Nonce`` and answer its ``use_dpop_nonce`` challenge once.
 
 
+def dpop_headers_from(source: object, method: str, url: str, token: Token) -> dict[str, str]:
+    """The DPoP headers for one request from ``source``; a ``DPoPError`` (never a bare ``AttributeError``) when
+    a source that hands out DPoP tokens cannot make proofs: sending the token as Bearer would only be refused."""
+    make = getattr(source, "dpop_headers", None)
+    if not callable(make):
+        from ..exceptions import DPoPError
+
+        raise DPoPError(
+            f"{type(source).__name__} handed out a DPoP-bound token but has no dpop_headers(method, url, token) "
+            "to make its proofs (RFC 9449 §7); use a tokensmith.TokenClient with dpop=..."
+        )
+    headers: dict[str, str] = make(method, url, token)
+    return headers
+
+
+def note_dpop_nonce(source: object, url: str, nonce: str) -> None:
+    """Pass a resource's ``DPoP-Nonce`` (RFC 9449 §9) to ``source``, if it keeps nonces."""
+    update = getattr(source, "update_dpop_nonce", None)
+    if callable(update):
+        update(url, nonce)
+
+
 class AsyncTokenSource(Protocol):
     """The async twin of ``TokenSource`` (``tokensmith.AsyncTokenClient`` implements it), for
     ``httpx.AsyncClient``: ``await get_token()``, same meaning of ``stale``."""

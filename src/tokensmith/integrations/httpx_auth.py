@@ -18,7 +18,7 @@ import httpx
 
 from .._protocol.dpop import is_dpop_invalid_token, is_resource_nonce_challenge
 from ..token import Token
-from . import AsyncTokenSource, TokenSource, is_invalid_token
+from . import AsyncTokenSource, TokenSource, dpop_headers_from, is_invalid_token, note_dpop_nonce
 
 __all__ = ["TokenAuth"]
 
@@ -91,8 +91,7 @@ class TokenAuth(httpx.Auth):
         """``Authorization`` (Bearer, C11; or DPoP with a fresh proof carrying ``ath`` and the resource's latest
         nonce, RFC 9449 §7.1)."""
         if token.is_dpop:
-            dpop_headers = self._source.dpop_headers  # type: ignore[union-attr]
-            request.headers.update(dpop_headers(request.method, str(request.url), token))
+            request.headers.update(dpop_headers_from(self._source, request.method, str(request.url), token))
         else:
             request.headers["Authorization"] = token.authorization
             request.headers.pop("DPoP", None)
@@ -100,7 +99,7 @@ class TokenAuth(httpx.Auth):
     def _observe(self, request: httpx.Request, response: httpx.Response, token: Token) -> None:
         nonce = response.headers.get("DPoP-Nonce")
         if token.is_dpop and nonce is not None:
-            self._source.update_dpop_nonce(str(request.url), nonce)  # type: ignore[union-attr]  # RFC 9449 §9
+            note_dpop_nonce(self._source, str(request.url), nonce)  # RFC 9449 §9
 
     def _retry_kind(self, request: httpx.Request, response: httpx.Response, token: Token) -> str | None:
         """``"nonce"`` (RFC 9449 §9: same token, a new proof with the resource's nonce), ``"stale"`` (C12, or its

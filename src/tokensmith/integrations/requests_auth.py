@@ -21,7 +21,7 @@ from requests.utils import rewind_body
 
 from .._protocol.dpop import is_dpop_invalid_token, is_resource_nonce_challenge
 from ..token import Token
-from . import TokenSource, is_invalid_token
+from . import TokenSource, dpop_headers_from, is_invalid_token, note_dpop_nonce
 
 __all__ = ["TokenAuth"]
 
@@ -92,8 +92,7 @@ class TokenAuth(AuthBase):
     def _dpop(self, r: PreparedRequest, token: Token) -> None:
         """RFC 9449 §7.1: ``Authorization: DPoP <token>`` and a fresh proof for this method and URL, with ``ath``
         and the resource's latest nonce. A source that cannot make proofs must not be handed a DPoP token."""
-        headers = self._source.dpop_headers(r.method or "GET", r.url or "", token)  # type: ignore[attr-defined]
-        r.headers.update(headers)
+        r.headers.update(dpop_headers_from(self._source, r.method or "GET", r.url or "", token))
 
     def _on_response(self, response: Response, **kwargs: Any) -> Response:
         """Response hook: the C12 renew-once, retry-once logic. ``kwargs`` are the original send arguments
@@ -102,7 +101,7 @@ class TokenAuth(AuthBase):
         sent: Token | None = request.__dict__.get(_SENT_TOKEN)
         nonce = response.headers.get("DPoP-Nonce")
         if sent is not None and sent.is_dpop and nonce is not None:
-            self._source.update_dpop_nonce(request.url or "", nonce)  # type: ignore[attr-defined]  # RFC 9449 §9
+            note_dpop_nonce(self._source, request.url or "", nonce)  # RFC 9449 §9
         if response.status_code != 401:
             return response
         if sent is None or request.__dict__.get(_IS_RETRY):
