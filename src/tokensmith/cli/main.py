@@ -534,11 +534,20 @@ def _identity_options(function: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--basic-encoding", type=click.Choice(BASIC_ENCODINGS), help="How Basic encodes id and secret."),
         click.option(
             "--private-key-file",
+            metavar="PATH",
             help="private_key_jwt: PEM or JWK (JSON) file of the client's private key (TOKENSMITH_PRIVATE_KEY_FILE).",
         ),
-        click.option("--private-key-password-env", help="Environment variable holding an encrypted PEM's password."),
-        click.option("--key-id", help="kid of the client assertion (default: the JWK's, else the key thumbprint)."),
-        click.option("--assertion-alg", help="Client assertion algorithm (default: the key's own; HS256)."),
+        click.option(
+            "--private-key-password-env",
+            metavar="VAR",
+            help="Environment variable holding an encrypted PEM's password.",
+        ),
+        click.option(
+            "--key-id", metavar="KID", help="kid of the client assertion (default: the JWK's, else the key thumbprint)."
+        ),
+        click.option(
+            "--assertion-alg", metavar="ALG", help="Client assertion algorithm (default: the key's own; HS256)."
+        ),
         click.option("--scope", "scope", multiple=True, help="Scope to request; repeat or space-separate."),
         click.option("--audience", help="Audience (Auth0)."),
         click.option("--resource", "resource", multiple=True, help="RFC 8707 resource indicator; may repeat."),
