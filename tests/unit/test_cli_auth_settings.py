@@ -132,3 +132,25 @@ def test_what_works(flags: dict[str, Any], env: dict[str, str], settings: Callab
 def test_a_key_or_its_password_in_a_profile_is_refused(key: str, settings: Callable[..., Settings]) -> None:
     with pytest.raises(ConfigError, match=rf"holds a secret \({key}\); name its source instead: {key}_"):
         settings(profile={key: "-----BEGIN PRIVATE KEY-----"})
+
+
+def test_the_readme_profiles_resolve_and_the_deploy_one_is_private_key_jwt() -> None:
+    """The README's configuration example uses only known settings, and its secretless profile means what it says."""
+    import re
+    import sys
+    from pathlib import Path
+
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - Python 3.10
+        import tomli as tomllib
+
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    (block,) = [b for b in re.findall(r"```toml\n(.*?)```", readme, re.S) if "private_key_file" in b]
+    data = tomllib.loads(block)
+    for name in data["profiles"]:
+        resolved = resolve({"profile": name}, {}, file_data=data)
+        assert resolved.profile == name
+    deploy = resolve({"profile": "deploy"}, {}, file_data=data)
+    assert deploy.auth_method == "private_key_jwt" and deploy.grant == "client_credentials"
+    deploy.check_client_auth()
