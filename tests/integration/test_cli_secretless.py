@@ -274,6 +274,14 @@ def _unusable(tmp_path: Path, idp: LocalIdP) -> dict[str, tuple[list[str], dict[
             {},
             "not a private key tokensmith can sign with",
         ),
+        "openssh-format": (
+            [
+                "--private-key-file",
+                str(write_key(tmp_path / "id_rsa", pem(rsa_key, serialization.PrivateFormat.OpenSSH))),
+            ],
+            {},
+            "ssh-keygen -p -m PKCS8",
+        ),
         "encrypted-without-password": (["--private-key-file", str(encrypted)], {}, "--private-key-password-env"),
         "wrong-password": (
             ["--private-key-file", str(encrypted), "--private-key-password-env", "KEY_PASSWORD"],
@@ -321,6 +329,7 @@ UNUSABLE = [
     "public-jwk",
     "truncated-pem",
     "unsupported-key-type",
+    "openssh-format",
     "encrypted-without-password",
     "wrong-password",
     "password-variable-unset",

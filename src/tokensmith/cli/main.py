@@ -292,6 +292,11 @@ def _parse_private_key(path: str, data: bytes, settings: Settings) -> Any:
         raise ConfigError(f"the private key file {path} is neither PEM nor a JWK (JSON)")
     if b"PRIVATE KEY-----" not in data:
         raise ConfigError(f"the private key file {path} holds no private key (a public key or a certificate?)")
+    if b"OPENSSH PRIVATE KEY-----" in data:
+        raise ConfigError(
+            f"the private key file {path} is in OpenSSH's format; convert it to PKCS#8 PEM "
+            "(ssh-keygen -p -m PKCS8 -f FILE) or a JWK"
+        )
     try:
         from cryptography.exceptions import UnsupportedAlgorithm
         from cryptography.hazmat.primitives.serialization import load_pem_private_key
