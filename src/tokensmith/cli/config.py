@@ -18,8 +18,8 @@ Secrets never live in it (nor on the command line): a profile names where the se
 
 Secretless client authentication (services, CI jobs): ``private_key_file = "/path/key.pem"`` (PEM, or a private
 JWK as JSON; ``TOKENSMITH_PRIVATE_KEY_FILE``, ``--private-key-file``) signs a short-lived assertion per request
-(``auth_method = "private_key_jwt"``, implied by the key file; ``private-key-jwt`` is accepted too). The key is
-read only when a token is fetched, never for a cached one. An encrypted PEM's password comes from the
+(``auth_method = "private_key_jwt"``, implied by the key file; ``private-key-jwt`` is accepted too). The
+cached-token fast path never reads the key. An encrypted PEM's password comes from the
 variable named by ``private_key_password_env``. ``key_id`` sets the assertion's ``kid`` (default: the JWK's, else
 the key's RFC 7638 thumbprint), ``assertion_alg`` its algorithm (default: the key's own, RS256 / ES256 / ...).
 ``auth_method = "client_secret_jwt"`` MACs the assertion with the client secret (from the usual sources; HS256
