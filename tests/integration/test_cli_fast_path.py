@@ -164,6 +164,32 @@ SAME_IDENTITY: dict[str, Case] = {
         {"TOKENSMITH_CLIENT_SECRET": "s3cret"},
         {"issuer": "{issuer}", "client_id": "c", "client_secret": "s3cret", "grant": "device_code"},
     ),
+    # The auth method is not part of the key: a private key makes a confidential client (client credentials), and
+    # the fast path answers without reading the key file (here not even a key) or importing PyJWT.
+    "confidential-by-private-key-file": (
+        ["--issuer", "{issuer}", "--client-id", "c", "--private-key-file", "{secret_file}"],
+        {},
+        {"issuer": "{issuer}", "client_id": "c", "private_key": "unread"},
+    ),
+    "private-key-jwt-with-every-flag": (
+        [
+            *("--issuer", "{issuer}", "--client-id", "c", "--auth-method", "private-key-jwt"),
+            *("--private-key-file", "{secret_file}", "--private-key-password-env", "KEY_PW"),
+            *("--key-id", "k1", "--assertion-alg", "ES384"),
+        ],
+        {"KEY_PW": "pw"},
+        {"issuer": "{issuer}", "client_id": "c", "private_key": "unread"},
+    ),
+    "private-key-file-from-the-environment": (
+        ["--issuer", "{issuer}", "--client-id", "c"],
+        {"TOKENSMITH_PRIVATE_KEY_FILE": "{secret_file}", "TOKENSMITH_AUTH_METHOD": "private_key_jwt"},
+        {"issuer": "{issuer}", "client_id": "c", "private_key": "unread"},
+    ),
+    "client-secret-jwt": (
+        ["--issuer", "{issuer}", "--client-id", "c", "--auth-method", "client_secret_jwt", "--assertion-alg", "HS512"],
+        {"TOKENSMITH_CLIENT_SECRET": "s3cret"},
+        {"issuer": "{issuer}", "client_id": "c", "client_secret": "s3cret"},
+    ),
     "all-from-the-environment": (
         [],
         {"TOKENSMITH_ISSUER": "{issuer}", "TOKENSMITH_CLIENT_ID": "c", "TOKENSMITH_SCOPE": "b a"},
@@ -251,6 +277,13 @@ def test_another_identity_is_never_answered_from_the_token(case: str, cli: Cli, 
             {"KUBERNETES_EXEC_INFO": '{"apiVersion": "client.authentication.k8s.io/v9"}'},
         ),
         ([], {"TOKENSMITH_FLOW": "implicit"}),
+        # Client authentication settings that cannot work: the same identity, so a token is cached for it.
+        (["--auth-method", "private_key_jwt"], {}),
+        (["--auth-method", "client_secret_jwt"], {}),
+        (["--auth-method", "pkjwt"], {}),
+        (["--key-id", "k1"], {}),
+        (["--assertion-alg", "none"], {}),
+        (["--private-key-password-env", "KEY_PW"], {"KEY_PW": "pw"}),
     ],
     ids=[
         "negative-min-valid",
@@ -262,6 +295,12 @@ def test_another_identity_is_never_answered_from_the_token(case: str, cli: Cli, 
         "timeout",
         "exec-info-version",
         "env-flow",
+        "private-key-jwt-without-a-key",
+        "client-secret-jwt-without-a-secret",
+        "unknown-auth-method",
+        "key-id-without-private-key-jwt",
+        "alg-none",
+        "password-variable-without-a-key",
     ],
 )
 def test_the_fast_path_never_answers_a_usage_error(

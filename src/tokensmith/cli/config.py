@@ -15,6 +15,16 @@ The file is ``$TOKENSMITH_CONFIG``, else ``$XDG_CONFIG_HOME/tokensmith/config.to
 
 Secrets never live in it (nor on the command line): a profile names where the secret is, with
 ``client_secret_env`` or ``client_secret_file``.
+
+Secretless client authentication (services, CI jobs): ``private_key_file = "/path/key.pem"`` (PEM, or a private
+JWK as JSON; ``TOKENSMITH_PRIVATE_KEY_FILE``, ``--private-key-file``) signs a short-lived assertion per request
+(``auth_method = "private_key_jwt"``, implied by the key file; ``private-key-jwt`` is accepted too). The
+cached-token fast path never reads the key. An encrypted PEM's password comes from the
+variable named by ``private_key_password_env``. ``key_id`` sets the assertion's ``kid`` (default: the JWK's, else
+the key's RFC 7638 thumbprint), ``assertion_alg`` its algorithm (default: the key's own, RS256 / ES256 / ...).
+``auth_method = "client_secret_jwt"`` MACs the assertion with the client secret (from the usual sources; HS256
+unless ``assertion_alg``). The key file should be readable by its owner only: a group- or world-readable one
+is used, with a warning (CI secret mounts are often 0644).
 """
 
 from __future__ import annotations
@@ -33,7 +43,28 @@ DEFAULT_SECRET_ENV = "TOKENSMITH_CLIENT_SECRET"
 
 FLOWS = ("device", "browser", "auto", "client-credentials")
 STORES = ("file", "keyring")
-AUTH_METHODS = ("basic", "post")
+AUTH_METHODS = ("basic", "post", "private_key_jwt", "client_secret_jwt")
+#: Other spellings of the methods: the CLI's hyphenated style and the RFC 8414 names IdP consoles show.
+AUTH_METHOD_ALIASES = {
+    "private-key-jwt": "private_key_jwt",
+    "client-secret-jwt": "client_secret_jwt",
+    "client_secret_basic": "basic",
+    "client-secret-basic": "basic",
+    "client_secret_post": "post",
+    "client-secret-post": "post",
+}
+#: The assertion algorithms (RFC 7518) each JWT method may use; the library's own lists (``_protocol.jwt_assertion``,
+#: not imported here: this module is on the fast path) are the final word, and a unit test keeps the two equal.
+PRIVATE_KEY_ALGS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA")
+SECRET_JWT_ALGS = ("HS256", "HS384", "HS512")
+#: Profile keys that would hold a secret, and the setting that names where it is instead.
+_SECRET_KEYS = {
+    "client_secret": 'client_secret_env = "VAR" or client_secret_file = "/path"',
+    "secret": 'client_secret_env = "VAR" or client_secret_file = "/path"',
+    "password": 'client_secret_env = "VAR" or client_secret_file = "/path"',
+    "private_key": 'private_key_file = "/path/key.pem"',
+    "private_key_password": 'private_key_password_env = "VAR"',
+}
 BASIC_ENCODINGS = ("rfc6749", "secret_only", "raw")
 
 
@@ -59,6 +90,10 @@ class Settings:
     client_secret_stdin: bool = False
     auth_method: str = "basic"
     basic_encoding: str = "rfc6749"
+    private_key_file: str | None = None
+    private_key_password_env: str | None = None
+    key_id: str | None = None
+    assertion_alg: str | None = None
     scope: tuple[str, ...] = ()
     audience: str | None = None
     resource: tuple[str, ...] = ()
@@ -90,9 +125,14 @@ class Settings:
         return bool(os.environ.get(self.client_secret_env or DEFAULT_SECRET_ENV))
 
     @property
+    def confidential(self) -> bool:
+        """Whether the client authenticates: a secret or a private key (without reading either)."""
+        return bool(self.private_key_file) or self.secret_configured
+
+    @property
     def grant(self) -> str:
         """The TokenClient grant: the explicit flow, else client credentials for a confidential client."""
-        flow = self.flow or ("client-credentials" if self.secret_configured else "device")
+        flow = self.flow or ("client-credentials" if self.confidential else "device")
         return "client_credentials" if flow == "client-credentials" else "device_code"
 
     def describe(self) -> str:
@@ -100,6 +140,63 @@ class Settings:
         if self.profile:
             return f"profile {self.profile!r}"
         return f"{self.issuer or self.token_endpoint} / client {self.client_id}"
+
+    def _named(self, name: str) -> str:
+        """``--flag`` and where its value came from, for messages."""
+        return f"--{name.replace('_', '-')} ({self.origin.get(name, 'the settings')})"
+
+    def check_client_auth(self) -> None:
+        """``ConfigError`` for client authentication settings that cannot work together. Cheap and without reading
+        any file, so the cached-token path refuses exactly what the full command line refuses."""
+        method = self.auth_method
+        if method == "private_key_jwt" and not self.private_key_file:
+            raise ConfigError(
+                "auth method private_key_jwt needs a private key: pass --private-key-file PATH, set "
+                "TOKENSMITH_PRIVATE_KEY_FILE, or put private_key_file in a profile"
+            )
+        if self.private_key_file and method != "private_key_jwt":
+            raise ConfigError(
+                f"a private key file ({self.origin.get('private_key_file', 'the settings')}) is only used by "
+                f"private_key_jwt, but the auth method is {method} ({self.origin.get('auth_method', 'default')}); "
+                "drop one of them"
+            )
+        if self.private_key_password_env:
+            if not self.private_key_file:
+                raise ConfigError(
+                    f"{self._named('private_key_password_env')} is for an encrypted private key file, and none is "
+                    "given (--private-key-file)"
+                )
+            if not os.environ.get(self.private_key_password_env):
+                raise ConfigError(
+                    f"the private key password variable {self.private_key_password_env} (from "
+                    f"{self.origin.get('private_key_password_env', 'the settings')}) is not set or empty; export it, "
+                    "or drop private_key_password_env for an unencrypted key"
+                )
+        if self.key_id is not None and method != "private_key_jwt":
+            raise ConfigError(f"{self._named('key_id')} is only used by private_key_jwt (auth method: {method})")
+        if self.assertion_alg is not None:
+            allowed = {"private_key_jwt": PRIVATE_KEY_ALGS, "client_secret_jwt": SECRET_JWT_ALGS}.get(method)
+            if allowed is None:
+                raise ConfigError(
+                    f"{self._named('assertion_alg')} is only used by private_key_jwt and client_secret_jwt "
+                    f"(auth method: {method})"
+                )
+            if self.assertion_alg.lower() == "none":
+                raise ConfigError("an unsigned client assertion (alg none) is refused (RFC 7523 §3)")
+            if self.assertion_alg not in allowed:
+                raise ConfigError(
+                    f"{self._named('assertion_alg')}: {self.assertion_alg!r} is not one of {', '.join(allowed)} "
+                    f"(for {method})"
+                )
+        if (
+            method == "client_secret_jwt"
+            and not (self.client_secret_stdin or self.client_secret_file or self.client_secret_env)
+            and not os.environ.get(DEFAULT_SECRET_ENV)
+        ):
+            raise ConfigError(
+                "auth method client_secret_jwt needs the client secret: --client-secret-env VAR, "
+                f"--client-secret-file PATH, --client-secret-stdin, or {DEFAULT_SECRET_ENV}"
+            )
 
     def require(self) -> None:
         """``ConfigError`` unless there is enough to talk to an authorization server."""
@@ -126,6 +223,10 @@ SETTINGS = (
     "client_secret_stdin",
     "auth_method",
     "basic_encoding",
+    "private_key_file",
+    "private_key_password_env",
+    "key_id",
+    "assertion_alg",
     "scope",
     "audience",
     "resource",
@@ -200,6 +301,8 @@ def _coerce(name: str, value: Any, where: str) -> Any:
         return number
     if not isinstance(value, str):
         raise ConfigError(f"{name} ({where}) must be a string")
+    if name == "auth_method":
+        value = AUTH_METHOD_ALIASES.get(value, value)
     if name in _CHOICES and value not in _CHOICES[name]:
         raise ConfigError(f"{name} ({where}) must be one of {', '.join(_CHOICES[name])}, not {value!r}")
     return value
@@ -237,10 +340,9 @@ def resolve(
         else:
             profile = found
     for key in profile:
-        if key in ("client_secret", "secret", "password"):
+        if key in _SECRET_KEYS:
             raise ConfigError(
-                f"profile {profile_name!r} holds a secret ({key}); name its source instead: client_secret_env = "
-                '"VAR" or client_secret_file = "/path"'
+                f"profile {profile_name!r} holds a secret ({key}); name its source instead: {_SECRET_KEYS[key]}"
             )
         if key not in _KEYS:
             raise ConfigError(f"profile {profile_name!r}: unknown setting {key!r}")
@@ -258,4 +360,7 @@ def resolve(
         if name in profile:
             values[name] = _coerce(name, profile[name], f"profile {profile_name!r}")
             origin[name] = f"profile {profile_name}"
+    if "auth_method" not in values and values.get("private_key_file"):
+        # A key file alone means private_key_jwt (what else would it be for); recorded as such for status/logout.
+        values["auth_method"], origin["auth_method"] = "private_key_jwt", origin["private_key_file"]
     return Settings(profile=profile_name, origin=origin, **values)

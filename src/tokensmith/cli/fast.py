@@ -35,6 +35,10 @@ _OPTIONS = {
     "--client-secret-stdin": ("client_secret_stdin", False),
     "--auth-method": ("auth_method", True),
     "--basic-encoding": ("basic_encoding", True),
+    "--private-key-file": ("private_key_file", True),
+    "--private-key-password-env": ("private_key_password_env", True),
+    "--key-id": ("key_id", True),
+    "--assertion-alg": ("assertion_alg", True),
     "--scope": ("scope", True),
     "--audience": ("audience", True),
     "--resource": ("resource", True),
@@ -103,6 +107,9 @@ def _cached(options: dict[str, object]) -> tuple[str, str, float | None, float |
         return None
     if settings.client_secret_env and not os.environ.get(settings.client_secret_env):
         return None  # named but unset: the full command line refuses it (it must not silently become public)
+    # Settings that contradict each other are refused by the full command line, so never answered here; the key file
+    # itself is not read (a cached token needs no client authentication, and parsing a key is not cheap).
+    settings.check_client_auth()
     min_valid = float(str(options.get("min_valid", 0)))
     if not min_valid >= 0:
         return None  # the full command line refuses it

@@ -27,6 +27,7 @@ except ImportError:  # pragma: no cover - exercised only without the extra
 from ..exceptions import (
     AccessDenied,
     AuthenticationError,
+    ConfigurationError,
     DeviceFlowCancelled,
     DeviceFlowTimeout,
     DiscoveryError,
@@ -40,6 +41,7 @@ from ..exceptions import (
     TransportError,
 )
 from .config import (
+    AUTH_METHOD_ALIASES,
     AUTH_METHODS,
     BASIC_ENCODINGS,
     DEFAULT_SECRET_ENV,
@@ -152,9 +154,10 @@ def _explain(error: TokensmithError) -> str:
 
     hint = ""
     if isinstance(error, InvalidClient):
-        hint = (
+        hint = _INVALID_CLIENT_HINTS.get(
+            _auth_in_use,
             "; check --client-id and the secret in the variable named by --client-secret-env, "
-            "or try --auth-method post / --basic-encoding"
+            "or try --auth-method post / --basic-encoding",
         )
     elif isinstance(error, TransportError):
         hint = "; check the URL, your network and any proxy (HTTPS_PROXY, NO_PROXY), or raise --timeout"
@@ -164,10 +167,21 @@ def _explain(error: TokensmithError) -> str:
     return printable(f"{type(error).__name__}: {error}{hint}", limit=None)
 
 
+#: The client authentication method of this run (set by ``_client``), for the hint on an ``invalid_client``.
+_auth_in_use = "basic"
+_INVALID_CLIENT_HINTS = {
+    "private_key_jwt": (
+        "; check --client-id, and that the identity provider has the public half of the key in --private-key-file "
+        "registered for it (and --key-id, --assertion-alg if it expects them)"
+    ),
+    "client_secret_jwt": "; check --client-id, the client secret, and --assertion-alg (default HS256)",
+}
+
+
 def _exit_code(error: BaseException) -> int:
     if isinstance(error, LoginRequired):
         return EXIT_LOGIN_REQUIRED
-    if isinstance(error, (ConfigError, ExecInfoError)):
+    if isinstance(error, (ConfigError, ExecInfoError, ConfigurationError)):
         return EXIT_USAGE
     if isinstance(error, (AccessDenied, DeviceFlowTimeout, DeviceFlowCancelled, ExpiredToken)):
         return EXIT_ERROR  # the person's answer or patience, not the server rejecting this client
@@ -235,6 +249,120 @@ def _read_secret(settings: Settings) -> str | None:
     return os.environ.get(DEFAULT_SECRET_ENV) or None
 
 
+#: A key file is a few kilobytes; anything much larger is not one (and is not read into memory whole).
+_KEY_FILE_LIMIT = 64 * 1024
+
+
+def _read_key_file(settings: Settings) -> tuple[str, bytes, int]:
+    """The private key file's path, bytes and mode."""
+    assert settings.private_key_file is not None
+    path = os.path.expanduser(settings.private_key_file)
+    try:
+        with open(path, "rb") as handle:
+            mode = os.fstat(handle.fileno()).st_mode
+            data = handle.read(_KEY_FILE_LIMIT + 1)
+    except OSError as error:
+        raise ConfigError(f"cannot read the private key file {path}: {error.strerror or error}") from None
+    if len(data) > _KEY_FILE_LIMIT:
+        raise ConfigError(f"the private key file {path} is too large to be a private key")
+    if not data.strip():
+        raise ConfigError(f"the private key file {path} is empty")
+    return path, data, mode
+
+
+def _load_private_key(settings: Settings) -> tuple[str, Any, int]:
+    """The key file's path, its key (a private JWK dict, or a ``cryptography`` key from a PEM decrypted with the
+    password from ``private_key_password_env``) and the file's mode. ``ConfigError`` (never quoting the file)
+    otherwise."""
+    path, data, mode = _read_key_file(settings)
+    return path, _parse_private_key(path, data, settings), mode
+
+
+def _parse_private_key(path: str, data: bytes, settings: Settings) -> Any:
+    # No message quotes the file or the parser's error text (which may): only what is wrong and where.
+    password_env = settings.private_key_password_env
+    password = os.environ.get(password_env, "").encode() if password_env else None
+    if data.lstrip().startswith(b"{"):
+        try:
+            jwk = json.loads(data)
+        except ValueError:  # the decoder's message may quote the file
+            raise ConfigError(f"the private key file {path} is neither PEM nor valid JWK JSON") from None
+        return _pick_jwk(path, jwk, settings.key_id)
+    if b"-----BEGIN" not in data:
+        raise ConfigError(f"the private key file {path} is neither PEM nor a JWK (JSON)")
+    if b"PRIVATE KEY-----" not in data:
+        raise ConfigError(f"the private key file {path} holds no private key (a public key or a certificate?)")
+    if b"OPENSSH PRIVATE KEY-----" in data:
+        raise ConfigError(
+            f"the private key file {path} is in OpenSSH's format; convert it to PKCS#8 PEM "
+            "(ssh-keygen -p -m PKCS8 -f FILE) or a JWK"
+        )
+    try:
+        from cryptography.exceptions import UnsupportedAlgorithm
+        from cryptography.hazmat.primitives.serialization import load_pem_private_key
+    except ImportError:
+        raise ConfigError("private_key_jwt needs PyJWT with cryptography: pip install 'tokensmith[jwt]'") from None
+    encrypted = b"ENCRYPTED" in data  # PKCS#8 "BEGIN ENCRYPTED PRIVATE KEY", or "Proc-Type: 4,ENCRYPTED"
+    try:  # a password for a key that is not encrypted is not used (a key rotated to a plain one keeps working)
+        return load_pem_private_key(data, password if encrypted else None)
+    except TypeError:  # cryptography: encrypted, yet no password
+        raise ConfigError(
+            f"the private key file {path} is encrypted: name the variable holding its password with "
+            "--private-key-password-env VAR"
+        ) from None
+    except UnsupportedAlgorithm:
+        raise ConfigError(f"the private key file {path} holds a key of an unsupported type") from None
+    except ValueError:
+        if encrypted and password is not None:
+            raise ConfigError(
+                f"cannot decrypt the private key file {path}: wrong password in {password_env}?"
+            ) from None
+        raise ConfigError(f"the private key file {path} holds no usable PEM private key") from None
+
+
+def _pick_jwk(path: str, document: Any, key_id: str | None) -> dict[str, Any]:
+    """A private JWK, or the one of a JWK Set (RFC 7517 §5) that is alone or has ``kid`` = ``key_id``."""
+    if isinstance(document, dict) and isinstance(document.get("keys"), list):
+        keys = [k for k in document["keys"] if isinstance(k, dict)]
+        if key_id is not None:
+            keys = [k for k in keys if k.get("kid") == key_id]
+        if len(keys) != 1:
+            which = f"with kid {key_id!r}" if key_id is not None else "(give --key-id to choose one)"
+            raise ConfigError(f"the JWK Set in {path} has {len(keys)} keys {which}, not exactly one")
+        document = keys[0]
+    if not isinstance(document, dict) or not isinstance(document.get("kty"), str):
+        raise ConfigError(f'the private key file {path} is JSON but not a JWK (no "kty")')
+    return document
+
+
+def _jwt_auth(settings: Settings, secret: str | None) -> Any:
+    """``PrivateKeyJWT`` or ``ClientSecretJWT`` for the settings, with the key parsed and one assertion signed
+    here, so an unusable key, password or algorithm is a usage error before anything is sent."""
+    from ..jwt_auth import ClientSecretJWT, PrivateKeyJWT
+
+    assert settings.client_id is not None
+    where, mode = "client_secret_jwt", 0
+    try:
+        if settings.auth_method == "private_key_jwt":
+            path, key, mode = _load_private_key(settings)
+            where = f"the private key file {path}"
+            auth: Any = PrivateKeyJWT(settings.client_id, key, kid=settings.key_id, alg=settings.assertion_alg)
+        else:
+            assert secret is not None
+            auth = ClientSecretJWT(settings.client_id, secret, alg=settings.assertion_alg or "HS256")
+        auth.assertion("urn:tokensmith:cli:check")  # never sent: parses the key and tries alg and kid once
+    except ConfigurationError as error:  # the library's messages never quote a key or a secret
+        raise ConfigError(f"{where}: {error}") from None
+    if os.name == "posix" and mode & 0o077:
+        # Like ssh, but a warning, not a refusal: CI secret mounts (Kubernetes secret volumes, files a CI step wrote
+        # under umask 022) are often 0644 on single-tenant runners, and refusing would break the main use. Only
+        # once the key works, so that a broken one is a single line.
+        sys.stderr.write(
+            f"tokensmith: warning: {where} is accessible by group or others (mode {mode & 0o777:04o}); chmod 600 it\n"
+        )
+    return auth
+
+
 def _store(settings: Settings) -> Any:
     from ..stores import FileStore
 
@@ -248,14 +376,21 @@ def _store(settings: Settings) -> Any:
 
 def _client(settings: Settings, *, on_prompt: Callable[[Any], None] | None = None, on_progress: Any = None) -> Any:
     """The ``TokenClient`` for these settings (its store key is the one the fast path computes)."""
+    global _auth_in_use
     settings.require()
+    settings.check_client_auth()
     from .._protocol.client_auth import ClientSecretBasic, ClientSecretPost
     from .._transport import DEFAULT_TIMEOUT, Transport, total_deadline
     from ..client import TokenClient
 
-    secret = _read_secret(settings)
+    _auth_in_use = settings.auth_method
+    # private_key_jwt reads no secret (not even TOKENSMITH_CLIENT_SECRET, nor stdin): the key is the credential.
+    secret = None if settings.auth_method == "private_key_jwt" else _read_secret(settings)
     auth = None
-    if secret is not None and "auth_method" in settings.origin:
+    if settings.auth_method in ("private_key_jwt", "client_secret_jwt"):
+        auth = _jwt_auth(settings, secret)
+        secret = None
+    elif secret is not None and "auth_method" in settings.origin:
         assert settings.client_id is not None
         auth = (
             ClientSecretPost(settings.client_id, secret)
@@ -394,8 +529,30 @@ def _identity_options(function: Callable[..., Any]) -> Callable[..., Any]:
         ),
         click.option("--client-secret-file", help="File holding the client secret."),
         click.option("--client-secret-stdin", is_flag=True, default=None, help="Read the client secret from stdin."),
-        click.option("--auth-method", type=click.Choice(AUTH_METHODS), help="Client authentication (default: basic)."),
+        click.option(
+            "--auth-method",
+            # The RFC 8414 names and hyphenated spellings are accepted too (normalised by cli.config).
+            type=click.Choice((*AUTH_METHODS, *AUTH_METHOD_ALIASES)),
+            metavar="[" + "|".join(AUTH_METHODS) + "]",
+            help="Client authentication (default: basic; private_key_jwt with --private-key-file).",
+        ),
         click.option("--basic-encoding", type=click.Choice(BASIC_ENCODINGS), help="How Basic encodes id and secret."),
+        click.option(
+            "--private-key-file",
+            metavar="PATH",
+            help="private_key_jwt: PEM or JWK (JSON) file of the client's private key (TOKENSMITH_PRIVATE_KEY_FILE).",
+        ),
+        click.option(
+            "--private-key-password-env",
+            metavar="VAR",
+            help="Environment variable holding an encrypted PEM's password.",
+        ),
+        click.option(
+            "--key-id", metavar="KID", help="kid of the client assertion (default: the JWK's, else the key thumbprint)."
+        ),
+        click.option(
+            "--assertion-alg", metavar="ALG", help="Client assertion algorithm (default: the key's own; HS256)."
+        ),
         click.option("--scope", "scope", multiple=True, help="Scope to request; repeat or space-separate."),
         click.option("--audience", help="Audience (Auth0)."),
         click.option("--resource", "resource", multiple=True, help="RFC 8707 resource indicator; may repeat."),
