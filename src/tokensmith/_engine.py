@@ -1123,12 +1123,17 @@ class ClientCore:
     def _usable_binding(self, token: Token | None) -> Token | None:
         """Blocking: ``token`` as loaded from the store, or None when it is bound to a DPoP key this client does
         not have (missing, another key, or a client without DPoP): such a token is never sent, not even its
-        refresh token (a bound one would be refused anyway, RFC 9449 §5)."""
-        if token is None or (token.jkt is None and not token.is_dpop) or self._has_key_for(token):
+        refresh token (a bound one would be refused anyway, RFC 9449 §5). A DPoP client likewise never takes a
+        token obtained without a proof (no ``jkt``: a client without DPoP stored it under the same key): it would
+        go out as a Bearer token, a silent downgrade (RFC 9449 §5, C7)."""
+        unbound = token is not None and token.jkt is None and not token.is_dpop
+        if token is None or (unbound and self._dpop is None) or self._has_key_for(token):
             self._key_problem = None
             return token
         if self._dpop is None:
             problem = "the stored token is DPoP-bound (RFC 9449) but this client does not use DPoP (pass dpop=True)"
+        elif unbound:
+            problem = "the stored token was obtained without DPoP (a Bearer token of a client without dpop=...)"
         elif token.jkt is None:
             problem = "the stored DPoP token records no key thumbprint (jkt), so its key cannot be checked"
         else:

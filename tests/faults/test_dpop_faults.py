@@ -257,3 +257,25 @@ def test_an_echoed_proof_is_scrubbed_from_the_error(caplog: pytest.LogCaptureFix
         client.get_token()
     (sent,) = transport.sent
     assert "bad proof" in str(raised.value) and sent not in str(raised.value) and sent not in caplog.text
+
+
+def test_a_dpop_client_never_takes_a_bearer_token_another_client_stored(fault_server: FaultServer) -> None:
+    """RFC 9449 §5, C7: a client without DPoP sharing the store (the same cache key) replaces the DPoP-bound token
+    with a Bearer one. A DPoP client must not pick that up and send it as Bearer (a silent downgrade to a token
+    obtained without any proof): it fetches its own, DPoP-bound token."""
+    body = {"access_token": "at-dpop-1", "token_type": "DPoP", "expires_in": 600}
+    fault_server.script(
+        "/token",
+        Reply(json=body),
+        Reply(json={"access_token": "at-bearer", "token_type": "Bearer", "expires_in": 600}),
+        Reply(json={**body, "access_token": "at-dpop-2"}),
+    )
+    store = MemoryStore()
+    key = DPoPKey.generate()
+    assert _client(fault_server, store=store, dpop=key).get_token().is_dpop
+    plain = _client(fault_server, store=store).get_token()
+    assert plain.authorization == "Bearer at-bearer" and plain.jkt is None
+    again = _client(fault_server, store=store, dpop=key)
+    token = again.get_token()
+    assert token.authorization == "DPoP at-dpop-2" and token.jkt == key.thumbprint
+    assert "dpop" in fault_server.recorded("/token")[-1].headers
