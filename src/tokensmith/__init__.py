@@ -75,6 +75,7 @@ _ERRORS = (
     "ResourceMetadataError",
     "ResponseTooLarge",
     "ServerError",
+    "SigningError",
     "SlowDown",
     "StateMismatch",
     "StoreError",

@@ -25,7 +25,7 @@ from typing import Any
 from ._flow import Flow, Post, T
 from ._protocol import dpop as proto
 from ._protocol.messages import HttpRequest, HttpResponse
-from .exceptions import DPoPError
+from .exceptions import DPoPError, SigningError, TokensmithError
 
 logger = logging.getLogger("tokensmith.dpop")
 
@@ -149,7 +149,7 @@ class DPoPKey:
         key._public_jwk = proto.public_jwk(public_jwk)
         key._thumbprint = proto.jwk_thumbprint(key._public_jwk)
         key._header = proto.proof_header(alg, key._public_jwk)
-        key._sign = sign
+        key._sign = _guarded(sign)
         return key
 
     @property
@@ -215,6 +215,24 @@ class DPoPKey:
 
     def __reduce__(self) -> Any:  # never pickled by accident (a process pool, a cache): that would copy the key
         raise TypeError("a DPoPKey cannot be pickled; persist it with a store or keep your own PEM")
+
+
+def _guarded(sign: Callable[[bytes], bytes]) -> Callable[[bytes], bytes]:
+    """``sign`` (an HSM, KMS or agent callable) whose failure is a ``SigningError`` naming only the exception type:
+    its message may name keys or credentials (C10), and a typed, transient error lets a renewal ahead of expiry
+    serve the still-valid token."""
+
+    def signed(data: bytes) -> bytes:
+        try:
+            return sign(data)
+        except TokensmithError:
+            raise
+        except Exception as error:
+            raise SigningError(
+                f"the DPoP proof could not be signed: the signer raised {type(error).__name__}"
+            ) from None
+
+    return signed
 
 
 def _public_jwk_of(private_key: Any, algorithms: Any) -> dict[str, Any]:

@@ -57,6 +57,7 @@ __all__ = [
     "ResourceMetadataError",
     "ResponseTooLarge",
     "ServerError",
+    "SigningError",
     "SlowDown",
     "StateMismatch",
     "StoreError",
@@ -430,6 +431,15 @@ class InvalidDPoPProof(OAuthError):
 
 class UseDPoPNonce(OAuthError):
     """``use_dpop_nonce`` (RFC 9449 §8, §9) that persisted after the one retry with the server's nonce."""
+
+
+class SigningError(TokensmithError):
+    """A signature could not be made: the signer callable of ``PrivateKeyJWT`` or ``JWTBearerGrant.signed`` (an
+    HSM, a cloud KMS, an agent), or of ``DPoPKey.from_signer``, raised. Only the exception's type is shown: its
+    message may name key identifiers, accounts or credentials (C10). Transient: a KMS outage or throttle passes,
+    so a renewal ahead of expiry keeps serving the still-valid token, as after a network failure."""
+
+    transient = True
 
 
 class ResourceMetadataError(DiscoveryError):

@@ -25,6 +25,7 @@ from tokensmith import (
     InvalidDPoPProof,
     MemoryStore,
     NoClientAuth,
+    SigningError,
     Token,
     TokenClient,
     Transport,
@@ -279,3 +280,18 @@ def test_a_dpop_client_never_takes_a_bearer_token_another_client_stored(fault_se
     token = again.get_token()
     assert token.authorization == "DPoP at-dpop-2" and token.jkt == key.thumbprint
     assert "dpop" in fault_server.recorded("/token")[-1].headers
+
+
+def test_a_failing_dpop_signer_is_a_typed_error_that_shows_none_of_its_message(fault_server: FaultServer) -> None:
+    """A DPoPKey.from_signer whose HSM or KMS raises: SigningError (transient) with the exception type only, and
+    no request without a proof."""
+    real = DPoPKey.generate()
+
+    def kms(data: bytes) -> bytes:
+        raise PermissionError("denied for key projects/p/keys/kms-secret-key-id")
+
+    client = _client(fault_server, dpop=DPoPKey.from_signer(kms, real.public_jwk, "ES256"), retry=None)
+    with pytest.raises(SigningError, match="PermissionError") as raised:
+        client.get_token()
+    assert raised.value.transient and "kms-secret-key-id" not in str(raised.value)
+    assert fault_server.count("/token") == 0
