@@ -839,7 +839,12 @@ class ClientCore:
     def _extension_grant(self, grant: JWTBearerGrant | TokenExchangeGrant, r: Renewal) -> Flow[Token]:
         """A JWT bearer (RFC 7523 §2.1) or token exchange (RFC 8693 §2.1) request. Retried on transient failures
         like client credentials, each attempt rebuilt (a callable assertion or subject token is asked again)."""
-        token = yield from self._post_token(self._extension_request(grant), r, replay_safe=True)
+        token = yield from self._post_token(
+            self._extension_request(grant),
+            r,
+            replay_safe=True,
+            token_exchange=isinstance(grant, TokenExchangeGrant),  # RFC 8693 §2.2.1: N_A, issued_token_type
+        )
         logger.debug("%s token obtained, expires in %s s", grant.name, _expires_in(token, self._clock()))
         return token
 
@@ -880,7 +885,13 @@ class ClientCore:
         return renewed
 
     def _post_token(
-        self, request: HttpRequest, r: Renewal, *, replay_safe: bool, previous_refresh_token: str | None = None
+        self,
+        request: HttpRequest,
+        r: Renewal,
+        *,
+        replay_safe: bool,
+        previous_refresh_token: str | None = None,
+        token_exchange: bool = False,
     ) -> Flow[Token]:
         """Send a token request under the retry policy and turn the answer into a ``Token``. The background
         worker makes one attempt: its retries are the back-off steps (one request per step)."""
@@ -893,7 +904,10 @@ class ClientCore:
             self.stats.token_requests += 1
             try:
                 response = parse_token_response(
-                    (yield Post(request)), request.secrets, accepted_token_types=self.accepted_token_types
+                    (yield Post(request)),
+                    request.secrets,
+                    accepted_token_types=self.accepted_token_types,
+                    token_exchange=token_exchange,
                 )
             except TokensmithError as error:
                 wait = retry.next_wait(error, attempt, replay_safe=replay_safe)
