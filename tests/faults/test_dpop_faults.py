@@ -295,3 +295,46 @@ def test_a_failing_dpop_signer_is_a_typed_error_that_shows_none_of_its_message(f
         client.get_token()
     assert raised.value.transient and "kms-secret-key-id" not in str(raised.value)
     assert fault_server.count("/token") == 0
+
+
+@pytest.fixture
+def other_origin() -> Iterator[FaultServer]:
+    """A second server: another port, so another origin (RFC 6454) than ``fault_server``."""
+    server = FaultServer().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def _redirecting(fault_server: FaultServer, other: FaultServer) -> TokenClient:
+    fault_server.default("/token", Reply(json={"access_token": "at-1", "token_type": "DPoP", "expires_in": 600}))
+    fault_server.default("/api", Reply(status=302, headers={"Location": other.url("/api")}))
+    other.script(
+        "/api",
+        Reply(status=401, headers={"WWW-Authenticate": 'DPoP error="use_dpop_nonce"', "DPoP-Nonce": "nonce-of-B"}),
+    )
+    other.default("/api", Reply(json={}))
+    return _client(fault_server, dpop=True)
+
+
+def test_httpx_never_sends_a_nonce_of_the_origin_it_was_redirected_to(
+    fault_server: FaultServer, other_origin: FaultServer
+) -> None:
+    """RFC 9449 §8.1/§9: a nonce belongs to the server that gave it. After a redirect to another origin, httpx
+    hands the auth flow that origin's answer: its nonce is not the first origin's, and its use_dpop_nonce
+    challenge is not answered by re-signing for the first origin."""
+    import httpx
+
+    from tokensmith.integrations.httpx_auth import TokenAuth as HttpxTokenAuth
+
+    client = _redirecting(fault_server, other_origin)
+    with httpx.Client(auth=HttpxTokenAuth(client), follow_redirects=True) as http:
+        assert http.get(fault_server.url("/api")).status_code == 401
+        http.get(fault_server.url("/api"))
+    assert fault_server.count("/api") == 2  # no retry of the first request
+    nonces = [decode_unverified(r.headers["dpop"])[1].get("nonce") for r in fault_server.recorded("/api")]
+    assert nonces == [None, None]
+    headers = client.dpop_headers("GET", other_origin.url("/api"))
+    assert decode_unverified(headers["DPoP"])[1].get("nonce") == "nonce-of-B"  # kept for its own origin
+
