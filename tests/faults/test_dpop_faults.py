@@ -338,3 +338,15 @@ def test_httpx_never_sends_a_nonce_of_the_origin_it_was_redirected_to(
     headers = client.dpop_headers("GET", other_origin.url("/api"))
     assert decode_unverified(headers["DPoP"])[1].get("nonce") == "nonce-of-B"  # kept for its own origin
 
+
+def test_requests_drops_the_proof_on_a_redirect(fault_server: FaultServer, other_origin: FaultServer) -> None:
+    """A proof is for one method and URL (RFC 9449 §4.2 htm/htu): requests strips the Authorization header on a
+    cross-origin redirect but kept the DPoP header, so the first origin's proof went to the second."""
+    from tokensmith.integrations.requests_auth import TokenAuth as RequestsTokenAuth
+
+    client = _redirecting(fault_server, other_origin)
+    response = requests.get(fault_server.url("/api"), auth=RequestsTokenAuth(client))
+    assert response.status_code == 401
+    assert "dpop" in fault_server.recorded("/api")[0].headers
+    (seen,) = other_origin.recorded("/api")
+    assert "dpop" not in seen.headers and "authorization" not in seen.headers
