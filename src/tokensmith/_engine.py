@@ -357,9 +357,9 @@ class ClientCore:
             from .dpop import DPoPKey, DPoPSession  # loaded (and PyJWT looked for) only when DPoP is used
 
             if dpop is True:
-                self._dpop = DPoPSession(None, generated=True)
+                self._dpop = DPoPSession(None, generated=True, clock=clock)
             elif isinstance(dpop, DPoPKey):
-                self._dpop = DPoPSession(dpop, generated=False)
+                self._dpop = DPoPSession(dpop, generated=False, clock=clock)
             else:
                 raise TypeError("dpop must be True (a key made and stored by the client) or a tokensmith.DPoPKey")
         # RFC 9449 §5 / C7: a DPoP token is accepted only when proofs were sent for it; then it is used as DPoP

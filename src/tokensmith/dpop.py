@@ -265,9 +265,11 @@ class DPoPSession:
     """One client's DPoP state: the key (supplied, or generated/loaded through the store) and the latest nonce of
     each server origin. Shared by the client's threads (a lock guards the nonces; signing needs none)."""
 
-    def __init__(self, key: DPoPKey | None, *, generated: bool) -> None:
+    def __init__(self, key: DPoPKey | None, *, generated: bool, clock: Callable[[], float] = time.time) -> None:
         #: None until loaded or generated (``generated`` mode only).
         self.key = key
+        #: The client's wall clock: each proof's ``iat`` (RFC 9449 §4.2).
+        self._clock = clock
         #: The key is ours to make and to keep in the store (``dpop=True``), not the caller's.
         self.generated = generated
         self._nonces: dict[str, str] = {}
@@ -290,7 +292,9 @@ class DPoPSession:
             self._nonces[proto.origin(url)] = nonce
 
     def proof(self, method: str, url: str, access_token: str | None = None) -> str:
-        return self.require_key().proof(method, url, access_token=access_token, nonce=self.nonce_for(url))
+        return self.require_key().proof(
+            method, url, access_token=access_token, nonce=self.nonce_for(url), iat=int(self._clock())
+        )
 
     def signed(self, request: HttpRequest) -> HttpRequest:
         """``request`` (a token-endpoint POST) with a fresh proof in its ``DPoP`` header."""

@@ -350,3 +350,14 @@ def test_requests_drops_the_proof_on_a_redirect(fault_server: FaultServer, other
     assert "dpop" in fault_server.recorded("/api")[0].headers
     (seen,) = other_origin.recorded("/api")
     assert "dpop" not in seen.headers and "authorization" not in seen.headers
+
+
+def test_proofs_take_iat_from_the_clients_clock(fault_server: FaultServer) -> None:
+    """RFC 9449 §4.2 iat: "creation timestamp" from the one wall clock the client is given (``clock=``), like every
+    expiry it computes; the token endpoint's proofs and dpop_headers()' alike."""
+    fault_server.script("/token", Reply(json={"access_token": "at-1", "token_type": "DPoP", "expires_in": 600}))
+    client = _client(fault_server, dpop=True, clock=lambda: 1_600_000_000.5)
+    token = client.get_token()
+    assert _proof_claims(fault_server)[0]["iat"] == 1_600_000_000
+    headers = client.dpop_headers("GET", "https://rs.example/api", token)
+    assert decode_unverified(headers["DPoP"])[1]["iat"] == 1_600_000_000
