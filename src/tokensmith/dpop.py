@@ -111,8 +111,8 @@ class DPoPKey:
         _jwt_algorithms()
         from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
-        data = pem.encode("ascii") if isinstance(pem, str) else pem
         try:
+            data = pem.encode("ascii") if isinstance(pem, str) else pem
             key = load_pem_private_key(data, password=password)
         except (ValueError, TypeError) as error:
             raise DPoPError(f"not a usable PEM private key ({type(error).__name__})") from None
@@ -122,7 +122,10 @@ class DPoPKey:
     def from_jwk(cls, jwk: Mapping[str, Any] | str, *, alg: str | None = None) -> DPoPKey:
         """A key from a private JWK (a mapping or its JSON)."""
         algorithms = _jwt_algorithms()
-        data = json.loads(jwk) if isinstance(jwk, str) else dict(jwk)
+        try:  # never chained: JSONDecodeError.doc is the whole text, the private key included
+            data = json.loads(jwk) if isinstance(jwk, str) else dict(jwk)
+        except (ValueError, TypeError) as error:
+            raise DPoPError(f"not a usable private JWK ({type(error).__name__})") from None
         if not isinstance(data, dict) or "d" not in data:
             raise DPoPError("a DPoP key needs a private JWK (with 'd')")
         kty = data.get("kty")

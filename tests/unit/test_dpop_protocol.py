@@ -387,3 +387,21 @@ def test_a_default_port_is_the_same_origin_for_nonces() -> None:
     https://as.example too (and never for another port)."""
     assert proto.origin("https://AS.example:443/token") == proto.origin("https://as.example/x") == "https://as.example"
     assert proto.origin("https://as.example:8443/") != proto.origin("https://as.example/")
+
+
+@pytest.mark.parametrize(
+    ("make", "text"),
+    [
+        (DPoPKey.from_jwk, '{"kty":"EC","crv":"P-256","d":"private-part-of-the-key",'),
+        (DPoPKey.from_pem, "-----BEGIN PRIVATE KEY-----\nprivate-part-of-the-key\u00e9\n"),
+    ],
+)
+def test_malformed_key_text_is_a_dpop_error_that_holds_none_of_it(make: Any, text: str) -> None:
+    """A private JWK that is not JSON, a PEM that is not ASCII: a DPoPError (typed, like every other unusable key),
+    and neither it nor its cause keeps the text (json's JSONDecodeError.doc and UnicodeEncodeError.object do: a
+    crash reporter that records exception attributes would send the private key away)."""
+    with pytest.raises(DPoPError) as raised:
+        make(text)
+    error = raised.value
+    assert error.__cause__ is None and error.__suppress_context__
+    assert "private-part" not in str(error) and "private-part" not in repr(vars(error))
