@@ -862,9 +862,15 @@ class ClientCore:
         return replace(request, renew=functools.partial(self._extension_request, grant))
 
     def _exchange_flow(self, grant: JWTBearerGrant | TokenExchangeGrant) -> Flow[Token]:
-        """One extension-grant request outside the cache (``exchange_token``): discovery, the request, a Token."""
+        """One extension-grant request outside the cache (``exchange_token``): discovery, the request, a Token.
+        A DPoP client sends its proof (and answers a nonce challenge) as for any token request (RFC 9449 §5)."""
         yield from self._discover_flow()
-        return (yield from self._extension_grant(grant, Renewal()))
+        flow = self._extension_grant(grant, Renewal())
+        if self._dpop is not None:
+            if self._dpop.key is None:
+                yield Blocking(self._ensure_dpop_key)
+            flow = self._dpop.token_flow(flow, self._is_token_endpoint)
+        return (yield from flow)
 
     def _refresh(self, refresh_token: str, r: Renewal) -> Flow[Token]:
         """One refresh (retried only when the server cannot have seen it, see ``_retry``). Bypasses the cache.

@@ -361,3 +361,23 @@ def test_proofs_take_iat_from_the_clients_clock(fault_server: FaultServer) -> No
     assert _proof_claims(fault_server)[0]["iat"] == 1_600_000_000
     headers = client.dpop_headers("GET", "https://rs.example/api", token)
     assert decode_unverified(headers["DPoP"])[1]["iat"] == 1_600_000_000
+
+
+def test_exchange_token_of_a_dpop_client_carries_a_proof(fault_server: FaultServer) -> None:
+    """RFC 9449 §5 for RFC 8693: a DPoP client's one-shot exchange_token() is a token request like any other: a
+    proof (with the nonce retry), and the DPoP token it gets is bound to this client's key. It went without a
+    proof, so the server issued a Bearer token (or refused a client it requires DPoP of)."""
+    body = {"access_token": "at-x", "token_type": "DPoP", "expires_in": 60, "issued_token_type": "urn:x"}
+    fault_server.script(
+        "/token",
+        Reply(status=400, json={"error": "use_dpop_nonce"}, headers={"DPoP-Nonce": "n1"}),
+        Reply(json=body),
+    )
+    client = _client(fault_server, dpop=True)
+    token = client.exchange_token("subject-token-0123456789")
+    claims = _proof_claims(fault_server)
+    assert [c.get("nonce") for c in claims] == [None, "n1"] and claims[0]["htu"] == fault_server.url("/token")
+    assert token.is_dpop and token.jkt is not None
+    header, _ = decode_unverified(fault_server.recorded("/token")[0].headers["dpop"])
+    assert token.jkt == DPoPKey.from_jwk(client.store.load_key(client.cache_key)).thumbprint  # type: ignore[attr-defined]
+    assert header["jwk"] == DPoPKey.from_jwk(client.store.load_key(client.cache_key)).public_jwk  # type: ignore[attr-defined]
