@@ -47,6 +47,7 @@ _ERRORS = (
     "BrowserLoginTimeout",
     "ConfigurationError",
     "ConnectError",
+    "CredentialSourceError",
     "DPoPError",
     "DPoPKeyMissing",
     "DeviceFlowCancelled",

@@ -22,6 +22,7 @@ from ._protocol.jwt_assertion import unverified_claims
 from ._protocol.params import ScopeInput, normalize_scope
 from ._protocol.token import GrantType
 from ._redact import redact
+from .exceptions import CredentialSourceError, TokensmithError
 
 __all__ = [
     "ACCESS_TOKEN_TYPE",
@@ -47,9 +48,21 @@ Params = list[tuple[str, str | Iterable[str] | None]]
 
 
 def _value(source: TokenSource, what: str) -> str:
-    value = source() if callable(source) else source
+    if not callable(source):
+        if not isinstance(source, str) or not source:
+            raise ValueError(f"{what} must be a non-empty string")
+        return source
+    # A callable is asked at each request: its failure is typed and transient (a rotating file, a vault), so a
+    # renewal ahead of expiry keeps the valid token; never its message, which may name paths or credentials (C10).
+    try:
+        value = source()
+    except TokensmithError:
+        raise
+    except Exception as error:
+        raise CredentialSourceError(f"the {what} callable raised {type(error).__name__}") from None
     if not isinstance(value, str) or not value:
-        raise ValueError(f"{what} must be a non-empty string")
+        shown = "an empty string" if value == "" else f"a {type(value).__name__}, not a string"
+        raise CredentialSourceError(f"the {what} callable returned {shown}")
     return value
 
 

@@ -9,7 +9,7 @@ import pytest
 import requests
 
 from fault_server import FaultServer, Reply
-from tokensmith import ClientSecretBasic, TokenClient, TokenExchangeGrant, UnexpectedTokenType
+from tokensmith import ClientSecretBasic, CredentialSourceError, TokenClient, TokenExchangeGrant, UnexpectedTokenType
 from tokensmith.grants import ACCESS_TOKEN_TYPE, ID_TOKEN_TYPE
 
 ID_TOKEN = "eyJhbGciOiJub25lIn0.eyJzdWIiOiJhbGljZSJ9.c2ln"
@@ -65,3 +65,41 @@ def test_a_present_issued_token_type_logs_nothing(fault_server: FaultServer, cap
     with caplog.at_level(logging.WARNING, "tokensmith"):
         _client(fault_server, grant=TokenExchangeGrant("subject-token-0123456789")).get_token()
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+class RotatingFile:
+    """A subject token read from a projected service-account file that rotation briefly removes or empties."""
+
+    def __init__(self) -> None:
+        self.state = "ok"
+
+    def __call__(self) -> str:
+        if self.state == "missing":
+            raise FileNotFoundError(2, "No such file", "/var/run/secrets/tokens/kms-credential-path")
+        return "" if self.state == "empty" else "subject-token-0123456789"
+
+
+@pytest.mark.parametrize("state", ["missing", "empty"])
+def test_a_failing_subject_token_callable_is_transient_and_serves_the_valid_token(
+    fault_server: FaultServer, state: str
+) -> None:
+    """A failure path keeps what it had: the callable that supplies the subject token (or a JWT bearer assertion)
+    failing while the token is renewed ahead of expiry is a CredentialSourceError (typed, transient, naming only
+    the exception type), so the caller gets the still-valid token; without one, that error and no request."""
+    body = {"access_token": "at-1", "token_type": "Bearer", "expires_in": 600, "issued_token_type": ACCESS_TOKEN_TYPE}
+    fault_server.default("/token", Reply(json=body))
+    source = RotatingFile()
+    clock = [1_700_000_000.0]
+    client = _client(fault_server, grant=TokenExchangeGrant(source), clock=lambda: clock[0])
+    first = client.get_token()
+    assert first.refresh_at is not None and first.must_refresh_at is not None
+    source.state = state
+    clock[0] = (first.refresh_at + first.must_refresh_at) / 2
+    assert client.get_token() == first
+    assert fault_server.count("/token") == 1
+    fresh = _client(fault_server, grant=TokenExchangeGrant(source, cache_id="other"))
+    with pytest.raises(CredentialSourceError) as raised:
+        fresh.get_token()
+    assert raised.value.transient and "subject_token" in str(raised.value)
+    assert "kms-credential-path" not in str(raised.value) and raised.value.__cause__ is None
+    assert fault_server.count("/token") == 1
