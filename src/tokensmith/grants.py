@@ -4,7 +4,9 @@ exchange (RFC 8693). C30, C31.
 A grant object says what to send; the client does the rest as for client credentials (discovery, client
 authentication, the store, single flight, renewal ahead of expiry). Renewal re-runs the grant, or uses the refresh
 token when the server issued one. The assertion or subject token may be a callable returning a fresh one (a
-workload identity file that rotates, a signer): it is called for every request.
+workload identity file that rotates, a signer): it is called for every request. If it raises, or returns no token,
+nothing is sent and the renewal fails with ``tokensmith.CredentialSourceError`` (transient: a token that is still
+valid keeps being served; the callable's message is not shown, as it may name paths or credentials).
 
 Tokens are cached by what changes them: the subject token's hash (never the token itself), the assertion's
 issuer/subject/audience, the actor, the requested type, audience, resource and scope. A callable cannot be looked
