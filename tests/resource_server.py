@@ -36,6 +36,10 @@ import requests
 
 PROOF_ALGS = ("ES256", "ES384", "ES512", "RS256", "PS256", "EdDSA")
 IAT_WINDOW = 60
+#: Verdicts about the token itself (``invalid_token``), not about its proof (``invalid_dpop_proof``).
+INACTIVE = "an inactive token"
+OTHER_AUDIENCE = "a token for another audience"
+TOKEN_VERDICTS = frozenset({INACTIVE})
 
 
 def _b64url(data: bytes) -> str:
@@ -137,22 +141,36 @@ class ResourceServer:
             return
         scheme, _, token = authorization.partition(" ")
         scheme = scheme.lower()
+        # RFC 9449 §7.1 / RFC 6750 §3.1: invalid_dpop_proof for the proof (and a key the token is not bound to),
+        # invalid_token for the token itself (inactive: expired or revoked; another audience).
+        error = "invalid_token"
         if scheme == "dpop":
-            verdict = self._check_dpop(h, token, proof)
+            verdict, jkt = self._check_dpop(h, token, proof)
+            if verdict == "use_dpop_nonce":
+                return  # answered already
+            if verdict is None:
+                verdict = self._check_token(token, jkt)
+            if verdict is not None and verdict not in TOKEN_VERDICTS and not verdict.startswith(OTHER_AUDIENCE):
+                error = "invalid_dpop_proof"
         elif scheme == "bearer" and not self.require_dpop:
             verdict = self._check_token(token, None)
         else:
             verdict = "a Bearer token where DPoP is required"
-        if verdict == "use_dpop_nonce":
-            return  # answered already
         if verdict is not None:
             self._event(f"refused: {verdict}")
-            self._challenge(h, "invalid_token" if scheme == "bearer" else "invalid_dpop_proof", scheme)
+            self._challenge(h, error, scheme)
             return
         self._event(f"ok: {scheme}")
         self._json(h, 200, {"ok": True, "scheme": scheme, "method": h.command})
 
-    def _check_dpop(self, h: BaseHTTPRequestHandler, token: str, proof: str | None) -> str | None:
+    def _check_dpop(self, h: BaseHTTPRequestHandler, token: str, proof: str | None) -> tuple[str | None, str | None]:
+        """What is wrong with the proof (None: nothing), and the thumbprint of its key."""
+        verdict = self._proof_verdict(h, token, proof)
+        if verdict is not None:
+            return verdict, None
+        return None, jwk_thumbprint(jwt.get_unverified_header(proof or "")["jwk"])
+
+    def _proof_verdict(self, h: BaseHTTPRequestHandler, token: str, proof: str | None) -> str | None:
         if not proof or "," in proof:
             return "no (or more than one) DPoP proof"
         try:
@@ -196,16 +214,16 @@ class ResourceServer:
             h.send_header("Content-Length", "0")
             h.end_headers()
             return "use_dpop_nonce"
-        return self._check_token(token, jwk_thumbprint(jwk))
+        return None
 
     def _check_token(self, token: str, jkt: str | None) -> str | None:
         answer = requests.post(
             self.introspection_endpoint, data={"token": token}, auth=self.introspection_auth, timeout=10
         ).json()
         if not answer.get("active"):
-            return "an inactive token"
+            return INACTIVE
         if answer.get("aud") != self.resource:
-            return f"a token for another audience ({answer.get('aud')})"
+            return f"{OTHER_AUDIENCE} ({answer.get('aud')})"
         bound = (answer.get("cnf") or {}).get("jkt")
         if jkt is None and bound is not None:
             return "a DPoP-bound token presented as a Bearer token"

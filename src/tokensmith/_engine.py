@@ -357,9 +357,9 @@ class ClientCore:
             from .dpop import DPoPKey, DPoPSession  # loaded (and PyJWT looked for) only when DPoP is used
 
             if dpop is True:
-                self._dpop = DPoPSession(None, generated=True)
+                self._dpop = DPoPSession(None, generated=True, clock=clock)
             elif isinstance(dpop, DPoPKey):
-                self._dpop = DPoPSession(dpop, generated=False)
+                self._dpop = DPoPSession(dpop, generated=False, clock=clock)
             else:
                 raise TypeError("dpop must be True (a key made and stored by the client) or a tokensmith.DPoPKey")
         # RFC 9449 §5 / C7: a DPoP token is accepted only when proofs were sent for it; then it is used as DPoP
@@ -839,7 +839,12 @@ class ClientCore:
     def _extension_grant(self, grant: JWTBearerGrant | TokenExchangeGrant, r: Renewal) -> Flow[Token]:
         """A JWT bearer (RFC 7523 §2.1) or token exchange (RFC 8693 §2.1) request. Retried on transient failures
         like client credentials, each attempt rebuilt (a callable assertion or subject token is asked again)."""
-        token = yield from self._post_token(self._extension_request(grant), r, replay_safe=True)
+        token = yield from self._post_token(
+            self._extension_request(grant),
+            r,
+            replay_safe=True,
+            token_exchange=isinstance(grant, TokenExchangeGrant),  # RFC 8693 §2.2.1: N_A, issued_token_type
+        )
         logger.debug("%s token obtained, expires in %s s", grant.name, _expires_in(token, self._clock()))
         return token
 
@@ -857,9 +862,15 @@ class ClientCore:
         return replace(request, renew=functools.partial(self._extension_request, grant))
 
     def _exchange_flow(self, grant: JWTBearerGrant | TokenExchangeGrant) -> Flow[Token]:
-        """One extension-grant request outside the cache (``exchange_token``): discovery, the request, a Token."""
+        """One extension-grant request outside the cache (``exchange_token``): discovery, the request, a Token.
+        A DPoP client sends its proof (and answers a nonce challenge) as for any token request (RFC 9449 §5)."""
         yield from self._discover_flow()
-        return (yield from self._extension_grant(grant, Renewal()))
+        flow = self._extension_grant(grant, Renewal())
+        if self._dpop is not None:
+            if self._dpop.key is None:
+                yield Blocking(self._ensure_dpop_key)
+            flow = self._dpop.token_flow(flow, self._is_token_endpoint)
+        return (yield from flow)
 
     def _refresh(self, refresh_token: str, r: Renewal) -> Flow[Token]:
         """One refresh (retried only when the server cannot have seen it, see ``_retry``). Bypasses the cache.
@@ -880,7 +891,13 @@ class ClientCore:
         return renewed
 
     def _post_token(
-        self, request: HttpRequest, r: Renewal, *, replay_safe: bool, previous_refresh_token: str | None = None
+        self,
+        request: HttpRequest,
+        r: Renewal,
+        *,
+        replay_safe: bool,
+        previous_refresh_token: str | None = None,
+        token_exchange: bool = False,
     ) -> Flow[Token]:
         """Send a token request under the retry policy and turn the answer into a ``Token``. The background
         worker makes one attempt: its retries are the back-off steps (one request per step)."""
@@ -893,7 +910,10 @@ class ClientCore:
             self.stats.token_requests += 1
             try:
                 response = parse_token_response(
-                    (yield Post(request)), request.secrets, accepted_token_types=self.accepted_token_types
+                    (yield Post(request)),
+                    request.secrets,
+                    accepted_token_types=self.accepted_token_types,
+                    token_exchange=token_exchange,
                 )
             except TokensmithError as error:
                 wait = retry.next_wait(error, attempt, replay_safe=replay_safe)
@@ -1123,12 +1143,17 @@ class ClientCore:
     def _usable_binding(self, token: Token | None) -> Token | None:
         """Blocking: ``token`` as loaded from the store, or None when it is bound to a DPoP key this client does
         not have (missing, another key, or a client without DPoP): such a token is never sent, not even its
-        refresh token (a bound one would be refused anyway, RFC 9449 §5)."""
-        if token is None or (token.jkt is None and not token.is_dpop) or self._has_key_for(token):
+        refresh token (a bound one would be refused anyway, RFC 9449 §5). A DPoP client likewise never takes a
+        token obtained without a proof (no ``jkt``: a client without DPoP stored it under the same key): it would
+        go out as a Bearer token, a silent downgrade (RFC 9449 §5, C7)."""
+        unbound = token is not None and token.jkt is None and not token.is_dpop
+        if token is None or (unbound and self._dpop is None) or self._has_key_for(token):
             self._key_problem = None
             return token
         if self._dpop is None:
             problem = "the stored token is DPoP-bound (RFC 9449) but this client does not use DPoP (pass dpop=True)"
+        elif unbound:
+            problem = "the stored token was obtained without DPoP (a Bearer token of a client without dpop=...)"
         elif token.jkt is None:
             problem = "the stored DPoP token records no key thumbprint (jkt), so its key cannot be checked"
         else:

@@ -25,7 +25,7 @@ from typing import Any
 from ._flow import Flow, Post, T
 from ._protocol import dpop as proto
 from ._protocol.messages import HttpRequest, HttpResponse
-from .exceptions import DPoPError
+from .exceptions import DPoPError, SigningError, TokensmithError
 
 logger = logging.getLogger("tokensmith.dpop")
 
@@ -111,8 +111,8 @@ class DPoPKey:
         _jwt_algorithms()
         from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
-        data = pem.encode("ascii") if isinstance(pem, str) else pem
         try:
+            data = pem.encode("ascii") if isinstance(pem, str) else pem
             key = load_pem_private_key(data, password=password)
         except (ValueError, TypeError) as error:
             raise DPoPError(f"not a usable PEM private key ({type(error).__name__})") from None
@@ -122,7 +122,10 @@ class DPoPKey:
     def from_jwk(cls, jwk: Mapping[str, Any] | str, *, alg: str | None = None) -> DPoPKey:
         """A key from a private JWK (a mapping or its JSON)."""
         algorithms = _jwt_algorithms()
-        data = json.loads(jwk) if isinstance(jwk, str) else dict(jwk)
+        try:  # never chained: JSONDecodeError.doc is the whole text, the private key included
+            data = json.loads(jwk) if isinstance(jwk, str) else dict(jwk)
+        except (ValueError, TypeError) as error:
+            raise DPoPError(f"not a usable private JWK ({type(error).__name__})") from None
         if not isinstance(data, dict) or "d" not in data:
             raise DPoPError("a DPoP key needs a private JWK (with 'd')")
         kty = data.get("kty")
@@ -149,7 +152,7 @@ class DPoPKey:
         key._public_jwk = proto.public_jwk(public_jwk)
         key._thumbprint = proto.jwk_thumbprint(key._public_jwk)
         key._header = proto.proof_header(alg, key._public_jwk)
-        key._sign = sign
+        key._sign = _guarded(sign)
         return key
 
     @property
@@ -217,6 +220,24 @@ class DPoPKey:
         raise TypeError("a DPoPKey cannot be pickled; persist it with a store or keep your own PEM")
 
 
+def _guarded(sign: Callable[[bytes], bytes]) -> Callable[[bytes], bytes]:
+    """``sign`` (an HSM, KMS or agent callable) whose failure is a ``SigningError`` naming only the exception type:
+    its message may name keys or credentials (C10), and a typed, transient error lets a renewal ahead of expiry
+    serve the still-valid token."""
+
+    def signed(data: bytes) -> bytes:
+        try:
+            return sign(data)
+        except TokensmithError:
+            raise
+        except Exception as error:
+            raise SigningError(
+                f"the DPoP proof could not be signed: the signer raised {type(error).__name__}"
+            ) from None
+
+    return signed
+
+
 def _public_jwk_of(private_key: Any, algorithms: Any) -> dict[str, Any]:
     public = getattr(private_key, "public_key", None)
     if public is None:
@@ -247,9 +268,11 @@ class DPoPSession:
     """One client's DPoP state: the key (supplied, or generated/loaded through the store) and the latest nonce of
     each server origin. Shared by the client's threads (a lock guards the nonces; signing needs none)."""
 
-    def __init__(self, key: DPoPKey | None, *, generated: bool) -> None:
+    def __init__(self, key: DPoPKey | None, *, generated: bool, clock: Callable[[], float] = time.time) -> None:
         #: None until loaded or generated (``generated`` mode only).
         self.key = key
+        #: The client's wall clock: each proof's ``iat`` (RFC 9449 §4.2).
+        self._clock = clock
         #: The key is ours to make and to keep in the store (``dpop=True``), not the caller's.
         self.generated = generated
         self._nonces: dict[str, str] = {}
@@ -272,7 +295,9 @@ class DPoPSession:
             self._nonces[proto.origin(url)] = nonce
 
     def proof(self, method: str, url: str, access_token: str | None = None) -> str:
-        return self.require_key().proof(method, url, access_token=access_token, nonce=self.nonce_for(url))
+        return self.require_key().proof(
+            method, url, access_token=access_token, nonce=self.nonce_for(url), iat=int(self._clock())
+        )
 
     def signed(self, request: HttpRequest) -> HttpRequest:
         """``request`` (a token-endpoint POST) with a fresh proof in its ``DPoP`` header."""

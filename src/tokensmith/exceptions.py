@@ -29,6 +29,7 @@ __all__ = [
     "BrowserLoginTimeout",
     "ConfigurationError",
     "ConnectError",
+    "CredentialSourceError",
     "DPoPError",
     "DPoPKeyMissing",
     "DeviceFlowCancelled",
@@ -57,6 +58,7 @@ __all__ = [
     "ResourceMetadataError",
     "ResponseTooLarge",
     "ServerError",
+    "SigningError",
     "SlowDown",
     "StateMismatch",
     "StoreError",
@@ -430,6 +432,22 @@ class InvalidDPoPProof(OAuthError):
 
 class UseDPoPNonce(OAuthError):
     """``use_dpop_nonce`` (RFC 9449 §8, §9) that persisted after the one retry with the server's nonce."""
+
+
+class CredentialSourceError(TokensmithError):
+    """A callable that supplies a credential failed: a ``TokenExchangeGrant`` subject or actor token callable, or a
+    ``JWTBearerGrant`` assertion callable, raised or returned no token (a rotating workload-identity file caught
+    mid-rotation, a vault that did not answer). Only the exception's type is shown: its message may name paths,
+    accounts or credentials (C10). Transient: such trouble passes, so a renewal ahead of expiry keeps serving the
+    still-valid token, as after a network failure."""
+
+    transient = True
+
+
+class SigningError(CredentialSourceError):
+    """A signature could not be made: the signer callable of ``PrivateKeyJWT`` or ``JWTBearerGrant.signed`` (an
+    HSM, a cloud KMS, an agent), or of ``DPoPKey.from_signer``, raised. Only the exception's type is shown (see
+    ``CredentialSourceError``, its base); transient like it."""
 
 
 class ResourceMetadataError(DiscoveryError):

@@ -4,7 +4,9 @@ exchange (RFC 8693). C30, C31.
 A grant object says what to send; the client does the rest as for client credentials (discovery, client
 authentication, the store, single flight, renewal ahead of expiry). Renewal re-runs the grant, or uses the refresh
 token when the server issued one. The assertion or subject token may be a callable returning a fresh one (a
-workload identity file that rotates, a signer): it is called for every request.
+workload identity file that rotates, a signer): it is called for every request. If it raises, or returns no token,
+nothing is sent and the renewal fails with ``tokensmith.CredentialSourceError`` (transient: a token that is still
+valid keeps being served; the callable's message is not shown, as it may name paths or credentials).
 
 Tokens are cached by what changes them: the subject token's hash (never the token itself), the assertion's
 issuer/subject/audience, the actor, the requested type, audience, resource and scope. A callable cannot be looked
@@ -22,6 +24,7 @@ from ._protocol.jwt_assertion import unverified_claims
 from ._protocol.params import ScopeInput, normalize_scope
 from ._protocol.token import GrantType
 from ._redact import redact
+from .exceptions import CredentialSourceError, TokensmithError
 
 __all__ = [
     "ACCESS_TOKEN_TYPE",
@@ -47,9 +50,21 @@ Params = list[tuple[str, str | Iterable[str] | None]]
 
 
 def _value(source: TokenSource, what: str) -> str:
-    value = source() if callable(source) else source
+    if not callable(source):
+        if not isinstance(source, str) or not source:
+            raise ValueError(f"{what} must be a non-empty string")
+        return source
+    # A callable is asked at each request: its failure is typed and transient (a rotating file, a vault), so a
+    # renewal ahead of expiry keeps the valid token; never its message, which may name paths or credentials (C10).
+    try:
+        value = source()
+    except TokensmithError:
+        raise
+    except Exception as error:
+        raise CredentialSourceError(f"the {what} callable raised {type(error).__name__}") from None
     if not isinstance(value, str) or not value:
-        raise ValueError(f"{what} must be a non-empty string")
+        shown = "an empty string" if value == "" else f"a {type(value).__name__}, not a string"
+        raise CredentialSourceError(f"the {what} callable returned {shown}")
     return value
 
 

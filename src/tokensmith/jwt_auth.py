@@ -39,7 +39,7 @@ from ._protocol.jwt_assertion import (
 )
 from ._protocol.messages import FormPairs
 from ._redact import redact
-from .exceptions import ConfigurationError
+from .exceptions import ConfigurationError, SigningError, TokensmithError
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -121,7 +121,14 @@ class _JWTClientAuth:
             jti=self._new_jti(),
             extra=claims,
         )
-        return compact_jws(jwt_header(alg, kid), payload, sign)
+        try:
+            return compact_jws(jwt_header(alg, kid), payload, sign)
+        except TokensmithError:
+            raise
+        except Exception as error:  # a KMS or HSM callable: its message may name keys or credentials (C10)
+            raise SigningError(
+                f"the JWT assertion could not be signed: the signer raised {type(error).__name__}"
+            ) from None
 
     def apply_to(self, endpoint: str | None, form: FormPairs, headers: dict[str, str]) -> tuple[str, ...]:
         """Add ``client_id``, ``client_assertion_type`` and a new ``client_assertion`` for ``endpoint``. Nothing

@@ -92,9 +92,17 @@ class Token:
     @property
     def authorization(self) -> str:
         """The ``Authorization`` header value: ``Bearer <token>`` (RFC 6750 §2.1), or ``DPoP <token>`` for a
-        DPoP-bound token (RFC 9449 §7.1), which must also be sent with a proof (``DPoP`` header)."""
+        DPoP-bound token (RFC 9449 §7.1), which must also be sent with a proof (``DPoP`` header). A token exchange's
+        ``N_A`` token (not an access token, RFC 8693 §2.2.1) has none: ``UnexpectedTokenType`` (C7)."""
         if self._dpop:
             return f"DPoP {self.access_token}"
+        if self.token_type.upper() == "N_A":
+            from .exceptions import UnexpectedTokenType
+
+            raise UnexpectedTokenType(
+                f"token_type N_A: the token exchange issued {self.issued_token_type or 'a token'}, not an access token "
+                "(RFC 8693 §2.2.1); it never goes in an Authorization header (use token.access_token yourself)"
+            )
         return f"Bearer {self.access_token}"
 
     @property

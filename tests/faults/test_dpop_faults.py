@@ -25,6 +25,7 @@ from tokensmith import (
     InvalidDPoPProof,
     MemoryStore,
     NoClientAuth,
+    SigningError,
     Token,
     TokenClient,
     Transport,
@@ -257,3 +258,126 @@ def test_an_echoed_proof_is_scrubbed_from_the_error(caplog: pytest.LogCaptureFix
         client.get_token()
     (sent,) = transport.sent
     assert "bad proof" in str(raised.value) and sent not in str(raised.value) and sent not in caplog.text
+
+
+def test_a_dpop_client_never_takes_a_bearer_token_another_client_stored(fault_server: FaultServer) -> None:
+    """RFC 9449 §5, C7: a client without DPoP sharing the store (the same cache key) replaces the DPoP-bound token
+    with a Bearer one. A DPoP client must not pick that up and send it as Bearer (a silent downgrade to a token
+    obtained without any proof): it fetches its own, DPoP-bound token."""
+    body = {"access_token": "at-dpop-1", "token_type": "DPoP", "expires_in": 600}
+    fault_server.script(
+        "/token",
+        Reply(json=body),
+        Reply(json={"access_token": "at-bearer", "token_type": "Bearer", "expires_in": 600}),
+        Reply(json={**body, "access_token": "at-dpop-2"}),
+    )
+    store = MemoryStore()
+    key = DPoPKey.generate()
+    assert _client(fault_server, store=store, dpop=key).get_token().is_dpop
+    plain = _client(fault_server, store=store).get_token()
+    assert plain.authorization == "Bearer at-bearer" and plain.jkt is None
+    again = _client(fault_server, store=store, dpop=key)
+    token = again.get_token()
+    assert token.authorization == "DPoP at-dpop-2" and token.jkt == key.thumbprint
+    assert "dpop" in fault_server.recorded("/token")[-1].headers
+
+
+def test_a_failing_dpop_signer_is_a_typed_error_that_shows_none_of_its_message(fault_server: FaultServer) -> None:
+    """A DPoPKey.from_signer whose HSM or KMS raises: SigningError (transient) with the exception type only, and
+    no request without a proof."""
+    real = DPoPKey.generate()
+
+    def kms(data: bytes) -> bytes:
+        raise PermissionError("denied for key projects/p/keys/kms-secret-key-id")
+
+    client = _client(fault_server, dpop=DPoPKey.from_signer(kms, real.public_jwk, "ES256"), retry=None)
+    with pytest.raises(SigningError, match="PermissionError") as raised:
+        client.get_token()
+    assert raised.value.transient and "kms-secret-key-id" not in str(raised.value)
+    assert fault_server.count("/token") == 0
+
+
+@pytest.fixture
+def other_origin() -> Iterator[FaultServer]:
+    """A second server: another port, so another origin (RFC 6454) than ``fault_server``."""
+    server = FaultServer().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def _redirecting(fault_server: FaultServer, other: FaultServer) -> TokenClient:
+    fault_server.default("/token", Reply(json={"access_token": "at-1", "token_type": "DPoP", "expires_in": 600}))
+    fault_server.default("/api", Reply(status=302, headers={"Location": other.url("/api")}))
+    other.script(
+        "/api",
+        Reply(status=401, headers={"WWW-Authenticate": 'DPoP error="use_dpop_nonce"', "DPoP-Nonce": "nonce-of-B"}),
+    )
+    other.default("/api", Reply(json={}))
+    return _client(fault_server, dpop=True)
+
+
+def test_httpx_never_sends_a_nonce_of_the_origin_it_was_redirected_to(
+    fault_server: FaultServer, other_origin: FaultServer
+) -> None:
+    """RFC 9449 §8.1/§9: a nonce belongs to the server that gave it. After a redirect to another origin, httpx
+    hands the auth flow that origin's answer: its nonce is not the first origin's, and its use_dpop_nonce
+    challenge is not answered by re-signing for the first origin."""
+    import httpx
+
+    from tokensmith.integrations.httpx_auth import TokenAuth as HttpxTokenAuth
+
+    client = _redirecting(fault_server, other_origin)
+    with httpx.Client(auth=HttpxTokenAuth(client), follow_redirects=True) as http:
+        assert http.get(fault_server.url("/api")).status_code == 401
+        http.get(fault_server.url("/api"))
+    assert fault_server.count("/api") == 2  # no retry of the first request
+    nonces = [decode_unverified(r.headers["dpop"])[1].get("nonce") for r in fault_server.recorded("/api")]
+    assert nonces == [None, None]
+    headers = client.dpop_headers("GET", other_origin.url("/api"))
+    assert decode_unverified(headers["DPoP"])[1].get("nonce") == "nonce-of-B"  # kept for its own origin
+
+
+def test_requests_drops_the_proof_on_a_redirect(fault_server: FaultServer, other_origin: FaultServer) -> None:
+    """A proof is for one method and URL (RFC 9449 §4.2 htm/htu): requests strips the Authorization header on a
+    cross-origin redirect but kept the DPoP header, so the first origin's proof went to the second."""
+    from tokensmith.integrations.requests_auth import TokenAuth as RequestsTokenAuth
+
+    client = _redirecting(fault_server, other_origin)
+    response = requests.get(fault_server.url("/api"), auth=RequestsTokenAuth(client))
+    assert response.status_code == 401
+    assert "dpop" in fault_server.recorded("/api")[0].headers
+    (seen,) = other_origin.recorded("/api")
+    assert "dpop" not in seen.headers and "authorization" not in seen.headers
+
+
+def test_proofs_take_iat_from_the_clients_clock(fault_server: FaultServer) -> None:
+    """RFC 9449 §4.2 iat: "creation timestamp" from the one wall clock the client is given (``clock=``), like every
+    expiry it computes; the token endpoint's proofs and dpop_headers()' alike."""
+    fault_server.script("/token", Reply(json={"access_token": "at-1", "token_type": "DPoP", "expires_in": 600}))
+    client = _client(fault_server, dpop=True, clock=lambda: 1_600_000_000.5)
+    token = client.get_token()
+    assert _proof_claims(fault_server)[0]["iat"] == 1_600_000_000
+    headers = client.dpop_headers("GET", "https://rs.example/api", token)
+    assert decode_unverified(headers["DPoP"])[1]["iat"] == 1_600_000_000
+
+
+def test_exchange_token_of_a_dpop_client_carries_a_proof(fault_server: FaultServer) -> None:
+    """RFC 9449 §5 for RFC 8693: a DPoP client's one-shot exchange_token() is a token request like any other: a
+    proof (with the nonce retry), and the DPoP token it gets is bound to this client's key. It went without a
+    proof, so the server issued a Bearer token (or refused a client it requires DPoP of)."""
+    body = {"access_token": "at-x", "token_type": "DPoP", "expires_in": 60, "issued_token_type": "urn:x"}
+    fault_server.script(
+        "/token",
+        Reply(status=400, json={"error": "use_dpop_nonce"}, headers={"DPoP-Nonce": "n1"}),
+        Reply(json=body),
+    )
+    client = _client(fault_server, dpop=True)
+    token = client.exchange_token("subject-token-0123456789")
+    claims = _proof_claims(fault_server)
+    assert [c.get("nonce") for c in claims] == [None, "n1"] and claims[0]["htu"] == fault_server.url("/token")
+    assert token.is_dpop and token.jkt is not None
+    header, _ = decode_unverified(fault_server.recorded("/token")[0].headers["dpop"])
+    assert token.jkt == DPoPKey.from_jwk(client.store.load_key(client.cache_key)).thumbprint  # type: ignore[attr-defined]
+    assert header["jwk"] == DPoPKey.from_jwk(client.store.load_key(client.cache_key)).public_jwk  # type: ignore[attr-defined]

@@ -21,6 +21,7 @@ from tokensmith import (
     JWTBearerGrant,
     PrivateKeyJWT,
     RetryPolicy,
+    SigningError,
     TokenClient,
 )
 from tokensmith._protocol.device import DeviceAuthorization, device_token_request
@@ -174,3 +175,50 @@ def test_audience_issuer_is_filled_in_by_the_client(fault_server: FaultServer) -
     issuer = fault_server.url("/").rstrip("/")
     _, sent = _discovered(fault_server, None, auth=ClientSecretJWT("svc", SECRET, audience="issuer"))
     assert jwt.decode(sent["client_assertion"], SECRET, algorithms=["HS256"], audience=issuer)["aud"] == issuer
+
+
+class FlakyKMS:
+    """A cloud KMS signer: signs with a real key until it fails, with a message naming what it should not."""
+
+    def __init__(self) -> None:
+        self.key = ec.generate_private_key(ec.SECP256R1())
+        self.failing = False
+
+    def __call__(self, data: bytes) -> bytes:
+        if self.failing:
+            raise RuntimeError("AccessDenied for arn:aws:kms:key/kms-secret-key-id with session token kms-credential")
+        from cryptography.hazmat.primitives import hashes
+
+        return self.key.sign(data, ec.ECDSA(hashes.SHA256()))
+
+
+def test_a_failing_signer_is_a_typed_error_that_shows_none_of_its_message(fault_server: FaultServer) -> None:
+    """C31 with a KMS: a signer that raises is a SigningError (a TokensmithError, transient: a KMS outage passes)
+    naming only the exception type; nothing is sent (there is no assertion to send)."""
+    kms = FlakyKMS()
+    kms.failing = True
+    client = _client(fault_server, auth=PrivateKeyJWT("svc", kms, alg="ES256"))
+    with pytest.raises(SigningError) as raised:
+        client.get_token()
+    assert raised.value.transient and "RuntimeError" in str(raised.value)
+    assert "kms-secret-key-id" not in str(raised.value) and "kms-credential" not in str(raised.value)
+    assert raised.value.__cause__ is None and raised.value.__suppress_context__
+    assert fault_server.count("/token") == 0
+
+
+def test_a_signer_failing_during_renewal_serves_the_still_valid_token(fault_server: FaultServer) -> None:
+    """A failure path keeps what it had: a KMS blip while renewing ahead of expiry is transient, so the caller
+    gets the still-valid token (it used to get the KMS's own RuntimeError)."""
+    clock = [1_700_000_000.0]
+    kms = FlakyKMS()
+    fault_server.script("/token", Reply(json={**TOKEN, "expires_in": 600}))
+    client = _client(
+        fault_server, auth=PrivateKeyJWT("svc", kms, alg="ES256"), clock=lambda: clock[0], background_refresh=False
+    )
+    first = client.get_token()
+    kms.failing = True
+    assert first.refresh_at is not None and first.expires_at is not None
+    assert first.must_refresh_at is not None
+    clock[0] = (first.refresh_at + first.must_refresh_at) / 2  # renew-soon, still valid
+    assert client.get_token() == first
+    assert fault_server.count("/token") == 1

@@ -237,6 +237,22 @@ def test_a_dpop_token_is_never_sent_as_bearer(idp: LocalIdP, resource_server: Re
     assert resource_server.events == ["refused: a DPoP-bound token presented as a Bearer token"]
 
 
+def test_a_revoked_dpop_token_is_renewed_once_at_the_resource(idp: LocalIdP, resource_server: ResourceServer) -> None:
+    """RFC 9449 §7.1: a resource refusing the token itself (revoked, expired) answers ``DPoP error="invalid_token"``
+    (``invalid_dpop_proof`` is for the proof); the integration renews once and re-sends once, with a new proof."""
+    from tokensmith._protocol.dpop import is_dpop_invalid_token
+    from tokensmith.revocation import revoke
+
+    client = _rs_client(idp, resource_server, dpop=True)
+    first = client.get_token()
+    revoke(client, first.access_token, token_type_hint="access_token")
+    response = requests.get(resource_server.resource, auth=TokenAuth(client))
+    assert response.status_code == 200, resource_server.events
+    assert resource_server.events == ["refused: an inactive token", "ok: dpop"]
+    assert is_dpop_invalid_token(401, response.history[0].headers["WWW-Authenticate"])
+    assert client.get_token().access_token != first.access_token
+
+
 # --- the key across processes -------------------------------------------------------------------------------
 
 

@@ -69,6 +69,13 @@ def test_claims_htm_htu_iat_jti() -> None:
         ("https://RS.example/Path#x", "https://rs.example/Path"),
         ("https://user:pw@rs.example/p", "https://rs.example/p"),
         ("http://127.0.0.1:8080/protected/items?id=7", "http://127.0.0.1:8080/protected/items"),
+        # RFC 3986 §6.2.3 (scheme-based normalisation, which RFC 9449 §4.3 asks servers to apply): a default port
+        # is the same URI without it, and a server that rebuilds the URI from its Host header never has it.
+        ("https://as.example:443/token", "https://as.example/token"),
+        ("HTTP://AS.example:80/token", "http://as.example/token"),
+        ("https://as.example:/token", "https://as.example/token"),
+        ("http://as.example:443/token", "http://as.example:443/token"),
+        ("https://[::1]:443/token", "https://[::1]/token"),
     ],
 )
 def test_htu_normalisation(url: str, expected: str) -> None:
@@ -373,3 +380,28 @@ def test_dpop_headers_without_io() -> None:
         TokenClient("https://as.example/token", "c", "s", dpop=True).dpop_headers("GET", "https://rs.example/")
     with pytest.raises(TypeError):
         TokenClient("https://as.example/token", "c", "s", dpop="yes")  # type: ignore[arg-type]
+
+
+def test_a_default_port_is_the_same_origin_for_nonces() -> None:
+    """RFC 6454 §4: an origin's default port is implied; a nonce given by https://as.example:443 is for
+    https://as.example too (and never for another port)."""
+    assert proto.origin("https://AS.example:443/token") == proto.origin("https://as.example/x") == "https://as.example"
+    assert proto.origin("https://as.example:8443/") != proto.origin("https://as.example/")
+
+
+@pytest.mark.parametrize(
+    ("make", "text"),
+    [
+        (DPoPKey.from_jwk, '{"kty":"EC","crv":"P-256","d":"private-part-of-the-key",'),
+        (DPoPKey.from_pem, "-----BEGIN PRIVATE KEY-----\nprivate-part-of-the-key\u00e9\n"),
+    ],
+)
+def test_malformed_key_text_is_a_dpop_error_that_holds_none_of_it(make: Any, text: str) -> None:
+    """A private JWK that is not JSON, a PEM that is not ASCII: a DPoPError (typed, like every other unusable key),
+    and neither it nor its cause keeps the text (json's JSONDecodeError.doc and UnicodeEncodeError.object do: a
+    crash reporter that records exception attributes would send the private key away)."""
+    with pytest.raises(DPoPError) as raised:
+        make(text)
+    error = raised.value
+    assert error.__cause__ is None and error.__suppress_context__
+    assert "private-part" not in str(error) and "private-part" not in repr(vars(error))

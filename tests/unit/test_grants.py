@@ -10,7 +10,15 @@ from typing import Any
 import jwt
 import pytest
 
-from tokensmith import ClientSecretBasic, FileStore, JWTBearerGrant, Token, TokenClient, TokenExchangeGrant
+from tokensmith import (
+    ClientSecretBasic,
+    CredentialSourceError,
+    FileStore,
+    JWTBearerGrant,
+    Token,
+    TokenClient,
+    TokenExchangeGrant,
+)
 from tokensmith._protocol.token import token_request
 from tokensmith.grants import ACCESS_TOKEN_TYPE, ID_TOKEN_TYPE, JWT_TOKEN_TYPE
 from tokensmith.stores.codec import decode_token, encode_token
@@ -69,7 +77,8 @@ def test_token_exchange_validation() -> None:
         TokenExchangeGrant("")
     with pytest.raises(ValueError):
         TokenExchangeGrant(SUBJECT, "")
-    with pytest.raises(ValueError):
+    # A callable's answer is known only at request time: a typed, transient error then (a file mid-rotation).
+    with pytest.raises(CredentialSourceError, match="returned an empty string"):
         TokenExchangeGrant(lambda: "").params()
 
 

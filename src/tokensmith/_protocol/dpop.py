@@ -42,21 +42,33 @@ def b64url_decode(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
+_DEFAULT_PORTS: Mapping[str, str] = MappingProxyType({"https": "443", "http": "80"})
+
+
+def _authority(scheme: str, netloc: str) -> str:
+    """``host[:port]`` normalised (RFC 3986 §6.2.2.1, §6.2.3): no userinfo (never in a proof, nor in a request),
+    lower case, and no port when it is the scheme's default (or empty): ``https://as:443/`` *is* ``https://as/``."""
+    host = netloc.rsplit("@", 1)[-1].lower()
+    head, colon, port = host.rpartition(":")
+    if colon and "]" not in port and port in ("", _DEFAULT_PORTS.get(scheme)):
+        host = head
+    return host
+
+
 def htu(url: str) -> str:
     """The ``htu`` claim: the request URI without query and fragment (RFC 9449 §4.2). Scheme and host are
-    lower-cased (RFC 3986 §6.2.2.1, as servers compare them normalised); the path is kept as sent."""
+    lower-cased and a default port dropped (RFC 3986 §6.2.2.1, §6.2.3: what RFC 9449 §4.3 asks servers to
+    compare, and what a server rebuilding the URI from its ``Host`` header sees); the path is kept as sent."""
     parts = urlsplit(url)
-    netloc = parts.netloc
-    if "@" in netloc:  # userinfo never belongs in a proof (nor in a request)
-        netloc = netloc.rsplit("@", 1)[1]
-    return urlunsplit((parts.scheme.lower(), netloc.lower(), parts.path or "/", "", ""))
+    scheme = parts.scheme.lower()
+    return urlunsplit((scheme, _authority(scheme, parts.netloc), parts.path or "/", "", ""))
 
 
 def origin(url: str) -> str:
-    """``scheme://host[:port]`` (lower-case): the unit nonces are remembered by (one server per origin)."""
+    """``scheme://host[:port]`` (normalised as in ``htu``): the unit nonces are remembered by (RFC 6454)."""
     parts = urlsplit(url)
-    netloc = parts.netloc.rsplit("@", 1)[-1].lower()
-    return f"{parts.scheme.lower()}://{netloc}"
+    scheme = parts.scheme.lower()
+    return f"{scheme}://{_authority(scheme, parts.netloc)}"
 
 
 def ath(access_token: str) -> str:

@@ -39,6 +39,13 @@ SECRET_PARAMS = frozenset(
     {"refresh_token", "device_code", "subject_token", "actor_token", "assertion", "code", "code_verifier"}
 )
 
+#: ``TokenResponse.warnings`` entry for a token exchange response without ``issued_token_type``.
+MISSING_ISSUED_TOKEN_TYPE = (
+    "token exchange response has no issued_token_type (RFC 8693 §2.2.1 requires it); the token is used as its "
+    "token_type says, and Token.issued_token_type is None"
+)
+#: RFC 8693 §2.2.1: the ``token_type`` of an issued token that is not an access token.
+NOT_APPLICABLE = "N_A"
 #: ``TokenResponse.warnings`` entry for a response without ``token_type`` (the driver decides how to log it).
 MISSING_TOKEN_TYPE = "token endpoint response has no token_type (RFC 6749 §5.1 requires it); assuming Bearer"
 
@@ -112,6 +119,7 @@ def parse_token_response(
     secrets: Iterable[str] = (),
     *,
     accepted_token_types: Iterable[str] = ("bearer",),
+    token_exchange: bool = False,
 ) -> TokenResponse:
     """Validate a token endpoint response into a ``TokenResponse`` or raise a typed error.
 
@@ -120,7 +128,10 @@ def parse_token_response(
     - ``token_type`` is compared case-insensitively against ``accepted_token_types`` (C7). A response with no
       ``token_type`` at all is taken as Bearer, with a warning: several IdPs and many test doubles omit it,
       and refusing would break callers of the seed module, which never looked;
-    - ``expires_in`` may be absent or a numeric string (C6); unknown members are ignored but kept in ``raw``.
+    - ``expires_in`` may be absent or a numeric string (C6); unknown members are ignored but kept in ``raw``;
+    - ``token_exchange`` (RFC 8693 §2.2.1): ``token_type`` may also be ``N_A`` (the issued token is not an access
+      token; ``Token`` never puts it in an ``Authorization`` header), and a missing ``issued_token_type`` (REQUIRED)
+      is a warning.
     """
     what = "token endpoint"
     obj = decode_json_object(response, what, secrets)
@@ -130,6 +141,8 @@ def parse_token_response(
         raise InvalidResponse(f"{what}: access_token is not a valid RFC 6750 b64token", status_code=status)
     token_type = optional_str(obj, "token_type", what, status=status)
     accepted = {t.lower() for t in accepted_token_types}
+    if token_exchange:
+        accepted.add(NOT_APPLICABLE.lower())
     warnings: tuple[str, ...] = ()
     if token_type is None:
         warnings = (MISSING_TOKEN_TYPE,)
@@ -148,6 +161,9 @@ def parse_token_response(
         scope = " ".join(scope)  # non-conforming servers send an array; the meaning is unambiguous
     elif scope is not None and not isinstance(scope, str):
         raise InvalidResponse(f"{what}: scope is a {type(scope).__name__}, not a string", status_code=status)
+    issued_token_type = optional_str(obj, "issued_token_type", what, status=status)
+    if token_exchange and issued_token_type is None:
+        warnings += (MISSING_ISSUED_TOKEN_TYPE,)
     return TokenResponse(
         access_token=access_token,
         token_type=token_type,
@@ -155,7 +171,7 @@ def parse_token_response(
         refresh_token=optional_str(obj, "refresh_token", what, status=status),
         scope=scope or None,
         id_token=optional_str(obj, "id_token", what, status=status),
-        issued_token_type=optional_str(obj, "issued_token_type", what, status=status),
+        issued_token_type=issued_token_type,
         refresh_in=_lenient_seconds(obj, "refresh_in", what),
         raw=obj,
         received_at=response.received_at,

@@ -16,7 +16,7 @@ from typing import Any, cast
 
 import httpx
 
-from .._protocol.dpop import is_dpop_invalid_token, is_resource_nonce_challenge
+from .._protocol.dpop import is_dpop_invalid_token, is_resource_nonce_challenge, origin
 from ..token import Token
 from . import AsyncTokenSource, TokenSource, dpop_headers_from, is_invalid_token, note_dpop_nonce
 
@@ -99,12 +99,15 @@ class TokenAuth(httpx.Auth):
     def _observe(self, request: httpx.Request, response: httpx.Response, token: Token) -> None:
         nonce = response.headers.get("DPoP-Nonce")
         if token.is_dpop and nonce is not None:
-            note_dpop_nonce(self._source, str(request.url), nonce)  # RFC 9449 §9
+            # RFC 9449 §8.1, §9: the nonce of the server that answered (after a redirect, not the one signed for).
+            note_dpop_nonce(self._source, _answered_url(request, response), nonce)
 
     def _retry_kind(self, request: httpx.Request, response: httpx.Response, token: Token) -> str | None:
         """``"nonce"`` (RFC 9449 §9: same token, a new proof with the resource's nonce), ``"stale"`` (C12, or its
         DPoP twin: renew, then retry) or None; at most one retry either way."""
         self._observe(request, response, token)
+        if origin(_answered_url(request, response)) != origin(str(request.url)):
+            return None  # redirected to another origin: its challenges are not about the token or proof we sent
         challenge = response.headers.get("WWW-Authenticate")
         status = response.status_code
         if token.is_dpop and is_resource_nonce_challenge(status, challenge, response.headers.get("DPoP-Nonce")):
@@ -123,6 +126,14 @@ class TokenAuth(httpx.Auth):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self._source!r})"
+
+
+def _answered_url(request: httpx.Request, response: httpx.Response) -> str:
+    """The URL that gave ``response``: with ``follow_redirects``, the redirect's target, not ``request``'s."""
+    try:
+        return str(response.request.url)
+    except RuntimeError:  # a response built without its request (a test double)
+        return str(request.url)
 
 
 async def _in_thread(call: Callable[[], Token]) -> Token:

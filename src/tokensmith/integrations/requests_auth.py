@@ -102,6 +102,10 @@ class TokenAuth(AuthBase):
         nonce = response.headers.get("DPoP-Nonce")
         if sent is not None and sent.is_dpop and nonce is not None:
             note_dpop_nonce(self._source, request.url or "", nonce)  # RFC 9449 §9
+        if sent is not None and response.is_redirect:
+            # The session copies this request's headers to the redirect's; the proof is for this method and URL
+            # only (RFC 9449 §4.2), and requests strips just the Authorization header on a cross-origin redirect.
+            request.headers.pop("DPoP", None)
         if response.status_code != 401:
             return response
         if sent is None or request.__dict__.get(_IS_RETRY):
