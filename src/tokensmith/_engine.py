@@ -391,7 +391,12 @@ class ClientCore:
             scope=self.scope,
             audience=audience,
             resource=self.resource,
-            extra=() if isinstance(self.grant, str) else self.grant.cache_material(),
+            extra=(
+                *(() if isinstance(self.grant, str) else self.grant.cache_material()),
+                # A DPoP-bound token and a Bearer one are different tokens (RFC 9449 §5): kept apart, a client
+                # with DPoP and one without (the command line) never replace each other's token in a shared store.
+                *((("binding", "dpop"),) if self._dpop is not None else ()),
+            ),
         )
 
     @classmethod

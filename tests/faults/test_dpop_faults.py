@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import time
 import warnings
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, nullcontext
@@ -261,9 +262,10 @@ def test_an_echoed_proof_is_scrubbed_from_the_error(caplog: pytest.LogCaptureFix
 
 
 def test_a_dpop_client_never_takes_a_bearer_token_another_client_stored(fault_server: FaultServer) -> None:
-    """RFC 9449 §5, C7: a client without DPoP sharing the store (the same cache key) replaces the DPoP-bound token
-    with a Bearer one. A DPoP client must not pick that up and send it as Bearer (a silent downgrade to a token
-    obtained without any proof): it fetches its own, DPoP-bound token."""
+    """RFC 9449 §5, C7: a DPoP-bound token and a Bearer one are different tokens, so a client with DPoP and one
+    without (the command line) keep them under different cache keys in a shared store: neither replaces the
+    other's (no ping-pong of requests, no login lost). And a Bearer token found under a DPoP client's own key
+    (written by hand, or by an older release) is never sent as Bearer: the client fetches its own bound token."""
     body = {"access_token": "at-dpop-1", "token_type": "DPoP", "expires_in": 600}
     fault_server.script(
         "/token",
@@ -273,11 +275,18 @@ def test_a_dpop_client_never_takes_a_bearer_token_another_client_stored(fault_se
     )
     store = MemoryStore()
     key = DPoPKey.generate()
-    assert _client(fault_server, store=store, dpop=key).get_token().is_dpop
-    plain = _client(fault_server, store=store).get_token()
-    assert plain.authorization == "Bearer at-bearer" and plain.jkt is None
-    again = _client(fault_server, store=store, dpop=key)
-    token = again.get_token()
+    bound = _client(fault_server, store=store, dpop=key)
+    assert bound.get_token().authorization == "DPoP at-dpop-1"
+    plain = _client(fault_server, store=store)
+    assert plain.cache_key != bound.cache_key
+    assert plain.get_token().authorization == "Bearer at-bearer"
+    # Each finds its own token in the store: no request, no replacement.
+    assert _client(fault_server, store=store, dpop=key).get_token().authorization == "DPoP at-dpop-1"
+    assert _client(fault_server, store=store).get_token().authorization == "Bearer at-bearer"
+    assert fault_server.count("/token") == 2
+    # A Bearer token under the DPoP client's own key is set aside, not sent: a bound token is fetched instead.
+    store.save(bound.cache_key, Token(access_token="at-planted", token_type="Bearer", expires_at=time.time() + 600))
+    token = _client(fault_server, store=store, dpop=key).get_token()
     assert token.authorization == "DPoP at-dpop-2" and token.jkt == key.thumbprint
     assert "dpop" in fault_server.recorded("/token")[-1].headers
 

@@ -36,6 +36,7 @@ from tokensmith import (
     DPoPKey,
     DPoPKeyMissing,
     FileStore,
+    LoginRequired,
     NoClientAuth,
     ResourceMetadataError,
     StoreError,
@@ -364,13 +365,16 @@ def test_a_missing_key_makes_the_stored_token_unusable(idp: LocalIdP, tmp_path: 
     with pytest.raises(DPoPKeyMissing, match="DPoP key"):
         fresh.get_token()
     assert _token_posts(session, idp) == 0
-    # A client without DPoP must not use it either (it would go out as a Bearer token).
+    # A client without DPoP keeps its tokens under another key (RFC 9449 §5: a bound token is another token): it
+    # never sees the bound one, so cannot send it as Bearer; it needs its own login.
     plain = TokenClient(
         idp.token_endpoint, auth=NoClientAuth(DEVICE_PUBLIC.client_id), grant="device_code", scope=DEVICE_SCOPE,
         store=store, transport=Transport(session),
     )  # fmt: skip
-    with pytest.raises(DPoPKeyMissing, match="does not use DPoP"):
+    assert plain.cache_key != fresh.cache_key
+    with pytest.raises(LoginRequired) as raised:
         plain.get_token()
+    assert not isinstance(raised.value, DPoPKeyMissing)
     assert _token_posts(session, idp) == 0
 
 
