@@ -39,6 +39,7 @@ from ._warnings import log_protocol_warnings
 from .device import DevicePrompt, PollProgress, device_login_flow
 from .events import RenewalEvent, RenewalFailed, RenewalStarted, RenewalSucceeded, ServedStale
 from .exceptions import (
+    ConfigurationError,
     DiscoveryError,
     DPoPKeyMissing,
     InvalidGrant,
@@ -340,6 +341,15 @@ class ClientCore:
         )
         self.grant: Grant = grant or ("client_credentials" if confidential else "device_code")
         self.store: TokenStore = store if store is not None else MemoryStore()
+        if store is not None and not isinstance(self.grant, str) and ("callable_unnamed", "1") in (
+            self.grant.cache_material()
+        ):
+            # A callable's subject cannot be looked into: in a store other clients may share, two subjects would
+            # share one cache entry, and one would be handed the other's token.
+            raise ConfigurationError(
+                f"{type(self.grant).__name__} with a callable subject token or assertion needs cache_id= (naming "
+                "the subject) when a store is given, so tokens of different subjects never share a cache entry"
+            )
         self.interactive = interactive
         self.on_prompt = on_prompt
         self.on_progress = on_progress

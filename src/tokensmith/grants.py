@@ -143,7 +143,7 @@ class JWTBearerGrant:
         if self._identity is not None:
             return self._identity
         if callable(self._assertion):
-            return (("assertion", "callable"),)
+            return (("assertion", "callable"), ("callable_unnamed", "1"))
         claims = unverified_claims(self._assertion)
         if claims is None:
             return (("assertion_sha256", _digest(self._assertion)),)
@@ -231,6 +231,8 @@ class TokenExchangeGrant:
         ]
         if self.cache_id is None:
             material += [source("subject_token", self._subject_token), source("actor_token", self._actor_token)]
+            if callable(self._subject_token) or callable(self._actor_token):
+                material.append(("callable_unnamed", "1"))  # see ClientCore: refused with a shared store
         return tuple(material)
 
     def __repr__(self) -> str:

@@ -12,9 +12,11 @@ import pytest
 
 from tokensmith import (
     ClientSecretBasic,
+    ConfigurationError,
     CredentialSourceError,
     FileStore,
     JWTBearerGrant,
+    MemoryStore,
     Token,
     TokenClient,
     TokenExchangeGrant,
@@ -197,3 +199,25 @@ def test_signed_jwt_bearer_assertions() -> None:
     assert _client(grant).cache_key == _client(JWTBearerGrant(fixed)).cache_key
     other = JWTBearerGrant.signed(key, issuer="https://issuer.example", subject="bob", audience=TOKEN_URL)
     assert _client(other).cache_key != _client(grant).cache_key
+
+
+@pytest.mark.parametrize(
+    "grant",
+    [
+        lambda cache_id=None: TokenExchangeGrant(lambda: "subject-of-the-moment", cache_id=cache_id),
+        lambda cache_id=None: TokenExchangeGrant(
+            SUBJECT, actor_token=lambda: "actor", actor_token_type=ACCESS_TOKEN_TYPE, cache_id=cache_id
+        ),
+        lambda cache_id=None: JWTBearerGrant(lambda: "a.b.c", cache_id=cache_id),
+    ],
+    ids=["subject", "actor", "assertion"],
+)
+def test_a_callable_subject_in_a_given_store_needs_a_cache_id(grant: Any) -> None:
+    """A callable cannot be looked into: two clients sharing a store with callables for two subjects would share
+    one cache entry and hand one subject the other's token. With a store given, cache_id= is required (a typed
+    error at construction); the client's own MemoryStore, or a cache_id, is fine."""
+    with pytest.raises(ConfigurationError, match="cache_id"):
+        _client(grant(), store=MemoryStore())
+    assert _client(grant()).cache_key  # its own store: nobody else's tokens in it
+    a = _client(grant("subject-a"), store=MemoryStore())
+    assert a.cache_key != _client(grant("subject-b"), store=MemoryStore()).cache_key
