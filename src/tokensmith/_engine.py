@@ -341,8 +341,10 @@ class ClientCore:
         )
         self.grant: Grant = grant or ("client_credentials" if confidential else "device_code")
         self.store: TokenStore = store if store is not None else MemoryStore()
-        if store is not None and not isinstance(self.grant, str) and ("callable_unnamed", "1") in (
-            self.grant.cache_material()
+        if (
+            store is not None
+            and not isinstance(self.grant, str)
+            and ("callable_unnamed", "1") in self.grant.cache_material()
         ):
             # A callable's subject cannot be looked into: in a store other clients may share, two subjects would
             # share one cache entry, and one would be handed the other's token.
