@@ -26,6 +26,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Literal, Protocol, TypeGuard, TypeVar
 
 from ._discovery import cached_discovery
+from ._dpop_binding import DPoPBinding
 from ._flow import Blocking, Cancel, Flow, Post, Sleep
 from ._protocol.authorization import check_authorization_endpoint
 from ._protocol.client_auth import BasicEncoding, ClientAuth, ClientSecretBasic, ClientSecretPost, NoClientAuth
@@ -41,7 +42,6 @@ from .events import RenewalEvent, RenewalFailed, RenewalStarted, RenewalSucceede
 from .exceptions import (
     ConfigurationError,
     DiscoveryError,
-    DPoPKeyMissing,
     InvalidGrant,
     LoginInProgress,
     LoginRequired,
@@ -259,7 +259,7 @@ class Lease:
             lock.__exit__(None, None, None)
 
 
-class ClientCore:
+class ClientCore(DPoPBinding):
     """Configuration, state and the renewal flows of one client (see the module docstring). Not used alone."""
 
     transport: Transportish
@@ -1074,153 +1074,8 @@ class ClientCore:
             )
         )
 
-    # -- DPoP (RFC 9449): the key, the tokens bound to it ------------------------------------------------------
-
     def _is_token_endpoint(self, url: str) -> bool:
         return url == self.token_endpoint
-
-    def _bind(self, token: Token) -> Token:
-        """A token obtained with DPoP proofs records the key's thumbprint (``jkt``): it is used with that key
-        only, in this process or the next (RFC 9449 §5, §6)."""
-        if self._dpop is None or self._dpop.key is None:
-            return token
-        self._key_problem = None
-        return replace(token, jkt=self._dpop.key.thumbprint)
-
-    def _ensure_dpop_key(self) -> None:
-        """Blocking (store I/O): the key to sign with, before a renewal sends anything. A generated key is
-        looked for in the store's key slot first (a DPoP-bound refresh token from an earlier process needs it),
-        else made and stored there, apart from the token."""
-        session = self._dpop
-        if session is None or session.key is not None:
-            return
-        from .dpop import DPoPKey, load_store_key
-
-        try:
-            session.key = load_store_key(self.store, self.cache_key)
-        except StoreError as error:
-            self._store_trouble("read the stored DPoP key", error)
-        if session.key is not None:
-            return
-        session.key = DPoPKey.generate(self._dpop_alg())
-        self._key_unsaved = True
-        try:
-            self._save_key_if_unsaved()
-        except StoreError as error:
-            self._store_trouble("store the DPoP key", error)
-
-    def _save_key_if_unsaved(self) -> None:
-        """Blocking: store the key made here if the store has not got it yet. A token bound to it is stored only
-        after it: a DPoP-bound refresh token in the store without its key would be lost to the next process."""
-        session = self._dpop
-        if not self._key_unsaved or session is None or session.key is None:
-            return
-        from .dpop import save_store_key
-
-        save_store_key(self.store, self.cache_key, session.key)
-        self._key_unsaved = False
-
-    def _dpop_alg(self) -> str:
-        """The algorithm of a key made here: ES256, unless the authorization server's metadata (RFC 9449 §5.1) or
-        the resource's (RFC 9728 §2) list algorithms without it; then the first listed that both accept."""
-        from .dpop import SUPPORTED_ALGS
-
-        allowed = [alg for alg in SUPPORTED_ALGS]
-        metadata = self._metadata
-        server = metadata.raw.get("dpop_signing_alg_values_supported") if metadata is not None else None
-        resource = self.resource_metadata.dpop_signing_alg_values_supported if self.resource_metadata else ()
-        for listed in (server, resource):
-            if isinstance(listed, list | tuple) and listed:
-                allowed = [alg for alg in listed if alg in allowed]
-        if "ES256" in allowed or not allowed:
-            return "ES256"  # nothing in common: ES256 anyway, and let the server say what it thinks
-        return str(allowed[0])
-
-    def _has_key_for(self, token: Token) -> bool:
-        """Blocking: does this client hold the key ``token`` is bound to (loading it from the store if need be)?"""
-        session = self._dpop
-        if session is None or token.jkt is None:
-            return False
-        if session.key is not None and session.key.thumbprint == token.jkt:
-            return True
-        if not session.generated:
-            return False
-        from .dpop import load_store_key
-
-        try:
-            stored = load_store_key(self.store, self.cache_key)
-        except StoreError as error:
-            self._store_trouble("read the stored DPoP key", error)
-            return False
-        if stored is not None and stored.thumbprint == token.jkt:
-            session.key = stored  # another process made (and stored) the key this token is bound to
-            return True
-        return False
-
-    def _usable_binding(self, token: Token | None) -> Token | None:
-        """Blocking: ``token`` as loaded from the store, or None when it is bound to a DPoP key this client does
-        not have (missing, another key, or a client without DPoP): such a token is never sent, not even its
-        refresh token (a bound one would be refused anyway, RFC 9449 §5). A DPoP client likewise never takes a
-        token obtained without a proof (no ``jkt``: a client without DPoP stored it under the same key): it would
-        go out as a Bearer token, a silent downgrade (RFC 9449 §5, C7)."""
-        unbound = token is not None and token.jkt is None and not token.is_dpop
-        if token is None or (unbound and self._dpop is None) or self._has_key_for(token):
-            self._key_problem = None
-            return token
-        if self._dpop is None:
-            problem = "the stored token is DPoP-bound (RFC 9449) but this client does not use DPoP (pass dpop=True)"
-        elif unbound:
-            problem = "the stored token was obtained without DPoP (a Bearer token of a client without dpop=...)"
-        elif token.jkt is None:
-            problem = "the stored DPoP token records no key thumbprint (jkt), so its key cannot be checked"
-        else:
-            problem = "the stored token is bound to a DPoP key that is missing from the store (or was replaced)"
-        self._key_problem = problem
-        (logger.debug if self._warned_key_problem else logger.warning)("%s; it is not used", problem)
-        self._warned_key_problem = True
-        return None
-
-    def _login_required(self, message: str) -> LoginRequired:
-        if self._key_problem is not None:
-            return DPoPKeyMissing(f"{self._key_problem}: log in again (client.login())")
-        return LoginRequired(message)
-
-    def _forget_dpop_key(self) -> None:
-        """Blocking: remove the stored DPoP key (a logout); a generated key is made anew next time."""
-        if _has_slot(self.store):
-            self.store.delete_key(self.cache_key)  # type: ignore[attr-defined]
-        if self._dpop is not None and self._dpop.generated:
-            self._dpop.key = None
-
-    def dpop_headers(self, method: str, url: str, token: Token | None = None) -> dict[str, str]:
-        """Headers for a request of your own with DPoP (RFC 9449 §7): ``DPoP: <fresh proof>`` for ``method`` and
-        ``url`` (with the server's latest nonce for that origin), and, given a DPoP ``token``, the
-        ``Authorization: DPoP <token>`` header with the proof's ``ath``. A Bearer ``token`` gets its Bearer
-        header and no proof. No I/O: get a token first (``get_token()``), which loads or makes the key.
-        Pass each response's ``DPoP-Nonce`` header to ``update_dpop_nonce``."""
-        if token is not None and not token.is_dpop:
-            return {"Authorization": token.authorization}
-        session = self._dpop
-        if session is None:
-            from .exceptions import DPoPError
-
-            raise DPoPError("this client does not use DPoP (pass dpop=True or dpop=DPoPKey(...))")
-        if session.key is None:
-            from .exceptions import DPoPError
-
-            raise DPoPError("no DPoP key yet: call get_token() first (it loads or makes the key)")
-        headers = {"DPoP": session.proof(method, url, token.access_token if token is not None else None)}
-        if token is not None:
-            headers["Authorization"] = token.authorization
-        return headers
-
-    def update_dpop_nonce(self, url: str, nonce: str | None) -> None:
-        """Remember the ``DPoP-Nonce`` a server at ``url`` answered with (RFC 9449 §8.1, §9): the next proof for
-        that origin carries it. None (no header) changes nothing."""
-        if self._dpop is not None:
-            from ._protocol.dpop import _nonce_value
-
-            self._dpop.remember_nonce(url, _nonce_value(nonce))
 
     # -- memory and store -------------------------------------------------------------------------------------
 
@@ -1383,10 +1238,6 @@ def _valid_for(token: Token | None, now: float) -> float | None:
 
 def _expires_in(token: Token, now: float) -> str:
     return "?" if token.expires_at is None else f"{token.expires_at - now:.0f}"
-
-
-def _has_slot(store: object) -> bool:
-    return all(callable(getattr(store, name, None)) for name in ("load_key", "save_key", "delete_key"))
 
 
 def _seconds(value: float | None) -> str:
