@@ -77,6 +77,7 @@ class ClientStats:
     """Counts, for tests, benchmarks and monitoring: how often the client went to the network, and why not.
     Alert on ``consecutive_failures`` (or ``renewals_failed`` growing) before the served token expires."""
 
+    #: Requests sent to the token endpoint: every attempt, every device poll, a DPoP nonce retry, a code exchange.
     token_requests: int = 0
     client_credentials: int = 0
     refreshes: int = 0
@@ -924,7 +925,6 @@ class ClientCore(DPoPBinding):
             attempt += 1
             if attempt > 1:
                 request = request.fresh()  # a new client assertion (jti) for every attempt (RFC 7523 §3)
-            self.stats.token_requests += 1
             try:
                 response = parse_token_response(
                     (yield Post(request)),
@@ -1076,6 +1076,11 @@ class ClientCore(DPoPBinding):
 
     def _is_token_endpoint(self, url: str) -> bool:
         return url == self.token_endpoint
+
+    def _sending(self, request: HttpRequest) -> None:
+        """The drivers call this for each POST a flow makes: the count of token requests, whatever the grant."""
+        if self._is_token_endpoint(request.url):
+            self.stats.token_requests += 1
 
     # -- memory and store -------------------------------------------------------------------------------------
 

@@ -95,6 +95,7 @@ class _LoopIO:
         self._client = client
 
     async def post(self, request: HttpRequest) -> HttpResponse:
+        self._client._sending(request)
         return await self._client.transport.post(request)
 
     async def get(self, url: str) -> HttpResponse:

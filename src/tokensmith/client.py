@@ -107,11 +107,15 @@ class _ThreadIO(SyncCalls):
     """How the flows' effects are carried out in this driver: the transport, the client's sleep, and a
     cancel event's ``wait`` for a login's polling."""
 
-    def __init__(self, transport: Transport, sleep: Callable[[float], None]) -> None:
+    def __init__(
+        self, transport: Transport, sleep: Callable[[float], None], sending: Callable[[HttpRequest], None]
+    ) -> None:
         self._transport = transport
         self._sleep = sleep
+        self._sending = sending
 
     def post(self, request: HttpRequest) -> HttpResponse:
+        self._sending(request)
         return self._transport.post(request)
 
     def get(self, url: str) -> HttpResponse:
@@ -222,7 +226,7 @@ class TokenClient(ClientCore):
             dpop=dpop,
         )
         self._sleep = sleep
-        self._io = _ThreadIO(self.transport, sleep)
+        self._io = _ThreadIO(self.transport, sleep, self._sending)
         self._flight: _Flight | None = None
 
     def _run(self, flow: Flow[T]) -> T:

@@ -97,9 +97,10 @@ def test_a_persistent_nonce_challenge_is_retried_once_then_raised(fault_server: 
     fault_server.script(
         "/token", challenge, Reply(status=400, json={"error": "use_dpop_nonce"}, headers={"DPoP-Nonce": "n2"})
     )
+    client = _client(fault_server, dpop=True, retry=None)
     with pytest.raises(UseDPoPNonce):
-        _client(fault_server, dpop=True, retry=None).get_token()
-    assert fault_server.count("/token") == 2
+        client.get_token()
+    assert fault_server.count("/token") == 2 == client.stats.token_requests  # the retry is counted too
     assert [c.get("nonce") for c in _proof_claims(fault_server)] == [None, "n1"]
 
 
@@ -150,6 +151,7 @@ def test_refresh_and_device_polling_carry_a_fresh_proof_each(fault_server: Fault
     assert "dpop" not in fault_server.recorded("/device")[0].headers  # only the token endpoint
     claims = _proof_claims(fault_server)
     assert len(claims) == 3 and len({c["jti"] for c in claims}) == 3
+    assert client.stats.token_requests == 3  # two device polls and the refresh: every token request counts
     assert all(c["htu"] == fault_server.url("/token") and c["htm"] == "POST" and "ath" not in c for c in claims)
     assert [f for f in fault_server.recorded("/token")[2].form if f[0] == "grant_type"] == [
         ("grant_type", "refresh_token")
