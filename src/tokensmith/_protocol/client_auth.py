@@ -57,6 +57,12 @@ def apply_client_auth(auth: ClientAuth, endpoint: str, form: FormPairs, headers:
     return tuple(auth.apply(form, headers))
 
 
+def may_block(auth: ClientAuth) -> bool:
+    """True when authenticating a request calls a user's callable that may block (a KMS or HSM signer): an async
+    driver builds such requests in a worker thread. False for in-memory keys and secrets (no thread hop)."""
+    return bool(getattr(auth, "may_block", False))
+
+
 def single_use(auth: ClientAuth) -> bool:
     """True when every request needs newly built credentials (a JWT assertion: a fresh ``jti`` and ``exp``)."""
     return bool(getattr(auth, "single_use", False))
