@@ -9,11 +9,10 @@ key signs on the loop, with no thread hop (it takes microseconds); the sync clie
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import httpx
@@ -25,6 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 import tokensmith
 from fake_clock import Clock
 from fault_server import FaultServer, Reply
+from loop_stalls import Slow, Ticker, run_ticking
 from token_replies import DOWN, token_body
 from tokensmith import (
     AsyncTokenClient,
@@ -43,66 +43,9 @@ from tokensmith.integrations.httpx_auth import TokenAuth
 
 T = TypeVar("T")
 
-#: A KMS round trip, simulated.
-LATENCY = 0.2
 DPOP_TOKEN = {"access_token": "at-dpop", "token_type": "DPoP", "expires_in": 600}
 DEVICE = {"device_code": "dc", "user_code": "UC", "verification_uri": "https://v", "expires_in": 600, "interval": 5}
 PENDING = Reply(status=400, json={"error": "authorization_pending"})
-
-
-class Ticker:
-    """Counts the ticks of a task that sleeps 10 ms in a loop on the event loop; knows the loop's thread."""
-
-    def __init__(self) -> None:
-        self.ticks = 0
-        self.loop_thread: threading.Thread | None = None
-
-    async def run(self) -> None:
-        while True:
-            await asyncio.sleep(0.01)
-            self.ticks += 1
-
-
-class Slow:
-    """A user's callable (a KMS signer, a credential source) that takes ``LATENCY`` seconds, noting its thread and
-    the ticker's progress meanwhile."""
-
-    def __init__(self, ticker: Ticker, call: Callable[..., Any]) -> None:
-        self._ticker = ticker
-        self._call = call
-        self.threads: list[threading.Thread] = []
-        self.ticks_meanwhile: list[int] = []
-
-    def __call__(self, *args: Any) -> Any:
-        self.threads.append(threading.current_thread())
-        before = self._ticker.ticks
-        time.sleep(LATENCY)
-        self.ticks_meanwhile.append(self._ticker.ticks - before)
-        return self._call(*args)
-
-    def assert_off_loop(self, ticker: Ticker, calls: int, thread_prefix: str | None = "tokensmith-store") -> None:
-        assert len(self.threads) == calls, self.threads
-        assert ticker.loop_thread is not None
-        assert all(thread is not ticker.loop_thread for thread in self.threads), self.threads
-        if thread_prefix is not None:
-            assert all(thread.name.startswith(thread_prefix) for thread in self.threads), self.threads
-        assert all(ticks > 0 for ticks in self.ticks_meanwhile), self.ticks_meanwhile  # the loop kept going
-
-
-def _ticking(ticker: Ticker, work: Callable[[], Awaitable[T]]) -> T:
-    """``asyncio.run(work())`` with the ticker running beside it."""
-
-    async def main() -> T:
-        ticker.loop_thread = threading.current_thread()
-        task = asyncio.create_task(ticker.run())
-        try:
-            return await work()
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
-    return asyncio.run(main())
 
 
 def _ec_signer() -> Callable[[bytes], bytes]:
@@ -146,7 +89,7 @@ def test_client_credentials_sign_the_assertion_off_the_loop(fault_server: FaultS
         async with _client(fault_server, Clock(), auth=PrivateKeyJWT("svc", kms, alg="ES256", kid="k1")) as client:
             return (await client.get_token()).access_token
 
-    assert _ticking(ticker, work) == "at-1"
+    assert run_ticking(ticker, work) == "at-1"
     kms.assert_off_loop(ticker, calls=1)
     assert len(_form(fault_server, "client_assertion")) == 1
 
@@ -165,7 +108,7 @@ def test_a_retry_signs_its_fresh_assertion_off_the_loop(fault_server: FaultServe
         ) as client:
             return (await client.get_token()).access_token
 
-    assert _ticking(ticker, work) == "at-1"
+    assert run_ticking(ticker, work) == "at-1"
     kms.assert_off_loop(ticker, calls=2)
     assertions = _form(fault_server, "client_assertion")
     assert len(assertions) == 2 and assertions[0] != assertions[1]  # a new jti for the retry (RFC 7523 §3)
@@ -181,7 +124,7 @@ def test_a_refresh_signs_its_assertion_off_the_loop(fault_server: FaultServer) -
             await client.get_token()
             return (await client.refresh()).access_token
 
-    assert _ticking(ticker, work) == "at-2"
+    assert run_ticking(ticker, work) == "at-2"
     kms.assert_off_loop(ticker, calls=2)
     assert _form(fault_server, "grant_type") == ["client_credentials", "refresh_token"]
 
@@ -206,7 +149,7 @@ def test_device_login_signs_every_poll_off_the_loop(fault_server: FaultServer) -
         ) as client:
             return (await client.login()).access_token
 
-    assert _ticking(ticker, work) == "at-1"
+    assert run_ticking(ticker, work) == "at-1"
     assert prompts == ["UC"]
     kms.assert_off_loop(ticker, calls=4)  # the device authorization request and three polls
     polls = _form(fault_server, "client_assertion")
@@ -234,7 +177,7 @@ def test_token_exchange_asks_a_callable_subject_token_off_the_loop(fault_server:
         ) as client:
             return (await client.get_token()).access_token
 
-    assert _ticking(ticker, work) == "at-1"
+    assert run_ticking(ticker, work) == "at-1"
     source.assert_off_loop(ticker, calls=2)  # asked again for the retry
     assert _form(fault_server, "subject_token") == made == ["subject-1", "subject-2"]
 
@@ -248,7 +191,7 @@ def test_jwt_bearer_asks_a_callable_assertion_off_the_loop(fault_server: FaultSe
         async with _client(fault_server, Clock(), grant=JWTBearerGrant(source)) as client:
             return (await client.get_token()).access_token
 
-    assert _ticking(ticker, work) == "at-1"
+    assert run_ticking(ticker, work) == "at-1"
     source.assert_off_loop(ticker, calls=1)
     assert _form(fault_server, "assertion") == ["header.claims.signature"]
 
@@ -263,7 +206,7 @@ def test_jwt_bearer_signed_by_a_kms_signs_off_the_loop(fault_server: FaultServer
         async with _client(fault_server, Clock(), grant=grant) as client:
             return (await client.get_token()).access_token
 
-    assert _ticking(ticker, work) == "at-1"
+    assert run_ticking(ticker, work) == "at-1"
     kms.assert_off_loop(ticker, calls=1)
 
 
@@ -282,7 +225,7 @@ def test_dpop_proofs_for_the_token_endpoint_are_signed_off_the_loop(fault_server
         async with _client(fault_server, Clock(), dpop=DPoPKey.from_signer(hsm, public_jwk, "ES256")) as client:
             return await client.get_token()
 
-    token = _ticking(ticker, work)
+    token = run_ticking(ticker, work)
     assert token.is_dpop
     hsm.assert_off_loop(ticker, calls=2)
     assert ["dpop" in r.headers for r in fault_server.recorded("/token")] == [True, True]
@@ -303,7 +246,7 @@ def test_httpx_tokenauth_signs_the_resource_proof_off_the_loop(fault_server: Fau
             async with httpx.AsyncClient(auth=TokenAuth(client)) as http:
                 return (await http.get(fault_server.url("/api"))).status_code
 
-    assert _ticking(ticker, work) == 200
+    assert run_ticking(ticker, work) == 200
     hsm.assert_off_loop(ticker, calls=2, thread_prefix=None)
     assert hsm.threads[0].name.startswith("tokensmith-store")
     sent = fault_server.recorded("/api")[0].headers
