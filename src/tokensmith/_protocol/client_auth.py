@@ -39,7 +39,10 @@ def basic_authorization(client_id: str, client_secret: str, encoding: BasicEncod
 
 
 class ClientAuth(Protocol):
-    """Adds client authentication to a form request; returns the secrets it added (to scrub from errors)."""
+    """Adds client authentication to a form request; returns the secrets it added (to scrub from errors).
+
+    A method whose ``apply`` may block (it calls a KMS, an HSM, a vault) says so with ``may_block = True``:
+    ``AsyncTokenClient`` then builds its requests in a worker thread, not on the event loop."""
 
     @property
     def client_id(self) -> str | None: ...
