@@ -8,19 +8,24 @@ tokensmith's own work costs the loop; blocking calls (which cost wall time, not 
 checking which thread every store call and the HTTP client's construction run on.
 
 A step is tokensmith's when its task's coroutine, or its callback, is tokensmith code.
+
+A user's callable that blocks (a KMS signer, a credential source) is ``Slow``: it sleeps ``LATENCY`` and notes its
+thread and how far a ``Ticker`` (a task ticking every 10 ms, run beside the work by ``run_ticking``) got meanwhile:
+a count that cannot move while the loop's own thread is blocked.
 """
 
 from __future__ import annotations
 
 import asyncio
 import asyncio.events
+import contextlib
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 import tokensmith
 
@@ -112,3 +117,65 @@ class ThreadNotingMemoryStore(ThreadNotes, tokensmith.MemoryStore):
 
 class ThreadNotingFileStore(ThreadNotes, tokensmith.FileStore):
     pass
+
+
+# --- a user's callable that blocks (a KMS round trip), and a ticker that shows whether the loop kept going ----------
+
+#: A KMS round trip, simulated.
+LATENCY = 0.2
+T = TypeVar("T")
+
+
+class Ticker:
+    """Counts the ticks of a task that sleeps 10 ms in a loop on the event loop; knows the loop's thread."""
+
+    def __init__(self) -> None:
+        self.ticks = 0
+        self.loop_thread: threading.Thread | None = None
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(0.01)
+            self.ticks += 1
+
+
+class Slow:
+    """A user's callable (a KMS signer, a credential source) that takes ``LATENCY`` seconds, noting its thread and
+    the ticker's progress meanwhile."""
+
+    def __init__(self, ticker: Ticker, call: Callable[..., Any]) -> None:
+        self._ticker = ticker
+        self._call = call
+        self.threads: list[threading.Thread] = []
+        self.ticks_meanwhile: list[int] = []
+
+    def __call__(self, *args: Any) -> Any:
+        self.threads.append(threading.current_thread())
+        before = self._ticker.ticks
+        time.sleep(LATENCY)
+        self.ticks_meanwhile.append(self._ticker.ticks - before)
+        return self._call(*args)
+
+    def assert_off_loop(self, ticker: Ticker, calls: int, thread_prefix: str | None = "tokensmith-store") -> None:
+        assert len(self.threads) == calls, self.threads
+        assert ticker.loop_thread is not None
+        assert all(thread is not ticker.loop_thread for thread in self.threads), self.threads
+        if thread_prefix is not None:
+            assert all(thread.name.startswith(thread_prefix) for thread in self.threads), self.threads
+        assert all(ticks > 0 for ticks in self.ticks_meanwhile), self.ticks_meanwhile  # the loop kept going
+
+
+def run_ticking(ticker: Ticker, work: Callable[[], Awaitable[T]]) -> T:
+    """``asyncio.run(work())`` with the ticker running beside it."""
+
+    async def main() -> T:
+        ticker.loop_thread = threading.current_thread()
+        task = asyncio.create_task(ticker.run())
+        try:
+            return await work()
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    return asyncio.run(main())

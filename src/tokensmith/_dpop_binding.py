@@ -161,7 +161,8 @@ class DPoPBinding:
         """Headers for a request of your own with DPoP (RFC 9449 §7): ``DPoP: <fresh proof>`` for ``method`` and
         ``url`` (with the server's latest nonce for that origin), and, given a DPoP ``token``, the
         ``Authorization: DPoP <token>`` header with the proof's ``ath``. A Bearer ``token`` gets its Bearer
-        header and no proof. No I/O: get a token first (``get_token()``), which loads or makes the key.
+        header and no proof. No I/O (but a ``DPoPKey.from_signer`` key's signer is called: see
+        ``dpop_proofs_may_block``): get a token first (``get_token()``), which loads or makes the key.
         Pass each response's ``DPoP-Nonce`` header to ``update_dpop_nonce``."""
         if token is not None and not token.is_dpop:
             return {"Authorization": token.authorization}
@@ -178,6 +179,13 @@ class DPoPBinding:
         if token is not None:
             headers["Authorization"] = token.authorization
         return headers
+
+    @property
+    def dpop_proofs_may_block(self: _Core) -> bool:
+        """Whether ``dpop_headers`` calls a signer that may block (a ``DPoPKey.from_signer`` key: an HSM, a KMS):
+        async code then calls it in a worker thread, as the httpx integration does. False for an in-memory key."""
+        session = self._dpop
+        return session is not None and session.key is not None and session.key.may_block
 
     def update_dpop_nonce(self: _Core, url: str, nonce: str | None) -> None:
         """Remember the ``DPoP-Nonce`` a server at ``url`` answered with (RFC 9449 §8.1, §9): the next proof for

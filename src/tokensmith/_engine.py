@@ -5,7 +5,8 @@
 task) and run the flows below with their runner (see ``tokensmith._flow``). Everything else is decided here,
 once: when a token is fresh, may be served while it is renewed, or must be renewed first; the remembered-failure
 back-off; how the store and its lease coordinate processes; which grant renews; what is kept when a step fails;
-and the events operators see. Store calls are ``Blocking`` effects (run off the event loop by the async driver).
+and the events operators see. Store calls are ``Blocking`` effects (run off the event loop by the async driver), and
+so is building a request with a user's callable that may block (a KMS signer, a grant's credential source).
 """
 
 from __future__ import annotations
@@ -27,9 +28,16 @@ from typing import Any, Literal, Protocol, TypeGuard, TypeVar
 
 from ._discovery import cached_discovery
 from ._dpop_binding import DPoPBinding
-from ._flow import Blocking, Cancel, Flow, Post, Sleep
+from ._flow import Blocking, Cancel, Flow, Post, Sleep, build, fresh_request
 from ._protocol.authorization import check_authorization_endpoint
-from ._protocol.client_auth import BasicEncoding, ClientAuth, ClientSecretBasic, ClientSecretPost, NoClientAuth
+from ._protocol.client_auth import (
+    BasicEncoding,
+    ClientAuth,
+    ClientSecretBasic,
+    ClientSecretPost,
+    NoClientAuth,
+    may_block,
+)
 from ._protocol.discovery import ServerMetadata
 from ._protocol.messages import HttpRequest
 from ._protocol.params import ScopeInput, normalize_scope
@@ -842,13 +850,16 @@ class ClientCore(DPoPBinding):
 
     def _client_credentials(self, r: Renewal) -> Flow[Token]:
         """One client-credentials request (retried on transient failures: safe to repeat). Bypasses the cache."""
-        request = token_request(
+        auth = self.auth
+        make = functools.partial(
+            token_request,
             self._require_token_endpoint(),
             GrantType.CLIENT_CREDS,
-            self.auth,
+            auth,
             scope=self.scope,
             params=[("audience", self.audience), ("resource", self.resource)],
         )
+        request = yield from build(make, may_block(auth))  # a KMS signer's assertion: off the event loop
         token = yield from self._post_token(request, r, replay_safe=True)
         self.stats.client_credentials += 1
         logger.debug("client-credentials token obtained, expires in %s s", _expires_in(token, self._clock()))
@@ -857,8 +868,9 @@ class ClientCore(DPoPBinding):
     def _extension_grant(self, grant: JWTBearerGrant | TokenExchangeGrant, r: Renewal) -> Flow[Token]:
         """A JWT bearer (RFC 7523 §2.1) or token exchange (RFC 8693 §2.1) request. Retried on transient failures
         like client credentials, each attempt rebuilt (a callable assertion or subject token is asked again)."""
+        request = yield from build(functools.partial(self._extension_request, grant), self._builds_block(grant))
         token = yield from self._post_token(
-            self._extension_request(grant),
+            request,
             r,
             replay_safe=True,
             token_exchange=isinstance(grant, TokenExchangeGrant),  # RFC 8693 §2.2.1: N_A, issued_token_type
@@ -877,7 +889,13 @@ class ClientCore(DPoPBinding):
             params=[*grant.params(), ("audience", audience), ("resource", resource)],
         )
         # Each attempt asks the grant again: a callable's assertion or subject token may be single-use.
-        return replace(request, renew=functools.partial(self._extension_request, grant))
+        return replace(
+            request, renew=functools.partial(self._extension_request, grant), renew_may_block=self._builds_block(grant)
+        )
+
+    def _builds_block(self, grant: JWTBearerGrant | TokenExchangeGrant) -> bool:
+        """Building this grant's request calls a user's callable that may block (the grant's, or a KMS signer)."""
+        return grant.may_block or may_block(self.auth)
 
     def _exchange_flow(self, grant: JWTBearerGrant | TokenExchangeGrant) -> Flow[Token]:
         """One extension-grant request outside the cache (``exchange_token``): discovery, the request, a Token.
@@ -893,12 +911,15 @@ class ClientCore(DPoPBinding):
     def _refresh(self, refresh_token: str, r: Renewal) -> Flow[Token]:
         """One refresh (retried only when the server cannot have seen it, see ``_retry``). Bypasses the cache.
         Keeps the old refresh token when the server returns none (C9)."""
-        request = token_request(
+        auth = self.auth
+        make = functools.partial(
+            token_request,
             self._require_token_endpoint(),
             GrantType.REFRESH_TOKEN,
-            self.auth,
+            auth,
             params=[("refresh_token", refresh_token)],
         )
+        request = yield from build(make, may_block(auth))
         renewed = yield from self._post_token(request, r, replay_safe=False, previous_refresh_token=refresh_token)
         self.stats.refreshes += 1
         logger.debug(
@@ -924,7 +945,8 @@ class ClientCore(DPoPBinding):
         while True:
             attempt += 1
             if attempt > 1:
-                request = request.fresh()  # a new client assertion (jti) for every attempt (RFC 7523 §3)
+                # A new client assertion (jti) for every attempt (RFC 7523 §3).
+                request = yield from fresh_request(request)
             try:
                 response = parse_token_response(
                     (yield Post(request)),

@@ -7,6 +7,12 @@ carries it out through an IO object: ``run`` with one whose methods return resul
 transport, plain calls, ``time.sleep``), ``arun`` with one whose methods are coroutines (the httpx transport,
 worker threads for blocking calls, ``asyncio.sleep``). So the sync and async clients share every rule.
 
+Building a request is no I/O, except where a user's callable is involved: a KMS or HSM signer (a client assertion,
+a DPoP proof) or a credential source (a grant's subject token or assertion) may take a network round trip. The
+flows build those through ``build`` and ``fresh_request``, which yield a ``Blocking`` effect when the object says
+it ``may_block`` (the async runner then calls it in a worker thread; a sync runner calls it right there) and build
+inline otherwise: signing with an in-memory key takes microseconds, less than a thread hop.
+
 A flow never yields from a ``finally`` clause or while handling ``GeneratorExit``: the runners always drive a
 flow to its end (throwing failures in), so clean-up steps are written as ``except BaseException`` branches.
 """
@@ -41,7 +47,8 @@ class IO(Protocol):
         """Wait, or until ``cancel`` is set; the result says whether it was cancelled."""
 
     def blocking(self, call: Callable[[], Any]) -> Any:
-        """Run a blocking call (store I/O); the async IO runs it off the event loop."""
+        """Run a blocking call (store I/O, a user's signer or credential source); the async IO runs it off the
+        event loop."""
 
     def notify(self, callback: Callable[[Any], Any], value: Any) -> Any:
         """Call a user's callback; the async IO awaits it if it is a coroutine function."""
@@ -80,7 +87,7 @@ class Sleep:
 
 @dataclass(frozen=True)
 class Blocking:
-    """Run this blocking call (store I/O); receive its result."""
+    """Run this blocking call (store I/O, or building a request with a user's callable); receive its result."""
 
     call: Callable[[], Any]
 
@@ -101,6 +108,20 @@ class Notify:
 
 Effect = Post | Get | Sleep | Blocking | Notify
 Flow = Generator[Effect, Any, T]
+
+
+def build(make: Callable[[], T], may_block: bool) -> Flow[T]:
+    """``make()``, as a ``Blocking`` effect when it calls a user's callable that may block, else right here."""
+    if may_block:
+        return (yield Blocking(make))  # type: ignore[no-any-return]
+    return make()
+
+
+def fresh_request(request: HttpRequest) -> Flow[HttpRequest]:
+    """``request.fresh()`` (a new single-use client assertion for a retry or a poll), built through ``build``."""
+    if request.renew is None:
+        return request
+    return (yield from build(request.renew, request.renew_may_block))
 
 
 def _advance(flow: Flow[Any], value: Any, failure: BaseException | None) -> tuple[bool, Any]:

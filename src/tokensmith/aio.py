@@ -14,8 +14,10 @@ or coroutine functions) and the same errors and events. What differs is how wait
   event loop ends: ``aclose()`` lets a renewal under way finish (its answer may hold a rotated refresh token),
   whereas ``asyncio.run`` cancels whatever tasks are left.
 - **nothing blocks the event loop**: HTTP is httpx's; store calls (file locks, keyring) run in a worker thread
-  (one per client, so a store's thread-bound lock is taken and released on the same thread); the httpx client
-  is made in a worker thread on first use.
+  (one per client, so a store's thread-bound lock is taken and released on the same thread), and so does building
+  a request that calls your callable (a ``PrivateKeyJWT`` or ``DPoPKey.from_signer`` signer, a grant's subject
+  token or assertion source: each says so with ``may_block``); the httpx client is made in a worker thread on
+  first use. An in-memory key signs on the loop: microseconds, less than the thread hop.
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ them with real time and the transport. It never prints: the caller gets a ``Devi
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import threading
 import time
@@ -16,9 +17,9 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._flow import Cancel, Flow, Notify, Post, SimpleIO, Sleep, plain_sleep, run
+from ._flow import Cancel, Flow, Notify, Post, SimpleIO, Sleep, build, fresh_request, plain_sleep, run
 from ._http import HttpSender, Timeout
-from ._protocol.client_auth import ClientAuth
+from ._protocol.client_auth import ClientAuth, may_block
 from ._protocol.device import (
     DeviceAuthorization,
     device_authorization_request,
@@ -235,7 +236,7 @@ def _poll_until_done(
         retry_after: float | None = None
         new_interval: float | None = None
         if schedule.polls:
-            request = request.fresh()  # a single-use client assertion (RFC 7523) is never sent twice
+            request = yield from fresh_request(request)  # a single-use client assertion (RFC 7523): never twice
         try:
             token = parse_token_response((yield Post(request)), request.secrets, accepted_token_types=accepted)
             log_protocol_warnings(token.warnings)
@@ -309,9 +310,14 @@ def start_flow(
     clock: Callable[[], float] = time.monotonic,
 ) -> Flow[DeviceAuthorization]:
     """``start_device_login`` as a flow."""
-    request = device_authorization_request(
-        device_authorization_endpoint, auth, scope=scope, params=[("audience", audience), ("resource", resource)]
+    make = functools.partial(
+        device_authorization_request,
+        device_authorization_endpoint,
+        auth,
+        scope=scope,
+        params=[("audience", audience), ("resource", resource)],
     )
+    request = yield from build(make, may_block(auth))  # a KMS signer's assertion: off the event loop
     response = yield Post(request)
     authorization = parse_device_authorization(response, request.secrets, cls=DeviceAuthorization)
     authorization = dataclasses.replace(authorization, received_monotonic=clock())
@@ -390,7 +396,9 @@ def device_login_flow(
         device_authorization_endpoint, auth, scope=scope, audience=audience, resource=resource, clock=clock
     )
     yield Notify(on_prompt, DevicePrompt.from_authorization(authorization))
-    request = device_token_request(token_endpoint, auth, authorization.device_code)
+    request = yield from build(
+        functools.partial(device_token_request, token_endpoint, auth, authorization.device_code), may_block(auth)
+    )
     return (
         yield from polling_flow(
             request,

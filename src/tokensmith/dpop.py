@@ -12,6 +12,7 @@ RFC 9449 §8.1) and fit proofs into the token-endpoint flows and the HTTP integr
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import secrets
@@ -22,7 +23,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
-from ._flow import Flow, Post, T
+from ._flow import Flow, Post, T, build, fresh_request
 from ._protocol import dpop as proto
 from ._protocol.messages import HttpRequest, HttpResponse
 from .exceptions import DPoPError, SigningError, TokensmithError
@@ -63,7 +64,7 @@ class DPoPKey:
     ``DPoPKey.from_jwk(jwk)``, or ``DPoPKey.from_signer(sign, public_jwk, alg)`` for a key that never leaves an
     HSM or agent (``sign(signing_input) -> signature``, in JWS form: ``R || S`` for ECDSA)."""
 
-    __slots__ = ("_alg", "_header", "_key", "_public_jwk", "_sign", "_thumbprint")
+    __slots__ = ("_alg", "_header", "_key", "_may_block", "_public_jwk", "_sign", "_thumbprint")
 
     def __init__(self, private_key: Any, alg: str | None = None) -> None:
         algorithms = _jwt_algorithms()
@@ -82,6 +83,7 @@ class DPoPKey:
         self._thumbprint = proto.jwk_thumbprint(jwk)
         self._header = proto.proof_header(alg, jwk)
         self._sign: Callable[[bytes], bytes] = lambda data: algorithm.sign(data, private_key)
+        self._may_block = False
 
     @classmethod
     def generate(cls, alg: str = "ES256") -> DPoPKey:
@@ -153,6 +155,7 @@ class DPoPKey:
         key._thumbprint = proto.jwk_thumbprint(key._public_jwk)
         key._header = proto.proof_header(alg, key._public_jwk)
         key._sign = _guarded(sign)
+        key._may_block = True
         return key
 
     @property
@@ -168,6 +171,12 @@ class DPoPKey:
     def thumbprint(self) -> str:
         """The RFC 7638 SHA-256 thumbprint of the public key: the ``jkt`` tokens are bound to (RFC 9449 §6)."""
         return self._thumbprint
+
+    @property
+    def may_block(self) -> bool:
+        """Whether proofs are signed by a callable (``from_signer``: an HSM, KMS or agent) that may block: an
+        ``AsyncTokenClient`` then signs them in a worker thread. An in-memory key signs on the spot."""
+        return self._may_block
 
     @property
     def exportable(self) -> bool:
@@ -304,8 +313,9 @@ class DPoPSession:
         return replace(request, headers={**request.headers, "DPoP": self.proof("POST", request.url)})
 
     def exchange(self, request: HttpRequest) -> Flow[HttpResponse]:
-        """One proof-carrying POST, its nonce remembered; the answer with any echo of the proof removed."""
-        signed = self.signed(request)
+        """One proof-carrying POST, its nonce remembered; the answer with any echo of the proof removed. A proof
+        signed by a callable (``DPoPKey.from_signer``) is a ``Blocking`` effect: off the event loop in async code."""
+        signed = yield from build(functools.partial(self.signed, request), self.require_key().may_block)
         response: HttpResponse = yield Post(signed)
         self.remember_nonce(request.url, proto.response_nonce(response))
         return _scrubbed(response, (signed.headers["DPoP"], *request.secrets))
@@ -338,7 +348,7 @@ class DPoPSession:
         if proto.is_token_nonce_challenge(response):
             logger.debug("the token endpoint asked for a DPoP nonce (RFC 9449 §8); retrying once with it")
             # fresh(): a single-use client assertion (RFC 7523 jti) must not be replayed by this retry either.
-            response = yield from self.exchange(request.fresh())
+            response = yield from self.exchange((yield from fresh_request(request)))
         return response
 
 

@@ -99,6 +99,7 @@ class JWTBearerGrant:
         self._assertion = assertion
         self.cache_id = cache_id
         self._identity: tuple[tuple[str, str], ...] | None = None
+        self._may_block = callable(assertion)
 
     @classmethod
     def signed(
@@ -129,7 +130,14 @@ class JWTBearerGrant:
 
         grant = cls(assertion)
         grant._identity = _identity({"iss": issuer, "sub": subject, "aud": audience})
+        grant._may_block = signer.may_block  # an in-memory key signs on the spot; a KMS signer may block
         return grant
+
+    @property
+    def may_block(self) -> bool:
+        """Whether making the assertion calls a user's callable that may block (a rotating file, a KMS signer):
+        ``AsyncTokenClient`` then builds the request in a worker thread."""
+        return self._may_block
 
     def params(self) -> Params:
         return [("assertion", _value(self._assertion, "the JWT bearer assertion"))]
@@ -213,6 +221,12 @@ class TokenExchangeGrant:
 
     def scope(self, default: str | None) -> str | None:
         return self._scope if self._scope is not None else default
+
+    @property
+    def may_block(self) -> bool:
+        """Whether the subject or actor token comes from a callable (which may block: a file, a vault, a metadata
+        service): ``AsyncTokenClient`` then builds the request in a worker thread."""
+        return callable(self._subject_token) or callable(self._actor_token)
 
     def cache_material(self) -> tuple[tuple[str, str], ...]:
         def source(name: str, value: TokenSource | None) -> tuple[str, str]:

@@ -107,6 +107,12 @@ class _JWTClientAuth:
     def _signing(self) -> tuple[str, str | None, Signer]:
         raise NotImplementedError
 
+    @property
+    def may_block(self) -> bool:
+        """Whether signing calls a user's callable (a KMS or HSM signer) that may block: ``AsyncTokenClient``
+        then builds the request in a worker thread. In-memory keys and secrets sign on the spot."""
+        return False
+
     def assertion(self, audience: str, *, subject: str | None = None, claims: Mapping[str, Any] | None = None) -> str:
         """A new signed assertion for ``audience`` (RFC 7523 §3): ``iss`` = the client id, ``sub`` = the client id
         (client authentication, §2.2) or ``subject`` (a JWT bearer grant, §2.1), ``iat``, ``exp`` (``lifetime``
@@ -231,6 +237,10 @@ class PrivateKeyJWT(_JWTClientAuth):
         self._key = key
         self._password = password.encode() if isinstance(password, str) else password
         self._loaded: list[tuple[str, str | None, Signer]] = []  # the parsed key, on first use
+
+    @property
+    def may_block(self) -> bool:
+        return _is_signer(self._key)
 
     def _signing(self) -> tuple[str, str | None, Signer]:
         if not self._loaded:

@@ -39,7 +39,10 @@ def basic_authorization(client_id: str, client_secret: str, encoding: BasicEncod
 
 
 class ClientAuth(Protocol):
-    """Adds client authentication to a form request; returns the secrets it added (to scrub from errors)."""
+    """Adds client authentication to a form request; returns the secrets it added (to scrub from errors).
+
+    A method whose ``apply`` may block (it calls a KMS, an HSM, a vault) says so with ``may_block = True``:
+    ``AsyncTokenClient`` then builds its requests in a worker thread, not on the event loop."""
 
     @property
     def client_id(self) -> str | None: ...
@@ -55,6 +58,12 @@ def apply_client_auth(auth: ClientAuth, endpoint: str, form: FormPairs, headers:
     if callable(apply_to):
         return tuple(apply_to(endpoint, form, headers))
     return tuple(auth.apply(form, headers))
+
+
+def may_block(auth: ClientAuth) -> bool:
+    """True when authenticating a request calls a user's callable that may block (a KMS or HSM signer): an async
+    driver builds such requests in a worker thread. False for in-memory keys and secrets (no thread hop)."""
+    return bool(getattr(auth, "may_block", False))
 
 
 def single_use(auth: ClientAuth) -> bool:

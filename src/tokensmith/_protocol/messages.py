@@ -22,6 +22,9 @@ class HttpRequest:
     #: Builds the same request anew, for client authentication that must differ per request (a JWT assertion
     #: with a fresh ``jti``, RFC 7523); None when the request can be sent again as it is.
     renew: Callable[[], HttpRequest] | None = field(default=None, repr=False, compare=False)
+    #: ``renew`` calls a user's callable that may block (a KMS or HSM signer): a driver on an event loop calls it
+    #: in a worker thread (``tokensmith._flow.fresh_request``).
+    renew_may_block: bool = field(default=False, repr=False, compare=False)
 
     def fresh(self) -> HttpRequest:
         """This request, ready to be sent again: rebuilt when its client authentication is single-use (a

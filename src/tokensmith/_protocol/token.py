@@ -12,7 +12,7 @@ from typing import Any
 
 from .._redact import redact
 from ..exceptions import InvalidResponse, UnexpectedTokenType
-from .client_auth import ClientAuth, apply_client_auth, single_use
+from .client_auth import ClientAuth, apply_client_auth, may_block, single_use
 from .errors import coerce_seconds, decode_json_object, optional_str, required_str
 from .messages import FormPairs, HttpRequest, HttpResponse
 from .params import ScopeInput, add_param, normalize_scope
@@ -74,7 +74,14 @@ def token_request(
     renew = None
     if single_use(auth):
         renew = functools.partial(token_request, url, grant_type, auth, scope=scope, params=params)
-    return HttpRequest(url=url, form=form, headers=headers, secrets=tuple(s for s in secrets if s), renew=renew)
+    return HttpRequest(
+        url=url,
+        form=form,
+        headers=headers,
+        secrets=tuple(s for s in secrets if s),
+        renew=renew,
+        renew_may_block=renew is not None and may_block(auth),
+    )
 
 
 def _frozen(value: str | Iterable[str] | None) -> str | Iterable[str] | None:

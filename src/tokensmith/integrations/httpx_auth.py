@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import AsyncGenerator, Awaitable, Callable, Generator
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import httpx
 
@@ -21,6 +21,8 @@ from ..token import Token
 from . import AsyncTokenSource, TokenSource, dpop_headers_from, is_invalid_token, note_dpop_nonce
 
 __all__ = ["TokenAuth"]
+
+T = TypeVar("T")
 
 
 class TokenAuth(httpx.Auth):
@@ -73,17 +75,18 @@ class TokenAuth(httpx.Auth):
         and take a thread lock, so it runs in a worker thread (``anyio.to_thread.run_sync``; works under asyncio
         and trio). When such a source offers the optional non-blocking ``peek()`` and it returns a fresh cached
         token, that token is used inline with no thread hop. The stale-token renewal after a ``401`` always runs
-        in a worker thread then.
+        in a worker thread then. A DPoP proof signed by a callable that may block (``DPoPKey.from_signer``: an
+        HSM or KMS; the source says so with ``dpop_proofs_may_block``) is made in a worker thread too.
         """
         await request.aread()  # requires_request_body (a no-op for bytes bodies)
         token = await self._token_for(None)
-        self._apply(request, token)
+        await self._aapply(request, token)
         response = yield request
         retry = self._retry_kind(request, response, token)
         if retry is not None:
             if retry == "stale":
                 token = await self._token_for(token)
-            self._apply(request, token)
+            await self._aapply(request, token)
             response = yield request
             self._observe(request, response, token)
 
@@ -95,6 +98,15 @@ class TokenAuth(httpx.Auth):
         else:
             request.headers["Authorization"] = token.authorization
             request.headers.pop("DPoP", None)
+
+    async def _aapply(self, request: httpx.Request, token: Token) -> None:
+        """``_apply`` without blocking the event loop: a DPoP proof whose signer may block is made in a worker
+        thread; an in-memory key's proof (microseconds) and a Bearer header are set right here."""
+        if token.is_dpop and getattr(self._source, "dpop_proofs_may_block", False) is True:
+            make = functools.partial(dpop_headers_from, self._source, request.method, str(request.url), token)
+            request.headers.update(await _in_thread(make))
+        else:
+            self._apply(request, token)
 
     def _observe(self, request: httpx.Request, response: httpx.Response, token: Token) -> None:
         nonce = response.headers.get("DPoP-Nonce")
@@ -121,7 +133,8 @@ class TokenAuth(httpx.Auth):
             return await cast(Awaitable[Token], self._get_token(stale=stale))
         token = self._peek() if self._peek is not None and stale is None else None
         if token is None:
-            token = await _in_thread(functools.partial(self._get_token, stale=stale))
+            renewed: Token = await _in_thread(functools.partial(self._get_token, stale=stale))
+            return renewed
         return token
 
     def __repr__(self) -> str:
@@ -136,7 +149,7 @@ def _answered_url(request: httpx.Request, response: httpx.Response) -> str:
         return str(request.url)
 
 
-async def _in_thread(call: Callable[[], Token]) -> Token:
+async def _in_thread(call: Callable[[], T]) -> T:
     # Imported here: sync-only users never load anyio's thread machinery (anyio ships with httpx).
     import anyio.to_thread
 
