@@ -986,8 +986,10 @@ class ClientCore(DPoPBinding):
             yield Blocking(functools.partial(lease.extend, login_timeout or DEFAULT_LOGIN_LEASE))
         metadata = self._metadata
         # The browser flow waits in its own thread (the loopback listener); its one token request goes through a
-        # synchronous transport with this client's settings.
-        token = yield Blocking(
+        # synchronous transport with this client's settings. ``stop`` reaches that thread: the caller's cancel
+        # signal (an asyncio.Event too, read from the thread) or the flow's end (a cancelled task, aclose()).
+        stop = _LoginStop(ui.cancel)
+        login = Blocking(
             functools.partial(
                 browser_login,
                 endpoint,
@@ -1002,7 +1004,7 @@ class ClientCore(DPoPBinding):
                 prompt="consent" if self.scope and "offline_access" in self.scope.split() else None,
                 open_browser=None if paste or self.open_browser is False else open_in_browser,
                 paste=(ui.paste or self.paste) if paste else None,
-                cancel=ui.cancel if isinstance(ui.cancel, threading.Event) else None,
+                cancel=stop,
                 login_timeout=login_timeout,
                 transport=self._sync_sender() if self._dpop is None else self._dpop_sender(),
                 issuer=metadata.issuer if metadata is not None else None,
@@ -1011,6 +1013,11 @@ class ClientCore(DPoPBinding):
                 retry=self.retry,
             )
         )
+        try:
+            token = yield login
+        except BaseException:
+            stop.set()  # the thread still waiting for the redirect stops and closes its listener (the port)
+            raise
         self.stats.logins += 1
         self.stats.token_requests += 1
         return self._bind(self._with_policy(token))
@@ -1205,6 +1212,18 @@ class ClientCore(DPoPBinding):
                 self.on_event(event)
             except Exception:  # an observer must never break a renewal
                 logger.exception("the on_event callback failed on %s", type(event).__name__)
+
+
+class _LoginStop(threading.Event):
+    """A browser login's cancel signal, read by its waiting thread: set when the flow is abandoned, or when the
+    caller's own signal is (a ``threading.Event``, or an ``asyncio.Event``, whose ``is_set`` reads one flag)."""
+
+    def __init__(self, also: Cancel | None) -> None:
+        super().__init__()
+        self._also = also
+
+    def is_set(self) -> bool:
+        return super().is_set() or (self._also is not None and self._also.is_set())
 
 
 def _login_in_progress(holder: StoreLease) -> LoginInProgress:

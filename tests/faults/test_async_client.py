@@ -414,3 +414,91 @@ def test_async_device_login_with_async_callbacks_and_a_cancel_event(fault_server
 
     asyncio.run(go())
     assert prompts == ["UC-1"] and fault_server.count("/token") == 0  # cancelled during the first interval
+
+
+# --- an async browser login stops when asked (issue 9 review) ----------------------------------------------------
+
+
+def _browser_client(server: FaultServer, port: int, **kwargs: Any) -> tokensmith.AsyncTokenClient:
+    return tokensmith.AsyncTokenClient(
+        server.url("/token"),
+        auth=tokensmith.NoClientAuth("pub"),
+        authorization_endpoint=server.url("/authorize"),
+        redirect_uri=f"http://127.0.0.1:{port}/callback",
+        login_flow="browser",
+        **kwargs,
+    )
+
+
+def _port_is_free(port: int, within: float = 3.0) -> bool:
+    """Whether ``port`` on 127.0.0.1 can be bound again (the listener closed), waiting up to ``within`` s."""
+    import time
+
+    deadline = time.monotonic() + within
+    while True:
+        with socket.socket() as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(("127.0.0.1", port))
+                return True
+            except OSError:
+                if time.monotonic() > deadline:
+                    return False
+        time.sleep(0.05)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _listeners() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "tokensmith-redirect" and t.is_alive()]
+
+
+def test_async_browser_login_stops_on_its_cancel_event(
+    fault_server: FaultServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """RFC 8252 §7.3 listener lifetime: ``AsyncTokenClient.login(cancel=asyncio.Event())`` ends a browser login
+    as it ends a device login (``BrowserLoginCancelled``), and the loopback port is released at once; the listener
+    must not keep the port for the whole ``login_timeout``."""
+    monkeypatch.setenv("BROWSER", "true")  # a browser that opens nothing: the test never answers
+    port = _free_port()
+
+    async def go() -> None:
+        cancel = asyncio.Event()
+        loop = asyncio.get_running_loop()
+
+        def on_prompt(prompt: object) -> None:  # called from the login's worker thread
+            loop.call_soon_threadsafe(loop.call_later, 0.2, cancel.set)
+
+        async with _browser_client(fault_server, port, login_timeout=60) as client:
+            with pytest.raises(tokensmith.BrowserLoginCancelled):
+                await asyncio.wait_for(client.login(on_prompt=on_prompt, cancel=cancel), 10)
+
+    asyncio.run(go())
+    assert _port_is_free(port) and not _listeners()
+    assert fault_server.count("/token") == 0
+
+
+def test_aclose_during_an_async_browser_login_releases_the_port(
+    fault_server: FaultServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``aclose()`` cancels a login in progress; the browser login's listener (in its worker thread) must stop
+    with it, not go on holding the redirect port (a fixed one: the next login would get ``RedirectPortInUse``)."""
+    monkeypatch.setenv("BROWSER", "true")
+    port = _free_port()
+
+    async def go() -> None:
+        prompted = threading.Event()
+        client = _browser_client(fault_server, port, login_timeout=60)
+        login = asyncio.ensure_future(client.login(on_prompt=lambda prompt: prompted.set()))
+        while not prompted.is_set():
+            await asyncio.sleep(0.01)
+        await asyncio.wait_for(client.aclose(), 10)  # not after the 60 s login_timeout
+        with pytest.raises((asyncio.CancelledError, tokensmith.TokensmithError)):
+            await login
+
+    asyncio.run(go())
+    assert _port_is_free(port) and not _listeners()
