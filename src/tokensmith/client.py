@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+import os
 import random
 import threading
 import time
@@ -228,6 +229,7 @@ class TokenClient(ClientCore):
         self._sleep = sleep
         self._io = _ThreadIO(self.transport, sleep, self._sending)
         self._flight: _Flight | None = None
+        _clients.add(self)
 
     def _run(self, flow: Flow[T]) -> T:
         return run(flow, self._io)
@@ -457,6 +459,23 @@ class TokenClient(ClientCore):
 #: worker is a daemon thread (it never keeps a program alive), but a process that exits right after a call in the
 #: refresh-soon window (a CLI) would otherwise kill it between a refresh and storing the rotated refresh token.
 _renewing: weakref.WeakSet[TokenClient] = weakref.WeakSet()
+
+
+#: Every client, for a forked child: it inherits their in-flight renewals and mutexes but not the threads behind them.
+_clients: weakref.WeakSet[TokenClient] = weakref.WeakSet()
+
+
+def _forget_flights_after_fork() -> None:  # pragma: no cover - runs in forked children
+    # The thread renewing (a background worker, another caller) did not come along: its flight would never land
+    # and followers would wait for it forever; a mutex it held would never be released. The child starts afresh.
+    for client in list(_clients):
+        client._mutex = threading.Lock()
+        client._flight = None
+    _renewing.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_flights_after_fork)
 
 
 @atexit.register

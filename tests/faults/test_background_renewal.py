@@ -9,6 +9,7 @@ saw, requests a caller waited for, events, never durations. With ``rng=lambda: 0
 from __future__ import annotations
 
 import logging
+import os
 import subprocess
 import sys
 import threading
@@ -399,3 +400,42 @@ def _wait_until(condition: Callable[[], bool]) -> None:
             return
         done.wait(0.01)
     raise AssertionError("the condition never became true")
+
+
+# --- fork while a background renewal is in flight (issue 10 review) ----------------------------------------------
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_child_forked_during_a_background_renewal_renews_on_its_own(fault_server: FaultServer) -> None:
+    """A process forked while the background worker waits for the server (a pre-forking server, multiprocessing's
+    fork start method) inherits the in-flight renewal but not the thread running it. The child must not wait for
+    that renewal forever once its token must be renewed: it renews itself (C26's single flight is per process)."""
+    clock = Clock(T0)
+    fault_server.script(
+        "/token",
+        Reply(json=token_body(1)),
+        Reply(json=token_body(2), delay=3.0),  # the parent's background renewal, in flight across the fork
+    )
+    fault_server.default("/token", Reply(json=token_body(3)))
+    client, _ = _client(fault_server, clock)
+    assert client.get_token().access_token == "at-1"
+    clock.advance(80)  # refresh-soon: served at once, the worker renews
+    assert client.get_token().access_token == "at-1"
+    _wait_until(lambda: fault_server.count("/token") == 2)
+    assert _renewing(client)
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        status = 3
+        try:
+            clock.advance(25)  # the token has expired: a caller must get a renewed token
+            got: list[str] = []
+            worker = threading.Thread(target=lambda: got.append(client.get_token().access_token), daemon=True)
+            worker.start()
+            worker.join(10)
+            status = 0 if got == ["at-3"] else 4 if got else 5
+        finally:
+            os._exit(status)
+    _, code = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(code) == 0, "the child hung on the parent's renewal (5) or got another token (4)"
+    _wait_until(lambda: not _renewing(client))
+    assert client.get_token().access_token == "at-2"
