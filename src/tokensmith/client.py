@@ -74,7 +74,7 @@ from ._threads import start_daemon
 from ._transport import DEFAULT_TIMEOUT, Timeout, Transport, Verify
 from .device import DevicePrompt, PollProgress
 from .events import RenewalEvent
-from .exceptions import LoginRequired
+from .exceptions import LoginRequired, TokensmithError
 from .grants import ACCESS_TOKEN_TYPE, TokenExchangeGrant
 from .stores.base import TokenStore
 from .token import Token
@@ -98,6 +98,12 @@ class _Flight:
 
     def outcome(self) -> Token:
         self.done.wait()
+        if self.error is not None and not isinstance(self.error, Exception):
+            # Ctrl-C (or SystemExit) in the leader's thread is that thread's own: not raised in this one.
+            raise TokensmithError(
+                f"the renewal this call waited for was interrupted ({type(self.error).__name__}) in the thread "
+                "running it; nothing was renewed"
+            ) from self.error
         if self.error is not None:
             raise _copy_error(self.error)
         assert self.token is not None

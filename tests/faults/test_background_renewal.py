@@ -439,3 +439,53 @@ def test_a_child_forked_during_a_background_renewal_renews_on_its_own(fault_serv
     assert os.waitstatus_to_exitcode(code) == 0, "the child hung on the parent's renewal (5) or got another token (4)"
     _wait_until(lambda: not _renewing(client))
     assert client.get_token().access_token == "at-2"
+
+
+class _InterruptedTransport(ThreadCountingTransport):
+    """The first token request is interrupted (Ctrl-C lands in the leader's thread while it waits for the
+    server), once a second caller has started waiting for that renewal."""
+
+    def __init__(self, follower_started: threading.Event) -> None:
+        super().__init__(requests.Session())
+        self._follower_started = follower_started
+        self._first = True
+
+    def post(self, request: Any) -> Any:
+        if self._first:
+            self._first = False
+            assert self._follower_started.wait(10)
+            time.sleep(0.2)  # the follower reaches the flight and waits on it
+            raise KeyboardInterrupt
+        return super().post(request)
+
+
+def test_a_ctrl_c_in_the_leader_is_not_raised_in_the_threads_waiting_for_it(fault_server: FaultServer) -> None:
+    """KeyboardInterrupt in the thread leading a renewal (the main thread, where Ctrl-C lands) is that thread's
+    own: a caller in another thread waiting for the same renewal gets a library error (TokensmithError, not an
+    AuthenticationError: nothing was rejected), never a KeyboardInterrupt raised in a worker thread."""
+    fault_server.default("/token", Reply(json=token_body(1)))
+    follower_started = threading.Event()
+    client, _ = _client(fault_server, Clock(T0), transport=_InterruptedTransport(follower_started))
+    outcome: list[BaseException | str] = []
+
+    def follower() -> None:
+        try:
+            outcome.append(client.get_token().access_token)
+        except BaseException as error:  # what reached this thread is the point
+            outcome.append(error)
+
+    def start_follower() -> None:
+        _wait_until(lambda: _renewing(client))
+        worker = threading.Thread(target=follower)
+        worker.start()
+        follower_started.set()
+        worker.join(10)
+
+    helper = threading.Thread(target=start_follower)
+    helper.start()
+    with pytest.raises(KeyboardInterrupt):
+        client.get_token()
+    helper.join(15)
+    assert len(outcome) == 1 and isinstance(outcome[0], tokensmith.TokensmithError), outcome
+    assert not isinstance(outcome[0], tokensmith.AuthenticationError)
+    assert client.get_token().access_token == "at-1"  # nothing is left in a bad state
