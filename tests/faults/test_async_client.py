@@ -502,3 +502,15 @@ def test_aclose_during_an_async_browser_login_releases_the_port(
 
     asyncio.run(go())
     assert _port_is_free(port) and not _listeners()
+
+
+def test_the_client_works_again_in_a_second_event_loop(fault_server: FaultServer) -> None:
+    """``asyncio.run`` twice with one client (a script's two steps, one loop per test): the pooled connections
+    belong to the first, closed loop; the second run must renew over fresh ones, not fail with httpx's raw
+    ``RuntimeError: Event loop is closed`` (every failure is a library error; this one is not even a failure)."""
+    fault_server.script("/token", Reply(json=token_body(1, lifetime=0)), Reply(json=token_body(2, lifetime=0)))
+    client = _client(fault_server)
+    assert asyncio.run(client.get_token()).access_token == "at-1"
+    assert asyncio.run(client.get_token()).access_token == "at-2"  # at-1 has expired: renewed in the new loop
+    asyncio.run(client.aclose())
+    assert fault_server.count("/token") == 2
