@@ -90,8 +90,10 @@ __all__ = ["DEFAULT_LOGIN_LEASE", "METADATA_TTL", "RESAVE_INTERVAL", "ClientStat
 class _Flight:
     """One renewal in progress; the other callers of the same client wait for its outcome."""
 
-    def __init__(self, *, background: bool = False) -> None:
+    def __init__(self, *, background: bool = False, login: bool = False) -> None:
         self.background = background
+        #: A login by a person: a concurrent ``login()`` takes its outcome instead of starting another.
+        self.login = login
         self.done = threading.Event()
         self.token: Token | None = None
         self.error: BaseException | None = None
@@ -374,7 +376,7 @@ class TokenClient(ClientCore):
                 landed = self._renewed_meanwhile(r) if leader else None
                 verdict = self._remembered(r.stale, force) if leader and landed is None else None
                 if leader and landed is None and verdict is None:
-                    flight = self._flight = _Flight()
+                    flight = self._flight = _Flight(login=force == "login")
             if landed is not None:
                 return landed
             if verdict is not None:
@@ -386,8 +388,8 @@ class TokenClient(ClientCore):
             if force is None and self._still_valid(current, r.stale):
                 return current  # someone is renewing; this token still works meanwhile
             result = flight.outcome()
-            if force is None and self._still_valid(result, r.stale):
-                return result
+            if (force is None and self._still_valid(result, r.stale)) or (force == "login" and flight.login):
+                return result  # a login() during another login: the person logged in once, for both
         raise LoginRequired("could not obtain a token that is not the rejected one")
 
     def _lead(self, flight: _Flight, r: Renewal) -> Token:

@@ -514,3 +514,34 @@ def test_the_client_works_again_in_a_second_event_loop(fault_server: FaultServer
     assert asyncio.run(client.get_token()).access_token == "at-2"  # at-1 has expired: renewed in the new loop
     asyncio.run(client.aclose())
     assert fault_server.count("/token") == 2
+
+
+def test_a_second_async_login_while_one_runs_shares_it(fault_server: FaultServer) -> None:
+    """Single flight for logins: a second ``login()`` task during the first gets its token, no second prompt."""
+    fault_server.default(
+        "/device",
+        Reply(
+            json={"device_code": "dc", "user_code": "UC-1", "verification_uri": "https://v.example", "expires_in": 60}
+        ),
+    )
+    fault_server.script("/token", Reply(status=400, json={"error": "authorization_pending"}))
+    fault_server.default("/token", Reply(json=token_body(1, rt="rt-1")))
+    prompts: list[str] = []
+
+    async def go() -> list[str]:
+        async with tokensmith.AsyncTokenClient(
+            fault_server.url("/token"),
+            auth=tokensmith.NoClientAuth("pub"),
+            device_authorization_endpoint=fault_server.url("/device"),
+            sleep=lambda seconds: asyncio.sleep(0),
+        ) as client:
+
+            async def on_prompt(prompt: tokensmith.DevicePrompt) -> None:
+                prompts.append(prompt.user_code)
+                await asyncio.sleep(0.1)  # the second login() task reaches the flight meanwhile
+
+            tokens = await asyncio.gather(client.login(on_prompt=on_prompt), client.login(on_prompt=on_prompt))
+            return [t.access_token for t in tokens]
+
+    assert asyncio.run(go()) == ["at-1", "at-1"]
+    assert prompts == ["UC-1"] and fault_server.count("/device") == 1

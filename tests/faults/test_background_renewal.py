@@ -489,3 +489,50 @@ def test_a_ctrl_c_in_the_leader_is_not_raised_in_the_threads_waiting_for_it(faul
     assert len(outcome) == 1 and isinstance(outcome[0], tokensmith.TokensmithError), outcome
     assert not isinstance(outcome[0], tokensmith.AuthenticationError)
     assert client.get_token().access_token == "at-1"  # nothing is left in a bad state
+
+
+def test_a_second_login_while_one_runs_shares_it(fault_server: FaultServer) -> None:
+    """Single flight for logins too: ``login()`` called while another thread's login is waiting for the person
+    gets that login's token. It must not wait for it and then start a second one (a second prompt, a second
+    code for the person to enter)."""
+    fault_server.default(
+        "/device",
+        Reply(
+            json={"device_code": "dc", "user_code": "UC-1", "verification_uri": "https://v.example", "expires_in": 60}
+        ),
+    )
+    approved = threading.Event()
+    fault_server.script("/token", Reply(status=400, json={"error": "authorization_pending"}))
+    fault_server.default("/token", Reply(json=token_body(1, rt="rt-1")))
+    prompts: list[str] = []
+    second_started = threading.Event()
+
+    def on_prompt(prompt: tokensmith.DevicePrompt) -> None:
+        prompts.append(prompt.user_code)
+        if len(prompts) == 1:
+            assert second_started.wait(10)
+            time.sleep(0.2)  # the second login() reaches the flight and waits on it
+        approved.set()
+
+    client = tokensmith.TokenClient(
+        fault_server.url("/token"),
+        auth=tokensmith.NoClientAuth("pub"),
+        device_authorization_endpoint=fault_server.url("/device"),
+        sleep=lambda seconds: None,
+        rng=lambda: 0.0,
+    )
+    got: list[str] = []
+
+    def second() -> None:
+        _wait_until(lambda: _renewing(client))
+        worker = threading.Thread(target=lambda: got.append(client.login(on_prompt=on_prompt).access_token))
+        worker.start()
+        second_started.set()
+        worker.join(10)
+
+    helper = threading.Thread(target=second)
+    helper.start()
+    first = client.login(on_prompt=on_prompt)
+    helper.join(15)
+    assert first.access_token == "at-1" and got == ["at-1"]
+    assert prompts == ["UC-1"] and fault_server.count("/device") == 1
