@@ -575,6 +575,12 @@ class ClientCore(DPoPBinding):
             and (stale is None or token.access_token != stale.access_token)
         )
 
+    def _fresh_outcome(self, result: Token, stale: Token | None) -> bool:
+        """For a caller that waited for another's renewal: may it have that renewal's token? Yes unless it is the
+        rejected one. It may have expired already (a server granting ``expires_in: 0``, a lifetime shorter than
+        the round trip): it is still the newest there is, as it is for the caller that renewed."""
+        return stale is None or result.access_token != stale.access_token
+
     def _serve_meanwhile(self, token: Token, stale: Token | None, min_valid: float) -> bool:
         """With background renewal, for a token that is not fresh: may a caller have it at once (and a worker
         renew it)? Yes in the refresh-soon window; past ``must_refresh_at`` only while renewing keeps failing (an

@@ -362,7 +362,7 @@ class AsyncTokenClient(ClientCore):
             elif r.force is None and self._still_valid(self._token, r.stale):
                 return self._token  # someone is renewing; this token still works meanwhile
             result = await self._outcome(flight)
-            if leader or shared_login or (r.force is None and self._still_valid(result, r.stale)):
+            if leader or shared_login or (r.force is None and self._fresh_outcome(result, r.stale)):
                 return result  # (a login() during another login: the person logged in once, for both)
         raise LoginRequired("could not obtain a token that is not the rejected one")
 

@@ -388,7 +388,7 @@ class TokenClient(ClientCore):
             if force is None and self._still_valid(current, r.stale):
                 return current  # someone is renewing; this token still works meanwhile
             result = flight.outcome()
-            if (force is None and self._still_valid(result, r.stale)) or (force == "login" and flight.login):
+            if (force is None and self._fresh_outcome(result, r.stale)) or (force == "login" and flight.login):
                 return result  # a login() during another login: the person logged in once, for both
         raise LoginRequired("could not obtain a token that is not the rejected one")
 

@@ -545,3 +545,15 @@ def test_a_second_async_login_while_one_runs_shares_it(fault_server: FaultServer
 
     assert asyncio.run(go()) == ["at-1", "at-1"]
     assert prompts == ["UC-1"] and fault_server.count("/device") == 1
+
+
+def test_concurrent_tasks_get_a_token_that_arrives_already_expired(fault_server: FaultServer) -> None:
+    """``expires_in: 0``: the tasks that waited for the renewal get its token too, never ``LoginRequired``."""
+    fault_server.default("/token", Reply(json=token_body(1, lifetime=0), delay=0.02))
+
+    async def go() -> list[str]:
+        async with _client(fault_server) as client:
+            tokens = await asyncio.gather(*(client.get_token() for _ in range(50)))
+            return [t.access_token for t in tokens]
+
+    assert asyncio.run(go()) == ["at-1"] * 50

@@ -536,3 +536,13 @@ def test_a_second_login_while_one_runs_shares_it(fault_server: FaultServer) -> N
     helper.join(15)
     assert first.access_token == "at-1" and got == ["at-1"]
     assert prompts == ["UC-1"] and fault_server.count("/device") == 1
+
+
+def test_concurrent_callers_get_a_token_that_arrives_already_expired(fault_server: FaultServer) -> None:
+    """A server granting ``expires_in: 0`` (or a lifetime shorter than the round trip, or a skewed clock): the
+    token is expired on arrival. The caller that renewed gets it; the callers that waited for that renewal must
+    get it too (or renew again), never ``LoginRequired`` ("not the rejected one": nothing was rejected)."""
+    fault_server.default("/token", Reply(json=token_body(1, lifetime=0), delay=0.02))
+    client = tokensmith.TokenClient(fault_server.url("/token"), auth=tokensmith.ClientSecretBasic("svc", "s"))
+    results = _in_threads(lambda: client.get_token().access_token, threads=16, calls=5)
+    assert results == ["at-1"] * 80, sorted({repr(r) for r in results})
