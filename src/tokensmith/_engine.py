@@ -167,19 +167,21 @@ class Backoff:
     def ready(self, now: float) -> bool:
         return not now < self.not_before
 
-    def record(self, error: TokensmithError, now: float) -> float:
+    def record(self, error: Exception, now: float) -> float:
         """Count a failure and return the step until the next attempt. Only transient errors are remembered
-        (served to callers meanwhile); a rejection only paces the background worker."""
+        (served to callers meanwhile); a rejection, or an error that is not the library's (a bug in a custom
+        store, transport or credential callable), only paces the background worker."""
         self.failures += 1
+        transient = isinstance(error, TokensmithError) and error.transient
         step = backoff_step(
             self.failures,
             base=self._retry.backoff,
             cap=self._retry.max_wait,
-            retry_after=error.retry_after,
+            retry_after=error.retry_after if isinstance(error, TokensmithError) else None,
             min_gap=self._policy.min_gap,
             draw=self._draw(),
         )
-        self.error = error if error.transient else None
+        self.error = error if transient else None
         self.not_before = now + step
         return step
 
@@ -688,6 +690,8 @@ class ClientCore(DPoPBinding):
             if lease.held:
                 yield Blocking(lease.release)
             if not isinstance(error, TokensmithError):
+                if r.background and isinstance(error, Exception):
+                    self._unexpected(error, grant, attempt)  # nobody waits for it: it must not vanish
                 raise
             served = self._failed(error, candidate, grant, attempt, r)
             if served is None:
@@ -710,6 +714,18 @@ class ClientCore(DPoPBinding):
             )
         )
         return renewed
+
+    def _unexpected(self, error: Exception, grant: str | None, attempt: int) -> None:
+        """A background renewal ended with an error that is not the library's: logged with its traceback, sent
+        to ``on_event`` and paced like any failure (without pacing, every call would start it again)."""
+        logger.error("the background renewal failed unexpectedly (%s)", type(error).__name__, exc_info=error)
+        with self._mutex:
+            step = self._backoff.record(error, self._monotonic())
+        self._emit(
+            RenewalFailed(
+                grant, True, attempt, error_class=type(error).__name__, transient=False, retry_in=step, valid_for=None
+            )
+        )
 
     def _failed(
         self, error: TokensmithError, candidate: Token | None, grant: str | None, attempt: int, r: Renewal

@@ -546,3 +546,39 @@ def test_concurrent_callers_get_a_token_that_arrives_already_expired(fault_serve
     client = tokensmith.TokenClient(fault_server.url("/token"), auth=tokensmith.ClientSecretBasic("svc", "s"))
     results = _in_threads(lambda: client.get_token().access_token, threads=16, calls=5)
     assert results == ["at-1"] * 80, sorted({repr(r) for r in results})
+
+
+class _BuggyTransport(ThreadCountingTransport):
+    """Answers the first token request; then fails as a bug would (not a library error)."""
+
+    def __init__(self) -> None:
+        super().__init__(requests.Session())
+        self.posts = 0
+
+    def post(self, request: Any) -> Any:
+        self.posts += 1
+        if self.posts > 1:
+            raise RuntimeError("a bug in a custom transport")
+        return super().post(request)
+
+
+def test_an_unexpected_error_in_the_background_renewal_is_reported_and_paced(
+    fault_server: FaultServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A background renewal that ends with an error that is not the library's (a bug in a custom transport,
+    store or credential callable) has nobody waiting for it: it must reach ``on_event`` and the log (with its
+    traceback), and the next attempt waits for the back-off like after any failure, not one per call."""
+    fault_server.default("/token", Reply(json=token_body(1)))
+    clock, events = Clock(T0), Events()
+    transport = _BuggyTransport()
+    client, _ = _client(fault_server, clock, events, transport=transport)
+    client.get_token()
+    clock.advance(80)  # refresh-soon: the worker renews, and fails
+    with caplog.at_level(logging.WARNING, logger="tokensmith"):
+        for _ in range(20):
+            assert client.get_token().access_token == "at-1"
+            _wait_until(lambda: not _renewing(client))
+    failed = events.of(tokensmith.RenewalFailed)
+    assert transport.posts == 2 and len(failed) == 1  # one attempt within the back-off step, not twenty
+    assert failed[0].error_class == "RuntimeError" and failed[0].background and failed[0].retry_in
+    assert any(r.levelno >= logging.ERROR and r.exc_info for r in caplog.records)
