@@ -74,6 +74,8 @@ class AsyncTransport(EndpointPolicy):
         self._client = client
         self._owned = client is None
         self._creating: asyncio.Future[httpx.AsyncClient] | None = None
+        #: The event loop the owned client was made in.
+        self._loop: asyncio.AbstractEventLoop | None = None
         self.timeout = timeout
         self.total_timeout = total_deadline(timeout) if total_timeout is None else float(total_timeout)
         if not self.total_timeout > 0:
@@ -93,6 +95,12 @@ class AsyncTransport(EndpointPolicy):
     async def client(self) -> httpx.AsyncClient:
         """The ``httpx.AsyncClient`` in use, made on first use (in a worker thread: loading CA certificates
         would stall the event loop for tens of milliseconds)."""
+        loop = asyncio.get_running_loop()
+        if self._owned and self._loop is not loop and (self._client is not None or self._creating is not None):
+            # Made in another event loop (asyncio.run called again): its pooled connections belong to that loop
+            # and cannot be used, nor closed, from this one. Start afresh; the old ones go with the old loop.
+            self._client, self._creating = None, None
+        self._loop = loop
         if self._client is not None:
             return self._client
         if self._creating is None:
@@ -165,7 +173,8 @@ class AsyncTransport(EndpointPolicy):
         """Close the client if this transport made it."""
         if self._owned and self._client is not None:
             client, self._client, self._creating = self._client, None, None
-            await client.aclose()
+            if self._loop is asyncio.get_running_loop():  # another loop's connections cannot be closed from here
+                await client.aclose()
 
 
 def _preload_backend() -> None:

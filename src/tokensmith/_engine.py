@@ -175,19 +175,21 @@ class Backoff:
     def ready(self, now: float) -> bool:
         return not now < self.not_before
 
-    def record(self, error: TokensmithError, now: float) -> float:
+    def record(self, error: Exception, now: float) -> float:
         """Count a failure and return the step until the next attempt. Only transient errors are remembered
-        (served to callers meanwhile); a rejection only paces the background worker."""
+        (served to callers meanwhile); a rejection, or an error that is not the library's (a bug in a custom
+        store, transport or credential callable), only paces the background worker."""
         self.failures += 1
+        transient = isinstance(error, TokensmithError) and error.transient
         step = backoff_step(
             self.failures,
             base=self._retry.backoff,
             cap=self._retry.max_wait,
-            retry_after=error.retry_after,
+            retry_after=error.retry_after if isinstance(error, TokensmithError) else None,
             min_gap=self._policy.min_gap,
             draw=self._draw(),
         )
-        self.error = error if error.transient else None
+        self.error = error if transient else None
         self.not_before = now + step
         return step
 
@@ -583,6 +585,12 @@ class ClientCore(DPoPBinding):
             and (stale is None or token.access_token != stale.access_token)
         )
 
+    def _fresh_outcome(self, result: Token, stale: Token | None) -> bool:
+        """For a caller that waited for another's renewal: may it have that renewal's token? Yes unless it is the
+        rejected one. It may have expired already (a server granting ``expires_in: 0``, a lifetime shorter than
+        the round trip): it is still the newest there is, as it is for the caller that renewed."""
+        return stale is None or result.access_token != stale.access_token
+
     def _serve_meanwhile(self, token: Token, stale: Token | None, min_valid: float) -> bool:
         """With background renewal, for a token that is not fresh: may a caller have it at once (and a worker
         renew it)? Yes in the refresh-soon window; past ``must_refresh_at`` only while renewing keeps failing (an
@@ -690,6 +698,8 @@ class ClientCore(DPoPBinding):
             if lease.held:
                 yield Blocking(lease.release)
             if not isinstance(error, TokensmithError):
+                if r.background and isinstance(error, Exception):
+                    self._unexpected(error, grant, attempt)  # nobody waits for it: it must not vanish
                 raise
             served = self._failed(error, candidate, grant, attempt, r)
             if served is None:
@@ -712,6 +722,18 @@ class ClientCore(DPoPBinding):
             )
         )
         return renewed
+
+    def _unexpected(self, error: Exception, grant: str | None, attempt: int) -> None:
+        """A background renewal ended with an error that is not the library's: logged with its traceback, sent
+        to ``on_event`` and paced like any failure (without pacing, every call would start it again)."""
+        logger.error("the background renewal failed unexpectedly (%s)", type(error).__name__, exc_info=error)
+        with self._mutex:
+            step = self._backoff.record(error, self._monotonic())
+        self._emit(
+            RenewalFailed(
+                grant, True, attempt, error_class=type(error).__name__, transient=False, retry_in=step, valid_for=None
+            )
+        )
 
     def _failed(
         self, error: TokensmithError, candidate: Token | None, grant: str | None, attempt: int, r: Renewal
@@ -1008,8 +1030,10 @@ class ClientCore(DPoPBinding):
             yield Blocking(functools.partial(lease.extend, login_timeout or DEFAULT_LOGIN_LEASE))
         metadata = self._metadata
         # The browser flow waits in its own thread (the loopback listener); its one token request goes through a
-        # synchronous transport with this client's settings.
-        token = yield Blocking(
+        # synchronous transport with this client's settings. ``stop`` reaches that thread: the caller's cancel
+        # signal (an asyncio.Event too, read from the thread) or the flow's end (a cancelled task, aclose()).
+        stop = _LoginStop(ui.cancel)
+        login = Blocking(
             functools.partial(
                 browser_login,
                 endpoint,
@@ -1024,7 +1048,7 @@ class ClientCore(DPoPBinding):
                 prompt="consent" if self.scope and "offline_access" in self.scope.split() else None,
                 open_browser=None if paste or self.open_browser is False else open_in_browser,
                 paste=(ui.paste or self.paste) if paste else None,
-                cancel=ui.cancel if isinstance(ui.cancel, threading.Event) else None,
+                cancel=stop,
                 login_timeout=login_timeout,
                 transport=self._sync_sender() if self._dpop is None else self._dpop_sender(),
                 issuer=metadata.issuer if metadata is not None else None,
@@ -1033,6 +1057,11 @@ class ClientCore(DPoPBinding):
                 retry=self.retry,
             )
         )
+        try:
+            token = yield login
+        except BaseException:
+            stop.set()  # the thread still waiting for the redirect stops and closes its listener (the port)
+            raise
         self.stats.logins += 1
         self.stats.token_requests += 1
         return self._bind(self._with_policy(token))
@@ -1227,6 +1256,18 @@ class ClientCore(DPoPBinding):
                 self.on_event(event)
             except Exception:  # an observer must never break a renewal
                 logger.exception("the on_event callback failed on %s", type(event).__name__)
+
+
+class _LoginStop(threading.Event):
+    """A browser login's cancel signal, read by its waiting thread: set when the flow is abandoned, or when the
+    caller's own signal is (a ``threading.Event``, or an ``asyncio.Event``, whose ``is_set`` reads one flag)."""
+
+    def __init__(self, also: Cancel | None) -> None:
+        super().__init__()
+        self._also = also
+
+    def is_set(self) -> bool:
+        return super().is_set() or (self._also is not None and self._also.is_set())
 
 
 def _login_in_progress(holder: StoreLease) -> LoginInProgress:

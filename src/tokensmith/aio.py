@@ -351,6 +351,7 @@ class AsyncTokenClient(ClientCore):
         for _ in range(3):  # a follower whose leader's result does not suit it (stale) leads next time
             flight = self._flight
             leader = flight is None
+            shared_login = not leader and r.force == "login" and self._flight_is_login
             if flight is None:
                 landed = self._renewed_meanwhile(r)
                 if landed is not None:
@@ -363,8 +364,8 @@ class AsyncTokenClient(ClientCore):
             elif r.force is None and self._still_valid(self._token, r.stale):
                 return self._token  # someone is renewing; this token still works meanwhile
             result = await self._outcome(flight)
-            if leader or (r.force is None and self._still_valid(result, r.stale)):
-                return result
+            if leader or shared_login or (r.force is None and self._fresh_outcome(result, r.stale)):
+                return result  # (a login() during another login: the person logged in once, for both)
         raise LoginRequired("could not obtain a token that is not the rejected one")
 
     def _launch(self, r: Renewal) -> _Shared[Token]:

@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+import os
 import random
 import threading
 import time
@@ -73,7 +74,7 @@ from ._threads import start_daemon
 from ._transport import DEFAULT_TIMEOUT, Timeout, Transport, Verify
 from .device import DevicePrompt, PollProgress
 from .events import RenewalEvent
-from .exceptions import LoginRequired
+from .exceptions import LoginRequired, TokensmithError
 from .grants import ACCESS_TOKEN_TYPE, TokenExchangeGrant
 from .stores.base import TokenStore
 from .token import Token
@@ -89,14 +90,22 @@ __all__ = ["DEFAULT_LOGIN_LEASE", "METADATA_TTL", "RESAVE_INTERVAL", "ClientStat
 class _Flight:
     """One renewal in progress; the other callers of the same client wait for its outcome."""
 
-    def __init__(self, *, background: bool = False) -> None:
+    def __init__(self, *, background: bool = False, login: bool = False) -> None:
         self.background = background
+        #: A login by a person: a concurrent ``login()`` takes its outcome instead of starting another.
+        self.login = login
         self.done = threading.Event()
         self.token: Token | None = None
         self.error: BaseException | None = None
 
     def outcome(self) -> Token:
         self.done.wait()
+        if self.error is not None and not isinstance(self.error, Exception):
+            # Ctrl-C (or SystemExit) in the leader's thread is that thread's own: not raised in this one.
+            raise TokensmithError(
+                f"the renewal this call waited for was interrupted ({type(self.error).__name__}) in the thread "
+                "running it; nothing was renewed"
+            ) from self.error
         if self.error is not None:
             raise _copy_error(self.error)
         assert self.token is not None
@@ -228,6 +237,7 @@ class TokenClient(ClientCore):
         self._sleep = sleep
         self._io = _ThreadIO(self.transport, sleep, self._sending)
         self._flight: _Flight | None = None
+        _clients.add(self)
 
     def _run(self, flow: Flow[T]) -> T:
         return run(flow, self._io)
@@ -366,7 +376,7 @@ class TokenClient(ClientCore):
                 landed = self._renewed_meanwhile(r) if leader else None
                 verdict = self._remembered(r.stale, force) if leader and landed is None else None
                 if leader and landed is None and verdict is None:
-                    flight = self._flight = _Flight()
+                    flight = self._flight = _Flight(login=force == "login")
             if landed is not None:
                 return landed
             if verdict is not None:
@@ -378,8 +388,8 @@ class TokenClient(ClientCore):
             if force is None and self._still_valid(current, r.stale):
                 return current  # someone is renewing; this token still works meanwhile
             result = flight.outcome()
-            if force is None and self._still_valid(result, r.stale):
-                return result
+            if (force is None and self._fresh_outcome(result, r.stale)) or (force == "login" and flight.login):
+                return result  # a login() during another login: the person logged in once, for both
         raise LoginRequired("could not obtain a token that is not the rejected one")
 
     def _lead(self, flight: _Flight, r: Renewal) -> Token:
@@ -457,6 +467,23 @@ class TokenClient(ClientCore):
 #: worker is a daemon thread (it never keeps a program alive), but a process that exits right after a call in the
 #: refresh-soon window (a CLI) would otherwise kill it between a refresh and storing the rotated refresh token.
 _renewing: weakref.WeakSet[TokenClient] = weakref.WeakSet()
+
+
+#: Every client, for a forked child: it inherits their in-flight renewals and mutexes but not the threads behind them.
+_clients: weakref.WeakSet[TokenClient] = weakref.WeakSet()
+
+
+def _forget_flights_after_fork() -> None:  # pragma: no cover - runs in forked children
+    # The thread renewing (a background worker, another caller) did not come along: its flight would never land
+    # and followers would wait for it forever; a mutex it held would never be released. The child starts afresh.
+    for client in list(_clients):
+        client._mutex = threading.Lock()
+        client._flight = None
+    _renewing.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_flights_after_fork)
 
 
 @atexit.register

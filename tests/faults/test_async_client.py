@@ -414,3 +414,146 @@ def test_async_device_login_with_async_callbacks_and_a_cancel_event(fault_server
 
     asyncio.run(go())
     assert prompts == ["UC-1"] and fault_server.count("/token") == 0  # cancelled during the first interval
+
+
+# --- an async browser login stops when asked (issue 9 review) ----------------------------------------------------
+
+
+def _browser_client(server: FaultServer, port: int, **kwargs: Any) -> tokensmith.AsyncTokenClient:
+    return tokensmith.AsyncTokenClient(
+        server.url("/token"),
+        auth=tokensmith.NoClientAuth("pub"),
+        authorization_endpoint=server.url("/authorize"),
+        redirect_uri=f"http://127.0.0.1:{port}/callback",
+        login_flow="browser",
+        **kwargs,
+    )
+
+
+def _port_is_free(port: int, within: float = 3.0) -> bool:
+    """Whether ``port`` on 127.0.0.1 can be bound again (the listener closed), waiting up to ``within`` s."""
+    import time
+
+    deadline = time.monotonic() + within
+    while True:
+        with socket.socket() as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(("127.0.0.1", port))
+                return True
+            except OSError:
+                if time.monotonic() > deadline:
+                    return False
+        time.sleep(0.05)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _listeners() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "tokensmith-redirect" and t.is_alive()]
+
+
+def test_async_browser_login_stops_on_its_cancel_event(
+    fault_server: FaultServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """RFC 8252 §7.3 listener lifetime: ``AsyncTokenClient.login(cancel=asyncio.Event())`` ends a browser login
+    as it ends a device login (``BrowserLoginCancelled``), and the loopback port is released at once; the listener
+    must not keep the port for the whole ``login_timeout``."""
+    monkeypatch.setenv("BROWSER", "true")  # a browser that opens nothing: the test never answers
+    port = _free_port()
+
+    async def go() -> None:
+        cancel = asyncio.Event()
+        loop = asyncio.get_running_loop()
+
+        def on_prompt(prompt: object) -> None:  # called from the login's worker thread
+            loop.call_soon_threadsafe(loop.call_later, 0.2, cancel.set)
+
+        async with _browser_client(fault_server, port, login_timeout=60) as client:
+            with pytest.raises(tokensmith.BrowserLoginCancelled):
+                await asyncio.wait_for(client.login(on_prompt=on_prompt, cancel=cancel), 10)
+
+    asyncio.run(go())
+    assert _port_is_free(port) and not _listeners()
+    assert fault_server.count("/token") == 0
+
+
+def test_aclose_during_an_async_browser_login_releases_the_port(
+    fault_server: FaultServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``aclose()`` cancels a login in progress; the browser login's listener (in its worker thread) must stop
+    with it, not go on holding the redirect port (a fixed one: the next login would get ``RedirectPortInUse``)."""
+    monkeypatch.setenv("BROWSER", "true")
+    port = _free_port()
+
+    async def go() -> None:
+        prompted = threading.Event()
+        client = _browser_client(fault_server, port, login_timeout=60)
+        login = asyncio.ensure_future(client.login(on_prompt=lambda prompt: prompted.set()))
+        while not prompted.is_set():
+            await asyncio.sleep(0.01)
+        await asyncio.wait_for(client.aclose(), 10)  # not after the 60 s login_timeout
+        with pytest.raises((asyncio.CancelledError, tokensmith.TokensmithError)):
+            await login
+
+    asyncio.run(go())
+    assert _port_is_free(port) and not _listeners()
+
+
+def test_the_client_works_again_in_a_second_event_loop(fault_server: FaultServer) -> None:
+    """``asyncio.run`` twice with one client (a script's two steps, one loop per test): the pooled connections
+    belong to the first, closed loop; the second run must renew over fresh ones, not fail with httpx's raw
+    ``RuntimeError: Event loop is closed`` (every failure is a library error; this one is not even a failure)."""
+    fault_server.script("/token", Reply(json=token_body(1, lifetime=0)), Reply(json=token_body(2, lifetime=0)))
+    client = _client(fault_server)
+    assert asyncio.run(client.get_token()).access_token == "at-1"
+    assert asyncio.run(client.get_token()).access_token == "at-2"  # at-1 has expired: renewed in the new loop
+    asyncio.run(client.aclose())
+    assert fault_server.count("/token") == 2
+
+
+def test_a_second_async_login_while_one_runs_shares_it(fault_server: FaultServer) -> None:
+    """Single flight for logins: a second ``login()`` task during the first gets its token, no second prompt."""
+    fault_server.default(
+        "/device",
+        Reply(
+            json={"device_code": "dc", "user_code": "UC-1", "verification_uri": "https://v.example", "expires_in": 60}
+        ),
+    )
+    fault_server.script("/token", Reply(status=400, json={"error": "authorization_pending"}))
+    fault_server.default("/token", Reply(json=token_body(1, rt="rt-1")))
+    prompts: list[str] = []
+
+    async def go() -> list[str]:
+        async with tokensmith.AsyncTokenClient(
+            fault_server.url("/token"),
+            auth=tokensmith.NoClientAuth("pub"),
+            device_authorization_endpoint=fault_server.url("/device"),
+            sleep=lambda seconds: asyncio.sleep(0),
+        ) as client:
+
+            async def on_prompt(prompt: tokensmith.DevicePrompt) -> None:
+                prompts.append(prompt.user_code)
+                await asyncio.sleep(0.1)  # the second login() task reaches the flight meanwhile
+
+            tokens = await asyncio.gather(client.login(on_prompt=on_prompt), client.login(on_prompt=on_prompt))
+            return [t.access_token for t in tokens]
+
+    assert asyncio.run(go()) == ["at-1", "at-1"]
+    assert prompts == ["UC-1"] and fault_server.count("/device") == 1
+
+
+def test_concurrent_tasks_get_a_token_that_arrives_already_expired(fault_server: FaultServer) -> None:
+    """``expires_in: 0``: the tasks that waited for the renewal get its token too, never ``LoginRequired``."""
+    fault_server.default("/token", Reply(json=token_body(1, lifetime=0), delay=0.02))
+
+    async def go() -> list[str]:
+        async with _client(fault_server) as client:
+            tokens = await asyncio.gather(*(client.get_token() for _ in range(50)))
+            return [t.access_token for t in tokens]
+
+    assert asyncio.run(go()) == ["at-1"] * 50

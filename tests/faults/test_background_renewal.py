@@ -9,6 +9,7 @@ saw, requests a caller waited for, events, never durations. With ``rng=lambda: 0
 from __future__ import annotations
 
 import logging
+import os
 import subprocess
 import sys
 import threading
@@ -399,3 +400,185 @@ def _wait_until(condition: Callable[[], bool]) -> None:
             return
         done.wait(0.01)
     raise AssertionError("the condition never became true")
+
+
+# --- fork while a background renewal is in flight (issue 10 review) ----------------------------------------------
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_child_forked_during_a_background_renewal_renews_on_its_own(fault_server: FaultServer) -> None:
+    """A process forked while the background worker waits for the server (a pre-forking server, multiprocessing's
+    fork start method) inherits the in-flight renewal but not the thread running it. The child must not wait for
+    that renewal forever once its token must be renewed: it renews itself (C26's single flight is per process)."""
+    clock = Clock(T0)
+    fault_server.script(
+        "/token",
+        Reply(json=token_body(1)),
+        Reply(json=token_body(2), delay=3.0),  # the parent's background renewal, in flight across the fork
+    )
+    fault_server.default("/token", Reply(json=token_body(3)))
+    client, _ = _client(fault_server, clock)
+    assert client.get_token().access_token == "at-1"
+    clock.advance(80)  # refresh-soon: served at once, the worker renews
+    assert client.get_token().access_token == "at-1"
+    _wait_until(lambda: fault_server.count("/token") == 2)
+    assert _renewing(client)
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        status = 3
+        try:
+            clock.advance(25)  # the token has expired: a caller must get a renewed token
+            got: list[str] = []
+            worker = threading.Thread(target=lambda: got.append(client.get_token().access_token), daemon=True)
+            worker.start()
+            worker.join(10)
+            status = 0 if got == ["at-3"] else 4 if got else 5
+        finally:
+            os._exit(status)
+    _, code = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(code) == 0, "the child hung on the parent's renewal (5) or got another token (4)"
+    _wait_until(lambda: not _renewing(client))
+    assert client.get_token().access_token == "at-2"
+
+
+class _InterruptedTransport(ThreadCountingTransport):
+    """The first token request is interrupted (Ctrl-C lands in the leader's thread while it waits for the
+    server), once a second caller has started waiting for that renewal."""
+
+    def __init__(self, follower_started: threading.Event) -> None:
+        super().__init__(requests.Session())
+        self._follower_started = follower_started
+        self._first = True
+
+    def post(self, request: Any) -> Any:
+        if self._first:
+            self._first = False
+            assert self._follower_started.wait(10)
+            time.sleep(0.2)  # the follower reaches the flight and waits on it
+            raise KeyboardInterrupt
+        return super().post(request)
+
+
+def test_a_ctrl_c_in_the_leader_is_not_raised_in_the_threads_waiting_for_it(fault_server: FaultServer) -> None:
+    """KeyboardInterrupt in the thread leading a renewal (the main thread, where Ctrl-C lands) is that thread's
+    own: a caller in another thread waiting for the same renewal gets a library error (TokensmithError, not an
+    AuthenticationError: nothing was rejected), never a KeyboardInterrupt raised in a worker thread."""
+    fault_server.default("/token", Reply(json=token_body(1)))
+    follower_started = threading.Event()
+    client, _ = _client(fault_server, Clock(T0), transport=_InterruptedTransport(follower_started))
+    outcome: list[BaseException | str] = []
+
+    def follower() -> None:
+        try:
+            outcome.append(client.get_token().access_token)
+        except BaseException as error:  # what reached this thread is the point
+            outcome.append(error)
+
+    def start_follower() -> None:
+        _wait_until(lambda: _renewing(client))
+        worker = threading.Thread(target=follower)
+        worker.start()
+        follower_started.set()
+        worker.join(10)
+
+    helper = threading.Thread(target=start_follower)
+    helper.start()
+    with pytest.raises(KeyboardInterrupt):
+        client.get_token()
+    helper.join(15)
+    assert len(outcome) == 1 and isinstance(outcome[0], tokensmith.TokensmithError), outcome
+    assert not isinstance(outcome[0], tokensmith.AuthenticationError)
+    assert client.get_token().access_token == "at-1"  # nothing is left in a bad state
+
+
+def test_a_second_login_while_one_runs_shares_it(fault_server: FaultServer) -> None:
+    """Single flight for logins too: ``login()`` called while another thread's login is waiting for the person
+    gets that login's token. It must not wait for it and then start a second one (a second prompt, a second
+    code for the person to enter)."""
+    fault_server.default(
+        "/device",
+        Reply(
+            json={"device_code": "dc", "user_code": "UC-1", "verification_uri": "https://v.example", "expires_in": 60}
+        ),
+    )
+    approved = threading.Event()
+    fault_server.script("/token", Reply(status=400, json={"error": "authorization_pending"}))
+    fault_server.default("/token", Reply(json=token_body(1, rt="rt-1")))
+    prompts: list[str] = []
+    second_started = threading.Event()
+
+    def on_prompt(prompt: tokensmith.DevicePrompt) -> None:
+        prompts.append(prompt.user_code)
+        if len(prompts) == 1:
+            assert second_started.wait(10)
+            time.sleep(0.2)  # the second login() reaches the flight and waits on it
+        approved.set()
+
+    client = tokensmith.TokenClient(
+        fault_server.url("/token"),
+        auth=tokensmith.NoClientAuth("pub"),
+        device_authorization_endpoint=fault_server.url("/device"),
+        sleep=lambda seconds: None,
+        rng=lambda: 0.0,
+    )
+    got: list[str] = []
+
+    def second() -> None:
+        _wait_until(lambda: _renewing(client))
+        worker = threading.Thread(target=lambda: got.append(client.login(on_prompt=on_prompt).access_token))
+        worker.start()
+        second_started.set()
+        worker.join(10)
+
+    helper = threading.Thread(target=second)
+    helper.start()
+    first = client.login(on_prompt=on_prompt)
+    helper.join(15)
+    assert first.access_token == "at-1" and got == ["at-1"]
+    assert prompts == ["UC-1"] and fault_server.count("/device") == 1
+
+
+def test_concurrent_callers_get_a_token_that_arrives_already_expired(fault_server: FaultServer) -> None:
+    """A server granting ``expires_in: 0`` (or a lifetime shorter than the round trip, or a skewed clock): the
+    token is expired on arrival. The caller that renewed gets it; the callers that waited for that renewal must
+    get it too (or renew again), never ``LoginRequired`` ("not the rejected one": nothing was rejected)."""
+    fault_server.default("/token", Reply(json=token_body(1, lifetime=0), delay=0.02))
+    client = tokensmith.TokenClient(fault_server.url("/token"), auth=tokensmith.ClientSecretBasic("svc", "s"))
+    results = _in_threads(lambda: client.get_token().access_token, threads=16, calls=5)
+    assert results == ["at-1"] * 80, sorted({repr(r) for r in results})
+
+
+class _BuggyTransport(ThreadCountingTransport):
+    """Answers the first token request; then fails as a bug would (not a library error)."""
+
+    def __init__(self) -> None:
+        super().__init__(requests.Session())
+        self.posts = 0
+
+    def post(self, request: Any) -> Any:
+        self.posts += 1
+        if self.posts > 1:
+            raise RuntimeError("a bug in a custom transport")
+        return super().post(request)
+
+
+def test_an_unexpected_error_in_the_background_renewal_is_reported_and_paced(
+    fault_server: FaultServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A background renewal that ends with an error that is not the library's (a bug in a custom transport,
+    store or credential callable) has nobody waiting for it: it must reach ``on_event`` and the log (with its
+    traceback), and the next attempt waits for the back-off like after any failure, not one per call."""
+    fault_server.default("/token", Reply(json=token_body(1)))
+    clock, events = Clock(T0), Events()
+    transport = _BuggyTransport()
+    client, _ = _client(fault_server, clock, events, transport=transport)
+    client.get_token()
+    clock.advance(80)  # refresh-soon: the worker renews, and fails
+    with caplog.at_level(logging.WARNING, logger="tokensmith"):
+        for _ in range(20):
+            assert client.get_token().access_token == "at-1"
+            _wait_until(lambda: not _renewing(client))
+    failed = events.of(tokensmith.RenewalFailed)
+    assert transport.posts == 2 and len(failed) == 1  # one attempt within the back-off step, not twenty
+    assert failed[0].error_class == "RuntimeError" and failed[0].background and failed[0].retry_in
+    assert any(r.levelno >= logging.ERROR and r.exc_info for r in caplog.records)

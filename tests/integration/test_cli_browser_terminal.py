@@ -139,3 +139,23 @@ def test_ctrl_c_while_waiting_for_the_redirect_exits_130_and_closes_the_listener
         socket.create_connection(("127.0.0.1", port), timeout=5).close()
     assert _token(idp, tmp_path).returncode == 4
     assert not opened.exists()
+
+
+def test_a_pasted_address_longer_than_the_terminals_line_buffer_completes_the_login(
+    idp: LocalIdP, tmp_path: Path
+) -> None:
+    """A terminal in canonical mode keeps at most 4095 bytes of a line (Linux; 1023 on macOS) and silently drops
+    the rest, and a redirect can be longer (long codes, extra parameters): the paste prompt must read it whole,
+    or the code and state are cut off and the login fails for no reason the person can see."""
+    child, link = _login(idp, tmp_path)
+    arrival = idp.authorize(link, deliver=False)
+    long_url = arrival.redirect_url.replace("?", "?padding=" + "x" * 6000 + "&", 1)
+    assert len(long_url) > 6000
+    child.sendline(long_url)
+    child.expect(pexpect.EOF)
+    child.close()
+    screen = _screen(child)
+    assert child.exitstatus == 0, screen[-2000:]
+    assert b"Traceback" not in screen
+    token = _token(idp, tmp_path)
+    assert token.returncode == 0 and token.stdout.strip(), token.stderr

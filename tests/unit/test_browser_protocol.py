@@ -454,3 +454,27 @@ def test_metadata_exposes_the_authorization_endpoint_and_the_iss_flag() -> None:
         ISSUER,
     )
     assert meta.authorization_endpoint is None and meta.authorization_response_iss_parameter_supported is False
+
+
+@pytest.mark.parametrize(
+    "pasted",
+    [
+        "http://127.0.0.1:8400/callback#code=abc&state=S",  # response_mode=fragment: the answer after "#"
+        "http://127.0.0.1:8400/callback?#code=abc&state=S",
+        "#code=abc&state=S",
+        "code=abc&state=S#_=_",  # a query answer with a fragment appended (Facebook's "#_=_")
+        "?code=abc&state=S#frag",
+        "http://127.0.0.1:8400/callback?code=abc&state=S#_=_",
+    ],
+)
+def test_a_pasted_answer_with_a_fragment_is_read(pasted: str) -> None:
+    """Paste mode (RFC 8252 §7.3 fallback): the address a browser shows may carry a fragment, or the whole
+    answer in the fragment; the code and state are found either way, and the state is still checked."""
+    assert parse_authorization_response(pasted, state="S").code == "abc"
+    with pytest.raises(tokensmith.StateMismatch):
+        parse_authorization_response(pasted, state="T")
+
+
+def test_a_fragment_never_overrides_the_query_answer() -> None:
+    with pytest.raises(tokensmith.StateMismatch):
+        parse_authorization_response("http://127.0.0.1:8400/callback?code=abc&state=X#code=evil&state=S", state="S")

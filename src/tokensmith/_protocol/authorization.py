@@ -256,16 +256,29 @@ class AuthorizationResponse:
 
 def redirect_params(text: str) -> list[tuple[str, str]]:
     """The parameters of a redirect given as a full URL (``http://127.0.0.1:8400/callback?code=...``) or as its query
-    alone, with or without the ``?`` (what a person pastes). Surrounding whitespace and quotes are ignored."""
+    alone, with or without the ``?`` (what a person pastes). Surrounding whitespace and quotes are ignored; so is
+    a fragment, unless the answer is in it (``#code=...&state=...``, response_mode=fragment)."""
     text = text.strip().strip("'\"<>").strip()
     if "://" in text:
         try:
-            query = urlsplit(text).query
+            parts = urlsplit(text)
         except ValueError:
             return []
+        query, fragment = parts.query, parts.fragment
     else:
-        query = text[1:] if text.startswith("?") else text
-    return parse_qsl(query, keep_blank_values=True)
+        query, _, fragment = (text[1:] if text.startswith("?") else text).partition("#")
+    params = parse_qsl(query, keep_blank_values=True)
+    if not any(name in _RESPONSE_PARAMS for name, _ in params):
+        # A server that answered in the fragment (response_mode=fragment): the browser shows it after "#". A
+        # fragment a site appends to a query answer (Facebook's "#_=_") is left out.
+        in_fragment = parse_qsl(fragment, keep_blank_values=True)
+        if any(name in _RESPONSE_PARAMS for name, _ in in_fragment):
+            return in_fragment
+    return params
+
+
+#: The parameters that make a text an authorization response (RFC 6749 §4.1.2, §4.1.2.1).
+_RESPONSE_PARAMS = frozenset({"state", "code", "error"})
 
 
 def _single(params: list[tuple[str, str]], name: str) -> tuple[str | None, int]:

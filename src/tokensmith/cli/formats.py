@@ -60,8 +60,16 @@ def exec_info(environ: Mapping[str, str] = os.environ) -> tuple[str, bool | None
     return version, interactive if isinstance(interactive, bool) else None
 
 
+#: 9999-12-31T23:59:59Z, the last instant RFC 3339 (four-digit years) can write.
+LAST_RFC3339 = 253_402_300_799.0
+
+
 def rfc3339(timestamp: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(timestamp))
+    """UTC, RFC 3339. A server may grant absurd lifetimes (``expires_in`` is capped at 2**62 s, far past what
+    ``time.gmtime`` converts or a four-digit year holds): those become the last writable instant."""
+    if not timestamp < LAST_RFC3339:  # also NaN
+        timestamp = LAST_RFC3339
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(max(0.0, timestamp)))
 
 
 def render(

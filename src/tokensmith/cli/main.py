@@ -9,6 +9,8 @@ cached-token path of ``token`` and ``git-credential get`` is answered before thi
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import json
 import logging
 import os
@@ -441,12 +443,61 @@ def _login_flow(settings: Settings) -> Any:
 
 def _paste() -> str:
     """Paste mode: the prompt on stderr (stdout is for data), the pasted address from stdin."""
-    sys.stderr.write("Paste the address here and press Enter: ")
-    sys.stderr.flush()
-    line = sys.stdin.readline()
+    line = _read_long_line("Paste the address here and press Enter: ")
     if not line:
         raise EOFError("no address was pasted (end of input)")
     return line.strip()
+
+
+def _read_long_line(prompt: str) -> str:
+    """``prompt`` on stderr, then a line from stdin. On a POSIX terminal, read with the kernel's line editing off
+    (switched off before the prompt is shown): in canonical mode a terminal keeps at most 4095 bytes of a line
+    (1023 on macOS) and silently drops the rest, and a redirect address can be longer. Echo and Ctrl-C stay;
+    Enter ends the line, Backspace erases, Ctrl-D on an empty line is the end of input. Elsewhere: ``readline()``."""
+    try:
+        import termios
+
+        fd = sys.stdin.fileno()
+        saved = termios.tcgetattr(fd) if os.isatty(fd) else None
+    except Exception:  # no termios (Windows), no file descriptor, termios.error
+        saved = None
+    if saved is None:
+        sys.stderr.write(prompt)
+        sys.stderr.flush()
+        return sys.stdin.readline()
+    raw = termios.tcgetattr(fd)
+    raw[3] &= ~termios.ICANON
+    raw[6][termios.VMIN], raw[6][termios.VTIME] = 1, 0
+    line = bytearray()
+
+    def restore() -> None:
+        with contextlib.suppress(Exception):
+            termios.tcsetattr(fd, termios.TCSADRAIN, saved)
+
+    # This runs in the login's paste thread: if the login ends first (Ctrl-C, timeout), the process exits with
+    # the read still pending, and the terminal must not be left without its line editing.
+    atexit.register(restore)
+    try:
+        termios.tcsetattr(fd, termios.TCSANOW, raw)
+        sys.stderr.write(prompt)
+        sys.stderr.flush()
+        while True:
+            chunk = os.read(fd, 65536)
+            if not chunk or (chunk == b"\x04" and not line):
+                return ""
+            for byte in chunk:
+                if byte in (0x0A, 0x0D):
+                    return line.decode("utf-8", "replace") + "\n"
+                if byte in (0x7F, 0x08):  # Backspace: erase the last character on screen too
+                    if line:
+                        del line[-1]
+                        sys.stderr.write("\b \b")
+                        sys.stderr.flush()
+                elif byte != 0x04:
+                    line.append(byte)
+    finally:
+        restore()
+        atexit.unregister(restore)
 
 
 class _LazyPresenter:

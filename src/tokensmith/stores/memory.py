@@ -3,8 +3,10 @@ process, so a lease's pid is always alive: only expiry ends a lease nobody relea
 
 from __future__ import annotations
 
+import os
 import threading
 import time
+import weakref
 from collections import defaultdict
 
 from ..token import Token
@@ -21,6 +23,14 @@ class MemoryStore:
         self._keys: dict[str, str] = {}
         self._guard = threading.Lock()
         self._locks: defaultdict[str, threading.RLock] = defaultdict(threading.RLock)
+        _stores.add(self)
+
+    def _after_fork(self) -> None:
+        """In a forked child: the parent's threads are gone, so are the locks they held and the leases they
+        claimed (nothing in this copy would ever release them). The tokens stay."""
+        self._guard = threading.Lock()
+        self._locks = defaultdict(threading.RLock)
+        self._leases = {}
 
     def load(self, key: str) -> Token | None:
         with self._guard:
@@ -77,3 +87,15 @@ class MemoryStore:
     def current_lease(self, key: str) -> Lease | None:
         with self._guard:
             return self._leases.get(key)
+
+
+_stores: weakref.WeakSet[MemoryStore] = weakref.WeakSet()
+
+
+def _reset_after_fork() -> None:  # pragma: no cover - runs in forked children
+    for store in list(_stores):
+        store._after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_after_fork)
