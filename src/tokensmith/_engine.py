@@ -1039,7 +1039,7 @@ class ClientCore(DPoPBinding):
                 endpoint,
                 self._require_token_endpoint(),
                 self.auth,
-                on_prompt=ui.on_prompt,
+                on_prompt=self._callback_from_thread(ui.on_prompt),
                 scope=self.scope,
                 audience=self.audience,
                 resource=self.resource or None,
@@ -1065,6 +1065,11 @@ class ClientCore(DPoPBinding):
         self.stats.logins += 1
         self.stats.token_requests += 1
         return self._bind(self._with_policy(token))
+
+    def _callback_from_thread(self, callback: Callable[[Any], Any]) -> Callable[[Any], None]:
+        """A user's callback, for a login running in a worker thread (the browser flow). The thread driver calls
+        it there; the asyncio driver runs it on its event loop (and awaits it when it is a coroutine)."""
+        return callback
 
     def _dpop_sender(self) -> Any:
         from .dpop import DPoPSender

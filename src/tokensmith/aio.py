@@ -241,6 +241,20 @@ class AsyncTokenClient(ClientCore):
     async def _run(self, flow: Flow[T]) -> T:
         return await arun(flow, self._io)
 
+    def _callback_from_thread(self, callback: Callable[[Any], Any]) -> Callable[[Any], None]:
+        """On the event loop, like every other callback of this client, and awaited when it is a coroutine (an
+        async ``on_prompt`` for a browser login, whose listener waits in a worker thread). The thread waits until
+        it has run: the link is shown before the browser is opened."""
+        loop = asyncio.get_running_loop()  # called by the flow, on the loop
+
+        def call(value: Any) -> None:
+            async def run() -> None:
+                await maybe_await(callback(value))
+
+            asyncio.run_coroutine_threadsafe(run(), loop).result()
+
+        return call
+
     @classmethod
     async def for_resource(
         cls,

@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 import tokensmith
-from idp_harness import CC_CLIENT, DEVICE_PUBLIC, LocalIdP
+from idp_harness import BROWSER_PUBLIC, CC_CLIENT, DEVICE_PUBLIC, LocalIdP
 from loop_stalls import StallMonitor, ThreadNotingFileStore
 
 pytestmark = pytest.mark.idp
@@ -164,3 +164,38 @@ def test_device_login_with_either_kind_of_on_prompt_then_a_rotating_refresh(idp:
 
     first, second = asyncio.run(go())
     assert len(prompts) == 1 and first.refresh_token and second.refresh_token != first.refresh_token
+
+
+@pytest.mark.parametrize("kind", ["async", "sync"])
+def test_browser_login_with_either_kind_of_on_prompt_runs_it_on_the_loop(
+    idp: LocalIdP, kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The browser login waits for the redirect in a worker thread; its prompt (the link the person must see)
+    still goes to an async on_prompt awaited on the event loop, like the device flow's, and a sync one runs there
+    too. Before, an async on_prompt was called from the thread and never awaited: the link was never shown."""
+    monkeypatch.setenv("BROWSER", "true")  # a browser "opens" (does nothing): the test plays the person's browser
+    monkeypatch.delenv("SSH_CONNECTION", raising=False)
+    shown: list[tuple[str, bool]] = []
+
+    def show(prompt: object) -> None:
+        assert isinstance(prompt, tokensmith.BrowserPrompt)
+        shown.append((prompt.url, threading.current_thread() is threading.main_thread()))
+        threading.Thread(target=idp.authorize, args=(prompt.url,), daemon=True).start()
+
+    async def show_async(prompt: object) -> None:
+        await asyncio.sleep(0)  # really a coroutine: a call that is not awaited shows nothing
+        show(prompt)
+
+    async def go() -> tokensmith.Token:
+        async with tokensmith.AsyncTokenClient.from_issuer(
+            idp.issuer,
+            BROWSER_PUBLIC.client_id,
+            scope=SCOPE,
+            login_flow="browser",
+            on_prompt=show_async if kind == "async" else show,
+        ) as client:
+            return await client.login(login_timeout=60)
+
+    token = asyncio.run(go())
+    assert token.refresh_token and len(shown) == 1
+    assert shown[0][1]  # on the loop's thread (asyncio.run's: the main thread here), not the listener's
