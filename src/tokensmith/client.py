@@ -449,7 +449,8 @@ class TokenClient(ClientCore):
     def close(self) -> None:
         """Start no more background renewals and wait for one in progress, save a token that could not be
         stored earlier (one last try), and close the transport."""
-        self._closed = True
+        with self._mutex:  # a worker being started now either is seen below or sees the client closed
+            self._closed = True
         self._finish_background()
         if self._unsaved is not None:
             self._next_save_attempt = 0.0
