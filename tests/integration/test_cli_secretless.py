@@ -250,7 +250,7 @@ def _unusable(tmp_path: Path, idp: LocalIdP) -> dict[str, tuple[list[str], dict[
     )
     return {
         "missing": (["--private-key-file", str(tmp_path / "nope.pem")], {}, "cannot read the private key file"),
-        "directory": (["--private-key-file", str(tmp_path)], {}, "cannot read the private key file"),
+        "directory": (["--private-key-file", str(tmp_path)], {}, "is a directory"),
         "empty": (["--private-key-file", str(write_key(tmp_path / "empty.pem", ""))], {}, "is empty"),
         "garbage": (
             ["--private-key-file", str(write_key(tmp_path / "garbage", "not a key at all\n"))],
