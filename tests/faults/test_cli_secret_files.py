@@ -66,3 +66,27 @@ def test_a_secret_from_process_substitution_is_read(fault_server: FaultServer, t
     (sent,) = fault_server.recorded("/token")
     scheme, _, encoded = sent.headers["authorization"].partition(" ")
     assert scheme == "Basic" and base64.b64decode(encoded) == b"svc:pipe-secret"  # the piped secret, whole
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device", "directory"])
+def test_the_configuration_file_never_hangs_the_fast_path_or_the_full_command(
+    fault_server: FaultServer, tmp_path: Path, kind: str
+) -> None:
+    """``tokensmith token`` runs on every kubectl and git call: a configuration file that is a FIFO nobody writes
+    to reads as empty (no settings), a device or a directory is a usage error (exit 2); it never hangs."""
+    if kind == "fifo":
+        config = tmp_path / "config.toml"
+        os.mkfifo(config)
+    else:
+        config = Path("/dev/zero") if kind == "device" else tmp_path
+    env_extra = {"TOKENSMITH_CONFIG": str(config)}
+    argv = [sys.executable, "-m", "tokensmith", "token", "--no-interactive", "--token-endpoint",
+            fault_server.url("/token"), "--client-id", "svc"]  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TOKENSMITH_")}
+    env.update(XDG_CACHE_HOME=str(tmp_path / "cache"), NO_COLOR="1", **env_extra)
+    done = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=30, stdin=subprocess.DEVNULL)
+    if kind == "fifo":
+        assert done.returncode == 4 and "login required" in done.stderr, done.stderr  # read as no settings
+    else:
+        assert done.returncode == 2 and "configuration file" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr and fault_server.count("/token") == 0

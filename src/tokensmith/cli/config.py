@@ -258,15 +258,60 @@ def config_path(environ: Mapping[str, str] = os.environ) -> str:
     return os.path.join(base, "tokensmith", "config.toml")
 
 
+#: A configuration file is a few kilobytes.
+CONFIG_FILE_LIMIT = 1024 * 1024
+#: How long a pipe given as a file (``--client-secret-file <(vault read ...)``) may take to deliver its content.
+PIPE_WAIT = 10.0
+
+
+def read_small_file(path: str, what: str, limit: int) -> tuple[bytes, int]:
+    """At most ``limit`` + 1 bytes of a regular file, or of a pipe (process substitution), and its mode. Never
+    blocks on a FIFO nobody writes to (its read is an immediate end of file, so "empty"), a FIFO whose writer is
+    silent (``PIPE_WAIT``), or a device; a directory, device or socket is refused. ``ConfigError`` otherwise."""
+    import select
+    import stat
+    import time
+
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0))
+    except OSError as error:
+        raise ConfigError(f"cannot read {what} {path}: {error.strerror or error}") from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if not (stat.S_ISREG(mode) or stat.S_ISFIFO(mode)):
+            kind = "a directory" if stat.S_ISDIR(mode) else "not a regular file"
+            raise ConfigError(f"{what} {path} is {kind}")
+        chunks: list[bytes] = []
+        size, deadline = 0, time.monotonic() + PIPE_WAIT
+        while size <= limit:
+            try:
+                chunk = os.read(fd, limit + 1 - size)
+            except BlockingIOError:  # a pipe whose writer has not written yet
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 and chunks:
+                    break  # a writer that keeps the pipe open: what it wrote is the content
+                if remaining <= 0:
+                    raise ConfigError(f"nothing arrived from {what} {path} (a pipe nobody writes to?)") from None
+                select.select([fd], [], [], remaining)
+                continue
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        return b"".join(chunks), mode
+    except OSError as error:
+        raise ConfigError(f"cannot read {what} {path}: {error.strerror or error}") from None
+    finally:
+        os.close(fd)
+
+
 def load_config_file(path: str) -> dict[str, Any]:
     """The parsed file, or ``{}`` if there is none. ``ConfigError`` for a file that cannot be read or parsed."""
-    try:
-        with open(path, "rb") as handle:
-            data = handle.read()
-    except FileNotFoundError:
+    if not os.path.lexists(path):
         return {}
-    except OSError as error:
-        raise ConfigError(f"cannot read the configuration file {path}: {error.strerror}") from None
+    data, _ = read_small_file(path, "the configuration file", CONFIG_FILE_LIMIT)
+    if len(data) > CONFIG_FILE_LIMIT:
+        raise ConfigError(f"the configuration file {path} is too large (over {CONFIG_FILE_LIMIT // 1024} KiB)")
     if sys.version_info >= (3, 11):
         import tomllib
     else:  # pragma: no cover - Python 3.10

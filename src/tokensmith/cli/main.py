@@ -52,6 +52,7 @@ from .config import (
     STORES,
     ConfigError,
     Settings,
+    read_small_file,
     resolve,
 )
 from .formats import FORMATS, ExecInfoError
@@ -231,7 +232,7 @@ def _read_secret(settings: Settings) -> str | None:
         return line
     if settings.client_secret_file:
         path = os.path.expanduser(settings.client_secret_file)
-        data, _ = _read_small_file(path, "the client secret file", _KEY_FILE_LIMIT)
+        data, _ = read_small_file(path, "the client secret file", _KEY_FILE_LIMIT)
         if len(data) > _KEY_FILE_LIMIT:
             raise ConfigError(f"the client secret file {path} is too large to be a client secret")
         try:
@@ -255,55 +256,13 @@ def _read_secret(settings: Settings) -> str | None:
 
 #: A key file is a few kilobytes; anything much larger is not one (and is not read into memory whole).
 _KEY_FILE_LIMIT = 64 * 1024
-#: How long a pipe given as a file (``--client-secret-file <(vault read ...)``) may take to deliver its content.
-_PIPE_WAIT = 10.0
-
-
-def _read_small_file(path: str, what: str, limit: int) -> tuple[bytes, int]:
-    """At most ``limit`` + 1 bytes of a regular file, or of a pipe (process substitution), and its mode. Never
-    blocks on a FIFO nobody writes to (its read is an immediate end of file, so "empty"), a FIFO whose writer is
-    silent (``_PIPE_WAIT``), or a device; a directory, device or socket is refused. ``ConfigError`` otherwise."""
-    import select
-    import stat
-
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0))
-    except OSError as error:
-        raise ConfigError(f"cannot read {what} {path}: {error.strerror or error}") from None
-    try:
-        mode = os.fstat(fd).st_mode
-        if not (stat.S_ISREG(mode) or stat.S_ISFIFO(mode)):
-            kind = "a directory" if stat.S_ISDIR(mode) else "not a regular file"
-            raise ConfigError(f"{what} {path} is {kind}")
-        chunks: list[bytes] = []
-        size, deadline = 0, time.monotonic() + _PIPE_WAIT
-        while size <= limit:
-            try:
-                chunk = os.read(fd, limit + 1 - size)
-            except BlockingIOError:  # a pipe whose writer has not written yet
-                remaining = deadline - time.monotonic()
-                if remaining <= 0 and chunks:
-                    break  # a writer that keeps the pipe open: what it wrote is the content
-                if remaining <= 0:
-                    raise ConfigError(f"nothing arrived from {what} {path} (a pipe nobody writes to?)") from None
-                select.select([fd], [], [], remaining)
-                continue
-            if not chunk:
-                break
-            chunks.append(chunk)
-            size += len(chunk)
-        return b"".join(chunks), mode
-    except OSError as error:
-        raise ConfigError(f"cannot read {what} {path}: {error.strerror or error}") from None
-    finally:
-        os.close(fd)
 
 
 def _read_key_file(settings: Settings) -> tuple[str, bytes, int]:
     """The private key file's path, bytes and mode."""
     assert settings.private_key_file is not None
     path = os.path.expanduser(settings.private_key_file)
-    data, mode = _read_small_file(path, "the private key file", _KEY_FILE_LIMIT)
+    data, mode = read_small_file(path, "the private key file", _KEY_FILE_LIMIT)
     if len(data) > _KEY_FILE_LIMIT:
         raise ConfigError(f"the private key file {path} is too large to be a private key")
     if not data.strip():
