@@ -489,3 +489,21 @@ def test_the_key_file_is_not_a_secret_source_for_basic(idp: LocalIdP, cli: Cli, 
     )
     assert proc.returncode == 0, proc.stderr
     assert stat.S_IMODE(cli.token_file(cache_key(idp, PKJWT_EC.client_id)).stat().st_mode) == 0o600
+
+
+def test_the_assertion_audience_reaches_the_assertion(idp: LocalIdP, cli: Cli, tmp_path: Path) -> None:
+    """``--assertion-audience``: ``issuer`` (Auth0 wants the tenant URL) is accepted by the IdP, which takes the
+    issuer or the endpoint (RFC 7523 §3); an audience that is neither is refused by it (exit 5), so the flag
+    really is the assertion's ``aud``; ``issuer`` without an issuer is a usage error before anything is sent."""
+    key = write_key(tmp_path / "key.pem", pem(idp.private_keys[PKJWT_RSA.client_id]))
+    flags = [*args(idp, PKJWT_RSA.client_id), "--private-key-file", str(key)]
+    as_issuer = cli.run("token", *flags, "--assertion-audience", "issuer", "--force-refresh")
+    assert (as_issuer.returncode, as_issuer.stderr) == (0, ""), as_issuer.stderr
+    elsewhere = cli.run("token", *flags, "--assertion-audience", "https://elsewhere.example/", "--force-refresh")
+    assert elsewhere.returncode == 5 and "invalid_client" in one_line(elsewhere.stderr)
+    explicit = [a if a != "--issuer" else "--token-endpoint" for a in flags]
+    explicit[explicit.index("--token-endpoint") + 1] = idp.token_endpoint
+    no_issuer = cli.run("token", *explicit, "--assertion-audience", "issuer")
+    assert no_issuer.returncode == 2 and "no issuer" in one_line(no_issuer.stderr)
+    basic = cli.run("token", *args(idp, CC_CLIENT.client_id), "--assertion-audience", "issuer")
+    assert basic.returncode == 2 and "only used by private_key_jwt" in one_line(basic.stderr)

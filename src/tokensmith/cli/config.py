@@ -21,7 +21,9 @@ JWK as JSON; ``TOKENSMITH_PRIVATE_KEY_FILE``, ``--private-key-file``) signs a sh
 (``auth_method = "private_key_jwt"``, implied by the key file; ``private-key-jwt`` is accepted too). The
 cached-token fast path never reads the key. An encrypted PEM's password comes from the
 variable named by ``private_key_password_env``. ``key_id`` sets the assertion's ``kid`` (default: the JWK's, else
-the key's RFC 7638 thumbprint), ``assertion_alg`` its algorithm (default: the key's own, RS256 / ES256 / ...).
+the key's RFC 7638 thumbprint), ``assertion_alg`` its algorithm (default: the key's own, RS256 / ES256 / ...),
+``assertion_audience`` its ``aud``: ``endpoint`` (default: the URL called, RFC 7523 §3), ``issuer`` (Auth0 wants
+its tenant URL, the issuer), or a URL.
 ``auth_method = "client_secret_jwt"`` MACs the assertion with the client secret (from the usual sources; HS256
 unless ``assertion_alg``). The key file should be readable by its owner only: a group- or world-readable one
 is used, with a warning (CI secret mounts are often 0644).
@@ -94,6 +96,7 @@ class Settings:
     private_key_password_env: str | None = None
     key_id: str | None = None
     assertion_alg: str | None = None
+    assertion_audience: str | None = None
     scope: tuple[str, ...] = ()
     audience: str | None = None
     resource: tuple[str, ...] = ()
@@ -188,6 +191,19 @@ class Settings:
                     f"{self._named('assertion_alg')}: {self.assertion_alg!r} is not one of {', '.join(allowed)} "
                     f"(for {method})"
                 )
+        if self.assertion_audience is not None:
+            if method not in ("private_key_jwt", "client_secret_jwt"):
+                raise ConfigError(
+                    f"{self._named('assertion_audience')} is only used by private_key_jwt and client_secret_jwt "
+                    f"(auth method: {method})"
+                )
+            if not self.assertion_audience.strip():
+                raise ConfigError(f"{self._named('assertion_audience')} is empty")
+            if self.assertion_audience == "issuer" and not self.issuer:
+                raise ConfigError(
+                    f"{self._named('assertion_audience')} is 'issuer', but no issuer is given: pass --issuer, or "
+                    "the audience the server expects as a URL"
+                )
         if (
             method == "client_secret_jwt"
             and not (self.client_secret_stdin or self.client_secret_file or self.client_secret_env)
@@ -227,6 +243,7 @@ SETTINGS = (
     "private_key_password_env",
     "key_id",
     "assertion_alg",
+    "assertion_audience",
     "scope",
     "audience",
     "resource",

@@ -39,6 +39,7 @@ _OPTIONS = {
     "--private-key-password-env": ("private_key_password_env", True),
     "--key-id": ("key_id", True),
     "--assertion-alg": ("assertion_alg", True),
+    "--assertion-audience": ("assertion_audience", True),
     "--scope": ("scope", True),
     "--audience": ("audience", True),
     "--resource": ("resource", True),

@@ -342,14 +342,24 @@ def _jwt_auth(settings: Settings, secret: str | None) -> Any:
 
     assert settings.client_id is not None
     where, mode = "client_secret_jwt", 0
+    # RFC 7523 §3: the endpoint called by default; some servers want the issuer (Auth0) or a fixed URL.
+    audience, issuer = settings.assertion_audience or "endpoint", settings.issuer
     try:
         if settings.auth_method == "private_key_jwt":
             path, key, mode = _load_private_key(settings)
             where = f"the private key file {path}"
-            auth: Any = PrivateKeyJWT(settings.client_id, key, kid=settings.key_id, alg=settings.assertion_alg)
+            auth: Any = PrivateKeyJWT(
+                settings.client_id,
+                key,
+                kid=settings.key_id,
+                alg=settings.assertion_alg,
+                audience=audience,
+                issuer=issuer,
+            )
         else:
             assert secret is not None
-            auth = ClientSecretJWT(settings.client_id, secret, alg=settings.assertion_alg or "HS256")
+            alg = settings.assertion_alg or "HS256"
+            auth = ClientSecretJWT(settings.client_id, secret, alg=alg, audience=audience, issuer=issuer)
         auth.assertion("urn:tokensmith:cli:check")  # never sent: parses the key and tries alg and kid once
     except ConfigurationError as error:  # the library's messages never quote a key or a secret
         raise ConfigError(f"{where}: {error}") from None
@@ -601,6 +611,11 @@ def _identity_options(function: Callable[..., Any]) -> Callable[..., Any]:
         ),
         click.option(
             "--assertion-alg", metavar="ALG", help="Client assertion algorithm (default: the key's own; HS256)."
+        ),
+        click.option(
+            "--assertion-audience",
+            metavar="AUD",
+            help="aud of the client assertion: endpoint (default), issuer (Auth0), or a URL.",
         ),
         click.option("--scope", "scope", multiple=True, help="Scope to request; repeat or space-separate."),
         click.option("--audience", help="Audience (Auth0)."),
