@@ -78,6 +78,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from ._protocol.resource_metadata import ResourceMetadata
     from .dpop import DPoPKey, DPoPSession
+    from .resource import ResourcePlan
 
 
 @dataclass
@@ -430,6 +431,28 @@ class ClientCore(DPoPBinding):
         the first network request, validated (the document's ``issuer`` must be identical, C28) and cached."""
         return cls(issuer=issuer, client_id=client_id, client_secret=client_secret, **kwargs)
 
+    @classmethod
+    def _for_plan(
+        cls: type[_Client],
+        plan: ResourcePlan,
+        url: str,
+        client_id: str,
+        client_secret: str | None,
+        transport: Any,
+        kwargs: dict[str, Any],
+    ) -> _Client:
+        """``for_resource``'s client, once both drivers have fetched the plan: the constructor's arguments win over
+        discovery, and the validated documents are kept (no second fetch)."""
+        from .resource import client_settings
+
+        settings = client_settings(plan, url, kwargs)
+        client = cls(
+            issuer=plan.server.issuer, client_id=client_id, client_secret=client_secret, transport=transport, **settings
+        )
+        client._metadata = plan.server
+        client.resource_metadata = plan.resource
+        return client
+
     # -- configuration: discovered explicitly, read without I/O ------------------------------------------------
 
     @property
@@ -437,25 +460,25 @@ class ClientCore(DPoPBinding):
         """The discovered metadata, or None before ``discover()`` (never fetches)."""
         return self._metadata
 
+    def _endpoint(self, configured: str | None, discovered: Callable[[ServerMetadata], str | None]) -> str | None:
+        """A configured endpoint, else the discovered one, else None (not discovered yet)."""
+        if configured is not None:
+            return configured
+        return discovered(self._metadata) if self._metadata is not None else None
+
     @property
     def token_endpoint(self) -> str | None:
         """The configured or discovered token endpoint; None until ``discover()`` when only an issuer was given."""
-        if self._configured_token_endpoint is not None:
-            return self._configured_token_endpoint
-        return self._metadata.token_endpoint if self._metadata is not None else None
+        return self._endpoint(self._configured_token_endpoint, lambda m: m.token_endpoint)
 
     @property
     def device_authorization_endpoint(self) -> str | None:
-        if self._configured_device_endpoint is not None:
-            return self._configured_device_endpoint
-        return self._metadata.device_authorization_endpoint if self._metadata is not None else None
+        return self._endpoint(self._configured_device_endpoint, lambda m: m.device_authorization_endpoint)
 
     @property
     def authorization_endpoint(self) -> str | None:
         """The configured or discovered authorization endpoint (browser logins); None until known."""
-        if self._configured_authorization_endpoint is not None:
-            return self._configured_authorization_endpoint
-        return self._metadata.authorization_endpoint if self._metadata is not None else None
+        return self._endpoint(self._configured_authorization_endpoint, lambda m: m.authorization_endpoint)
 
     @property
     def auth(self) -> ClientAuth:

@@ -267,7 +267,7 @@ class AsyncTokenClient(ClientCore):
         **kwargs: Any,
     ) -> AsyncTokenClient:
         """As ``TokenClient.for_resource`` (RFC 9728 → RFC 8414/OIDC → RFC 8707), over this client's transport."""
-        from .resource import client_settings, resource_plan_flow
+        from .resource import resource_plan_flow
 
         transport = kwargs.pop("transport", None) or AsyncTransport(
             kwargs.pop("http_client", None),
@@ -279,13 +279,7 @@ class AsyncTokenClient(ClientCore):
             url, transport, www_authenticate=www_authenticate, choose_authorization_server=choose_authorization_server
         )
         plan = await arun(flow, _GetIO(transport))
-        settings = client_settings(plan, url, kwargs)
-        client = cls(
-            issuer=plan.server.issuer, client_id=client_id, client_secret=client_secret, transport=transport, **settings
-        )
-        client._metadata = plan.server
-        client.resource_metadata = plan.resource
-        return client
+        return cls._for_plan(plan, url, client_id, client_secret, transport, kwargs)
 
     async def discover(self, *, refresh: bool = False) -> ServerMetadata | None:
         """Fetch (or take from the process-wide cache) the issuer's metadata; None without an issuer."""

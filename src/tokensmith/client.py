@@ -259,7 +259,7 @@ class TokenClient(ClientCore):
         resource answered (its ``resource_metadata`` is then used; same origin only). DPoP is turned on when the
         resource requires DPoP-bound tokens. Other arguments are the constructor's, and win over discovery.
         ``client.resource_metadata`` keeps the validated document."""
-        from .resource import client_settings, resource_plan_flow
+        from .resource import resource_plan_flow
 
         transport = kwargs.pop("transport", None) or Transport(
             kwargs.pop("session", None),
@@ -276,13 +276,7 @@ class TokenClient(ClientCore):
             ),
             SimpleIO(transport.post, transport.get),
         )
-        settings = client_settings(plan, url, kwargs)
-        client = cls(
-            issuer=plan.server.issuer, client_id=client_id, client_secret=client_secret, transport=transport, **settings
-        )
-        client._metadata = plan.server
-        client.resource_metadata = plan.resource
-        return client
+        return cls._for_plan(plan, url, client_id, client_secret, transport, kwargs)
 
     def discover(self, *, refresh: bool = False) -> ServerMetadata | None:
         """Fetch (or take from the transport's cache) the issuer's metadata; None without an issuer. Network

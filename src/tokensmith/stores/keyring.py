@@ -145,6 +145,17 @@ class KeyringStore:
             first, self._failure_warned = not self._failure_warned, True
         (logger.warning if first else logger.debug)(message, *args)
 
+    def _read_item(self, key: str, item: str) -> str | None:
+        """The keyring's item ``item`` (for store key ``key``), or None: absent, or no usable keyring."""
+        backend = self._keyring()
+        if backend is None:
+            return None
+        try:
+            secret: str | None = self._call("read", key, functools.partial(backend.get_password, self.service, item))
+        except _KeyringUnavailable:
+            return None
+        return secret
+
     # -- TokenStore --
 
     def load(self, key: str) -> Token | None:
@@ -152,13 +163,7 @@ class KeyringStore:
         stored = self.fallback.load(key)
         if stored is not None:
             return stored
-        backend = self._keyring()
-        if backend is None:
-            return None
-        try:
-            secret = self._call("read", key, functools.partial(backend.get_password, self.service, key))
-        except _KeyringUnavailable:
-            return None
+        secret = self._read_item(key, key)
         if secret is None:
             return None
         try:
@@ -229,15 +234,7 @@ class KeyringStore:
 
     def load_key(self, key: str) -> str | None:
         stored = self.fallback.load_key(key)
-        if stored is not None:
-            return stored
-        backend = self._keyring()
-        if backend is None:
-            return None
-        try:
-            return self._call("read", key, functools.partial(backend.get_password, self.service, _key_item(key)))
-        except _KeyringUnavailable:
-            return None
+        return stored if stored is not None else self._read_item(key, _key_item(key))
 
     def save_key(self, key: str, jwk: str) -> None:
         backend = self._keyring()
