@@ -9,14 +9,17 @@ library's integration tests rely on.
 from __future__ import annotations
 
 import base64
+import shutil
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote_plus
 
 import pytest
 import requests
 
+import idp_harness
 from idp_harness import (
     API_RESOURCE,
     CC_CLIENT,
@@ -27,6 +30,7 @@ from idp_harness import (
     ODD_CLIENT,
     OTHER_API_RESOURCE,
     ClientInfo,
+    IdPStartTimeout,
     LocalIdP,
 )
 
@@ -322,3 +326,45 @@ def test_device_code_expires(idp_short_device_ttl: LocalIdP, http: requests.Sess
 
     time.sleep(max(0.0, started + authorization["expires_in"] + 1.2 - time.monotonic()))
     assert_error(poll(http, server, DEVICE_PUBLIC, authorization["device_code"]), "expired_token")
+
+
+# --------------------------------------------------------------------------- harness start-up
+
+
+def _stalling_node(tmp_path: Path, stalls: int) -> str:
+    """A ``node`` stand-in whose first ``stalls`` starts hang silently (as a starved CI machine's once did)."""
+    real_node = shutil.which("node")
+    assert real_node is not None
+    count = tmp_path / "starts"
+    shim = tmp_path / "node"
+    shim.write_text(
+        "#!/bin/sh\n"
+        f'echo x >> "{count}"\n'
+        f'if [ "$(wc -l < "{count}")" -le {stalls} ]; then exec sleep 60; fi\n'
+        f'exec "{real_node}" "$@"\n'
+    )
+    shim.chmod(0o755)
+    return str(shim)
+
+
+def test_a_start_that_stalls_is_tried_once_more_with_a_fresh_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    shim = _stalling_node(tmp_path, stalls=1)
+    monkeypatch.setattr(idp_harness.shutil, "which", lambda name: shim)
+    with LocalIdP(startup_timeout=3) as server:
+        assert requests.get(server.discovery_url, timeout=10).json()["issuer"] == server.issuer
+    assert (tmp_path / "starts").read_text().count("x") == 2
+    assert "start attempt 1 stalled, retrying" in capfd.readouterr().err
+
+
+def test_a_start_that_keeps_stalling_fails_with_a_typed_error_and_leaves_nothing_running(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shim = _stalling_node(tmp_path, stalls=2)
+    monkeypatch.setattr(idp_harness.shutil, "which", lambda name: shim)
+    server = LocalIdP(startup_timeout=1)
+    with pytest.raises(IdPStartTimeout, match="did not print READY within 1 s"):
+        server.start()
+    assert not server.running
+    assert (tmp_path / "starts").read_text().count("x") == 2
