@@ -573,39 +573,78 @@ def _loopback_authority(host_header: str) -> bool:
 # --- paste mode ---------------------------------------------------------------------------------------------------
 
 
-def _wait_for_paste(paste: Callable[[], str], *, timeout: float, cancel: threading.Event | None) -> str:
-    """Run ``paste`` (it blocks on the person) in a daemon thread, so the login's deadline and ``cancel`` still
-    apply. A blank answer is asked for again. If the login ends first, the thread is left blocked in ``paste``."""
-    done = threading.Event()
-    result: _Answer[str] = _Answer()
+class _PasteReader:
+    """One call of a ``paste`` callable, in a daemon thread (it blocks on the person), whose answer goes to the
+    login waiting for it. A login that ends first (timeout, cancel) leaves the reader blocked; the next login with
+    the same ``paste`` adopts it rather than starting a second reader that would race it for the person's next
+    line (the old one would take it and the new login would time out). An answer nobody waits for is dropped: it
+    belongs to a login that is over."""
 
-    def ask() -> None:
+    def __init__(self, paste: Callable[[], str]) -> None:
+        self.paste = paste
+        self.waiter: tuple[threading.Event, _Answer[str]] | None = None
+
+    def run(self) -> None:
+        answer: _Answer[str] = _Answer()
         try:
             while True:
-                text = paste()
+                text = self.paste()
                 if not isinstance(text, str):
                     raise TypeError(f"paste() must return the pasted text, not {type(text).__name__}")
-                if text.strip():
-                    result.value = text
-                    return
+                if text.strip():  # a blank line is asked for again
+                    answer.value = text
+                    break
         except BaseException as error:
-            result.error = error
-        finally:
-            done.set()
+            answer.error = error
+        with _paste_lock:
+            if _pending_pastes.get(id(self.paste)) is self:
+                del _pending_pastes[id(self.paste)]
+            waiter, self.waiter = self.waiter, None
+            if waiter is None:
+                logger.debug("browser login: an answer pasted after its login ended was dropped")
+                return
+            waiter[1].value, waiter[1].error = answer.value, answer.error
+            waiter[0].set()
 
-    start_daemon(ask, name="tokensmith-paste")
-    deadline = None if math.isinf(timeout) else time.monotonic() + timeout
-    while True:
-        slice_ = CANCEL_POLL if cancel is not None else None
-        if deadline is not None:
-            remaining = deadline - time.monotonic()
-            slice_ = remaining if slice_ is None else min(slice_, remaining)
-            if remaining <= 0 and not done.is_set():
-                raise BrowserLoginTimeout(f"nothing was pasted within {timeout:g} s")
-        if done.wait(slice_):
-            break
-        if cancel is not None and cancel.is_set():
-            raise BrowserLoginCancelled("browser login cancelled while waiting for the pasted address")
+
+_paste_lock = threading.Lock()
+#: Readers still blocked in their ``paste`` callable, by ``id(paste)`` (each checks it is its own callable).
+_pending_pastes: dict[int, _PasteReader] = {}
+
+
+def _wait_for_paste(paste: Callable[[], str], *, timeout: float, cancel: threading.Event | None) -> str:
+    """The pasted text (not blank), read by a ``_PasteReader`` so that the login's deadline and ``cancel`` still
+    apply while the person has not answered."""
+    done = threading.Event()
+    result: _Answer[str] = _Answer()
+    waiter = (done, result)
+    with _paste_lock:
+        reader = _pending_pastes.get(id(paste))
+        adopt = reader is not None and reader.paste is paste and reader.waiter is None
+        if not adopt:
+            reader = _PasteReader(paste)
+            _pending_pastes.setdefault(id(paste), reader)
+        assert reader is not None
+        reader.waiter = waiter
+    if not adopt:
+        start_daemon(reader.run, name="tokensmith-paste")
+    try:
+        deadline = None if math.isinf(timeout) else time.monotonic() + timeout
+        while True:
+            slice_ = CANCEL_POLL if cancel is not None else None
+            if deadline is not None:
+                remaining = deadline - time.monotonic()
+                slice_ = remaining if slice_ is None else min(slice_, remaining)
+                if remaining <= 0 and not done.is_set():
+                    raise BrowserLoginTimeout(f"nothing was pasted within {timeout:g} s")
+            if done.wait(slice_):
+                break
+            if cancel is not None and cancel.is_set():
+                raise BrowserLoginCancelled("browser login cancelled while waiting for the pasted address")
+    finally:
+        with _paste_lock:
+            if reader.waiter is waiter:
+                reader.waiter = None  # gone: a late answer is dropped, the reader waits for the next login
     if isinstance(result.error, EOFError):
         raise BrowserLoginCancelled("no address was pasted (end of input)") from result.error
     if result.error is not None:

@@ -9,6 +9,7 @@ import base64
 import hashlib
 import json
 import logging
+import queue
 import socket
 import threading
 from collections.abc import Callable
@@ -365,6 +366,49 @@ def test_paste_mode_is_bounded_by_the_timeout_and_cancel(fault_server: FaultServ
     login.cancel.set()
     assert isinstance(login.failure(), tokensmith.BrowserLoginCancelled)
     never.set()
+
+
+def test_a_paste_left_waiting_by_a_timed_out_login_does_not_take_the_next_logins_answer(
+    fault_server: FaultServer,
+) -> None:
+    """The person retries after a timeout: the line they paste for the second login reaches the second login (the
+    first login's reader, still blocked on the terminal, is adopted rather than raced by a second reader)."""
+    lines: queue.Queue[str] = queue.Queue()
+    calls: list[str] = []
+
+    def paste() -> str:
+        calls.append(threading.current_thread().name)
+        return lines.get(timeout=30)
+
+    first = start(fault_server, paste=paste, login_timeout=0.3)
+    assert isinstance(first.failure(), tokensmith.BrowserLoginTimeout)
+    second = start(fault_server, paste=paste)
+    lines.put(second.redirect(code=CODE, state=second.state))
+    assert second.result().access_token == ACCESS
+    assert len(calls) == 1  # one reader, asked once: nothing left blocked to swallow a later answer
+    assert [dict(r.form)["code"] for r in fault_server.recorded("/token")] == [CODE]
+
+
+def test_an_answer_pasted_after_its_login_ended_is_not_given_to_the_next_login(fault_server: FaultServer) -> None:
+    """A late paste belongs to the login that timed out: it is dropped, and the next login reads afresh."""
+    lines: queue.Queue[str] = queue.Queue()
+    answered = threading.Event()
+
+    def paste() -> str:
+        line = lines.get(timeout=30)
+        answered.set()
+        return line
+
+    first = start(fault_server, paste=paste, login_timeout=0.3)
+    assert isinstance(first.failure(), tokensmith.BrowserLoginTimeout)
+    lines.put(first.redirect(code="late-code", state=first.state))  # too late
+    assert answered.wait(10)
+    second = start(fault_server, paste=paste)
+    second.prompt()
+    assert not second.done.wait(0.3)  # the late line was not taken as this login's answer
+    lines.put(second.redirect(code=CODE, state=second.state))
+    assert second.result().access_token == ACCESS
+    assert [dict(r.form)["code"] for r in fault_server.recorded("/token")] == [CODE]
 
 
 # --- secrets ------------------------------------------------------------------------------------------------------
