@@ -45,6 +45,7 @@ _ERRORS = (
     "AuthorizationPending",
     "BrowserLoginCancelled",
     "BrowserLoginTimeout",
+    "ClientClosed",
     "ConfigurationError",
     "ConnectError",
     "CredentialSourceError",

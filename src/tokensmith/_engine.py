@@ -24,7 +24,7 @@ import uuid
 from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
-from typing import Any, Literal, Protocol, TypeGuard, TypeVar
+from typing import Any, Literal, NoReturn, Protocol, TypeGuard, TypeVar
 
 from ._discovery import cached_discovery
 from ._dpop_binding import DPoPBinding
@@ -48,6 +48,7 @@ from ._warnings import log_protocol_warnings
 from .device import DevicePrompt, PollProgress, device_login_flow
 from .events import RenewalEvent, RenewalFailed, RenewalStarted, RenewalSucceeded, ServedStale
 from .exceptions import (
+    ClientClosed,
     ConfigurationError,
     DiscoveryError,
     InvalidGrant,
@@ -535,6 +536,14 @@ class ClientCore(DPoPBinding):
             )
         return endpoint
 
+    def _ensure_open(self) -> None:
+        if self._closed:
+            self._closed_error()
+
+    def _closed_error(self) -> NoReturn:
+        # Not quietly reopened: a new store thread or HTTP client made now would never be closed.
+        raise ClientClosed(f"this {type(self).__name__} was closed; make a new one")
+
     def peek(self) -> Token | None:
         """The token in memory if it is fresh; never blocks, never touches the network or the store."""
         token = self._token
@@ -552,7 +561,7 @@ class ClientCore(DPoPBinding):
         worker is renewing meanwhile. None: look in the store, then renew."""
         token = self._token
         if self._usable(token, stale, min_valid):
-            if self._unsaved is not None:
+            if self._unsaved is not None and not self._closed:  # close() made the last try
                 self._resave_soon()
             return token
         if token is not None and self._serve_meanwhile(token, stale, min_valid):

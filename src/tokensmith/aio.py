@@ -283,6 +283,7 @@ class AsyncTokenClient(ClientCore):
 
     async def discover(self, *, refresh: bool = False) -> ServerMetadata | None:
         """Fetch (or take from the process-wide cache) the issuer's metadata; None without an issuer."""
+        self._ensure_open()
         return await self._run(self._discover_flow(refresh=refresh))
 
     # -- the one call -----------------------------------------------------------------------------------------
@@ -293,6 +294,8 @@ class AsyncTokenClient(ClientCore):
         """A usable token, as ``TokenClient.get_token``: with a fresh one in memory, returned without leaving
         the event loop; in its refresh-soon window, returned at once while a background task renews it."""
         token = self._answer_now(stale, min_valid)
+        if token is None:
+            self._ensure_open()  # closed: the token in memory still serves, but no store thread or HTTP client
         if token is None and self._flight is None:  # nobody renewing: another process may have stored a token
             token = self._adopt(await self._load_shared(), stale, min_valid)
         if token is not None:
@@ -301,10 +304,12 @@ class AsyncTokenClient(ClientCore):
 
     async def refresh(self) -> Token:
         """Renew now with the refresh token (RFC 6749 §6), through the same single flight and store."""
+        self._ensure_open()
         return await self._renew(Renewal(force="refresh"))
 
     async def fetch_client_credentials(self) -> Token:
         """A new token by the client-credentials grant now (RFC 6749 §4.4); the result is stored."""
+        self._ensure_open()
         return await self._renew(Renewal(force="client_credentials"))
 
     async def exchange_token(
@@ -320,6 +325,7 @@ class AsyncTokenClient(ClientCore):
         scope: ScopeInput = None,
     ) -> Token:
         """One RFC 8693 token exchange now, as ``TokenClient.exchange_token`` (not cached or stored)."""
+        self._ensure_open()
         return await self._run(
             self._exchange_flow(
                 TokenExchangeGrant(
@@ -350,6 +356,7 @@ class AsyncTokenClient(ClientCore):
         waits in a worker thread and calls a plain ``on_prompt`` from there. Set ``cancel`` to stop polling
         (cancelling the awaiting task
         does not: the login is shared with every caller waiting for a token)."""
+        self._ensure_open()
         ui = LoginUI(on_prompt or self.on_prompt, on_progress or self.on_progress, cancel, login_timeout, flow, paste)
         return await self._renew(Renewal(interactive=True, force="login", ui=ui))
 
@@ -424,7 +431,8 @@ class AsyncTokenClient(ClientCore):
 
     async def aclose(self) -> None:
         """Let a renewal in progress finish (a login is cancelled instead), save a token that could not be
-        stored (one last try), close the HTTP client if this client made it, and stop the store thread."""
+        stored (one last try), close the HTTP client if this client made it, and stop the store thread.
+        Afterwards the token in memory is still handed out while usable; anything more raises ``ClientClosed``."""
         self._closed = True
         flight = self._flight
         if flight is not None:

@@ -281,6 +281,7 @@ class TokenClient(ClientCore):
     def discover(self, *, refresh: bool = False) -> ServerMetadata | None:
         """Fetch (or take from the transport's cache) the issuer's metadata; None without an issuer. Network
         I/O happens here and nowhere else in the configuration: the properties only read its result."""
+        self._ensure_open()
         return self._run(self._discover_flow(refresh=refresh))
 
     # -- the one call -----------------------------------------------------------------------------------------
@@ -294,7 +295,11 @@ class TokenClient(ClientCore):
         ``interactive`` overrides the client's setting for a device login when nothing else works.
 
         A token in its refresh-soon window is returned at once while a background worker renews it."""
-        token = self._answer_now(stale, min_valid) or self._adopt(self._load(), stale, min_valid)
+        token = self._answer_now(stale, min_valid)
+        if token is not None:
+            return token
+        self._ensure_open()  # closed: the token in memory still serves (a shutdown in progress), nothing more
+        token = self._adopt(self._load(), stale, min_valid)
         if token is not None:
             return token
         return self._renew(Renewal(stale, self.interactive if interactive is None else interactive, min_valid))
@@ -302,11 +307,13 @@ class TokenClient(ClientCore):
     def refresh(self) -> Token:
         """Renew now with the refresh token (RFC 6749 §6, C9), through the same single flight, store and lease
         as ``get_token()``; the result is stored. ``LoginRequired`` if there is no refresh token."""
+        self._ensure_open()
         return self._renew(Renewal(force="refresh"))
 
     def fetch_client_credentials(self) -> Token:
         """A new token by the client-credentials grant now (RFC 6749 §4.4, C5), through the same single flight
         and store as ``get_token()``; the result is stored."""
+        self._ensure_open()
         return self._renew(Renewal(force="client_credentials"))
 
     def exchange_token(
@@ -325,6 +332,7 @@ class TokenClient(ClientCore):
         returned, not cached or stored. The options are ``tokensmith.TokenExchangeGrant``'s (scope None: the
         client's; audience and resource may repeat). For a token that is cached and renewed, configure a client
         with ``grant=TokenExchangeGrant(...)`` instead."""
+        self._ensure_open()
         return self._run(
             self._exchange_flow(
                 TokenExchangeGrant(
@@ -356,6 +364,7 @@ class TokenClient(ClientCore):
         browser flow in paste mode, which needs ``paste``: a callable returning the address the person pasted).
         ``on_prompt`` receives a ``DevicePrompt`` or a ``BrowserPrompt`` (for a terminal,
         ``tokensmith.cli.presenter.TerminalPresenter().show_prompt`` shows either)."""
+        self._ensure_open()
         ui = LoginUI(on_prompt or self.on_prompt, on_progress or self.on_progress, cancel, login_timeout, flow, paste)
         return self._renew(Renewal(interactive=True, force="login", ui=ui))
 
@@ -442,7 +451,8 @@ class TokenClient(ClientCore):
 
     def close(self) -> None:
         """Start no more background renewals and wait for one in progress, save a token that could not be
-        stored earlier (one last try), and close the transport."""
+        stored earlier (one last try), and close the transport. Afterwards the token in memory is still handed
+        out while usable (callers finishing during a shutdown); anything more raises ``ClientClosed``."""
         with self._mutex:  # a worker being started now either is seen below or sees the client closed
             self._closed = True
         self._finish_background()

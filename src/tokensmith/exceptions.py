@@ -27,6 +27,7 @@ __all__ = [
     "AuthorizationPending",
     "BrowserLoginCancelled",
     "BrowserLoginTimeout",
+    "ClientClosed",
     "ConfigurationError",
     "ConnectError",
     "CredentialSourceError",
@@ -124,6 +125,12 @@ class ConfigurationError(TokensmithError, ValueError):
     """The client is configured in a way that cannot work: an unusable key, a refused signing algorithm (``none``),
     or an optional dependency that is not installed (``pip install 'tokensmith[jwt]'``). Raised before any
     request that would carry the faulty configuration is sent."""
+
+
+class ClientClosed(TokensmithError):
+    """The ``TokenClient`` or ``AsyncTokenClient`` was closed (``close()``, ``aclose()``, the end of its ``with``
+    block) and is used again: make a new client. A closed client makes no request and starts no thread, as a
+    closed ``httpx`` client sends nothing."""
 
 
 class DiscoveryError(TokensmithError):

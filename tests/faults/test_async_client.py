@@ -233,6 +233,33 @@ def test_aclose_lets_a_background_renewal_finish(fault_server: FaultServer) -> N
     assert stored is not None and stored.refresh_token == "rt-2" and fault_server.count("/token") == 1
 
 
+def test_a_closed_async_client_makes_no_new_store_thread_or_http_client(fault_server: FaultServer) -> None:
+    """After aclose(), the token in memory is still served; past its usable life a typed ClientClosed at once,
+    where a new store thread and httpx client (never closed) used to be made quietly."""
+    clock = Clock(T0)
+    fault_server.script("/token", Reply(json=token_body(1)))
+
+    def store_threads() -> int:
+        return sum(t.name.startswith("tokensmith-store") for t in threading.enumerate())
+
+    async def go() -> None:
+        client = _client(fault_server, clock)
+        first = await client.get_token()
+        await client.aclose()
+        threads = store_threads()
+        assert await client.get_token() is first
+        clock.advance(100)  # past must_refresh_at
+        calls = (client.get_token, client.refresh, client.fetch_client_credentials, client.discover, client.login)
+        for call in calls:
+            with pytest.raises(tokensmith.ClientClosed, match="this AsyncTokenClient was closed"):
+                await call()
+        assert store_threads() <= threads
+        await client.aclose()  # twice is fine
+
+    asyncio.run(go())
+    assert fault_server.count("/token") == 1
+
+
 # --- no blocking I/O on the loop ----------------------------------------------------------------------------
 
 

@@ -380,6 +380,25 @@ def test_close_starts_no_more_background_renewals(fault_server: FaultServer) -> 
     assert client.get_token() is first and transport.by_worker() == 0
 
 
+def test_a_closed_client_serves_the_token_it_holds_and_makes_no_request(fault_server: FaultServer) -> None:
+    """After close() (a shutdown in progress), callers still holding the client get the token in memory while it
+    is usable; past that, a typed ClientClosed at once: no request, no store read, no worker."""
+    clock = Clock(T0)
+    fault_server.script("/token", Reply(json=token_body(1)))
+    client, transport = _client(fault_server, clock)
+    first = client.get_token()
+    client.close()
+    assert client.get_token() is first
+    clock.advance(100)  # past must_refresh_at
+    for call in (client.get_token, client.refresh, client.fetch_client_credentials, client.discover):
+        with pytest.raises(tokensmith.ClientClosed, match="this TokenClient was closed; make a new one"):
+            call()
+    with pytest.raises(tokensmith.ClientClosed):
+        client.login()
+    assert fault_server.count("/token") == 1 and transport.by_worker() == 0
+    client.close()  # twice is fine
+
+
 def _raised(call: Callable[[], object]) -> BaseException | None:
     try:
         call()
