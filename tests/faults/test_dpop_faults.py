@@ -392,3 +392,27 @@ def test_exchange_token_of_a_dpop_client_carries_a_proof(fault_server: FaultServ
     header, _ = decode_unverified(fault_server.recorded("/token")[0].headers["dpop"])
     assert token.jkt == DPoPKey.from_jwk(client.store.load_key(client.cache_key)).thumbprint  # type: ignore[attr-defined]
     assert header["jwk"] == DPoPKey.from_jwk(client.store.load_key(client.cache_key)).public_jwk  # type: ignore[attr-defined]
+
+
+def test_htu_is_the_uri_the_request_went_to_even_with_non_ascii_in_it(fault_server: FaultServer) -> None:
+    """RFC 9449 §4.2/§4.3 step 9: the server compares ``htu`` with the URI of the request it received. A token
+    endpoint with a non-ASCII path went out percent-encoded (``/t%C3%B6ken``) while the proof said ``/töken``
+    (an IRI), so a server that checks ``htu`` refused every proof; an internationalised host likewise went out
+    in its A-label form (``xn--...``) but stood in ``htu`` (and keyed the nonces) as typed."""
+    import httpx
+
+    encoded = "/t%C3%B6ken"
+    fault_server.default(encoded, Reply(json={"access_token": "at-1", "token_type": "DPoP", "expires_in": 600}))
+    auth = ClientSecretBasic("svc", "svc-secret")
+    client = TokenClient(fault_server.url("/töken"), auth=auth, session=requests.Session(), dpop=True)  # as typed
+    token = client.get_token()
+    (sent,) = fault_server.recorded(encoded)
+    assert _proof_claims(fault_server, encoded)[0]["htu"] == fault_server.base_url + sent.path
+
+    url = "https://Bücher.example/straße/ä b?q=ü"
+    on_the_wire = {requests.Request("GET", url).prepare().url, str(httpx.URL(url))}
+    assert on_the_wire == {"https://xn--bcher-kva.example/stra%C3%9Fe/%C3%A4%20b?q=%C3%BC"}
+    claims = decode_unverified(client.dpop_headers("GET", url, token)["DPoP"])[1]
+    assert claims["htu"] == "https://xn--bcher-kva.example/stra%C3%9Fe/%C3%A4%20b"
+    client.update_dpop_nonce("https://xn--bcher-kva.example/other", "nonce-1")  # the origin a response came from
+    assert decode_unverified(client.dpop_headers("GET", url, token)["DPoP"])[1]["nonce"] == "nonce-1"
