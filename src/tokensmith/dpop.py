@@ -126,7 +126,7 @@ class DPoPKey:
         algorithms = _jwt_algorithms()
         try:  # never chained: JSONDecodeError.doc is the whole text, the private key included
             data = json.loads(jwk) if isinstance(jwk, str) else dict(jwk)
-        except (ValueError, TypeError) as error:
+        except (ValueError, TypeError, RecursionError) as error:  # RecursionError: a key slot of "[[[[..."
             raise DPoPError(f"not a usable private JWK ({type(error).__name__})") from None
         if not isinstance(data, dict) or "d" not in data:
             raise DPoPError("a DPoP key needs a private JWK (with 'd')")

@@ -21,6 +21,7 @@ from cli_harness import Cli, plant
 from fault_server import FaultServer, Reply
 from tokensmith import (
     ClientSecretBasic,
+    DPoPError,
     DPoPKey,
     FileStore,
     InvalidDPoPProof,
@@ -392,3 +393,52 @@ def test_exchange_token_of_a_dpop_client_carries_a_proof(fault_server: FaultServ
     header, _ = decode_unverified(fault_server.recorded("/token")[0].headers["dpop"])
     assert token.jkt == DPoPKey.from_jwk(client.store.load_key(client.cache_key)).thumbprint  # type: ignore[attr-defined]
     assert header["jwk"] == DPoPKey.from_jwk(client.store.load_key(client.cache_key)).public_jwk  # type: ignore[attr-defined]
+
+
+def test_htu_is_the_uri_the_request_went_to_even_with_non_ascii_in_it(fault_server: FaultServer) -> None:
+    """RFC 9449 §4.2/§4.3 step 9: the server compares ``htu`` with the URI of the request it received. A token
+    endpoint with a non-ASCII path went out percent-encoded (``/t%C3%B6ken``) while the proof said ``/töken``
+    (an IRI), so a server that checks ``htu`` refused every proof; an internationalised host likewise went out
+    in its A-label form (``xn--...``) but stood in ``htu`` (and keyed the nonces) as typed."""
+    import httpx
+
+    encoded = "/t%C3%B6ken"
+    fault_server.default(encoded, Reply(json={"access_token": "at-1", "token_type": "DPoP", "expires_in": 600}))
+    auth = ClientSecretBasic("svc", "svc-secret")
+    client = TokenClient(fault_server.url("/töken"), auth=auth, session=requests.Session(), dpop=True)  # as typed
+    token = client.get_token()
+    (sent,) = fault_server.recorded(encoded)
+    assert _proof_claims(fault_server, encoded)[0]["htu"] == fault_server.base_url + sent.path
+
+    url = "https://Bücher.example/straße/ä b?q=ü"
+    on_the_wire = {requests.Request("GET", url).prepare().url, str(httpx.URL(url))}
+    assert on_the_wire == {"https://xn--bcher-kva.example/stra%C3%9Fe/%C3%A4%20b?q=%C3%BC"}
+    claims = decode_unverified(client.dpop_headers("GET", url, token)["DPoP"])[1]
+    assert claims["htu"] == "https://xn--bcher-kva.example/stra%C3%9Fe/%C3%A4%20b"
+    client.update_dpop_nonce("https://xn--bcher-kva.example/other", "nonce-1")  # the origin a response came from
+    assert decode_unverified(client.dpop_headers("GET", url, token)["DPoP"])[1]["nonce"] == "nonce-1"
+
+
+@pytest.mark.parametrize("slot", [b"[" * 100_000, b"{", b'{"kty": "EC"}', b"\xff\xfe"])
+def test_a_corrupted_key_slot_never_sends_the_bound_token_and_raises_nothing_untyped(
+    fault_server: FaultServer, tmp_path: Path, slot: bytes
+) -> None:
+    """RFC 9449 §5: a token bound to a key this process cannot load is set aside (its refresh token is never
+    sent: it would be refused). A key file of deeply nested JSON (a truncated or overwritten file, another
+    program's data) made ``get_token()`` raise a bare ``RecursionError`` out of the JSON decoder instead."""
+    clock = Clock()
+    fault_server.default(
+        "/token", Reply(json={"access_token": "at-1", "token_type": "DPoP", "expires_in": 60, "refresh_token": "rt-1"})
+    )
+    first = _client(fault_server, dpop=True, store=FileStore(tmp_path), clock=clock)
+    bound = first.get_token()
+    (key_file,) = tmp_path.glob("*.dpop")
+    key_file.write_bytes(slot)
+    clock.sleep(3600)
+    second = _client(fault_server, dpop=True, store=FileStore(tmp_path), clock=clock)
+    token = second.get_token()
+    assert token.jkt is not None and token.jkt != bound.jkt
+    grants = [dict(r.form)["grant_type"] for r in fault_server.recorded("/token")]
+    assert grants == ["client_credentials", "client_credentials"]  # a new token for a new key; rt-1 never sent
+    with pytest.raises(DPoPError):
+        DPoPKey.from_jwk(slot.decode("latin-1"))

@@ -15,7 +15,7 @@ import json
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 from .messages import HttpResponse
 from .www_authenticate import parse_www_authenticate
@@ -45,23 +45,48 @@ def b64url_decode(text: str) -> bytes:
 _DEFAULT_PORTS: Mapping[str, str] = MappingProxyType({"https": "443", "http": "80"})
 
 
+#: What a path may hold unencoded: RFC 3986 reserved and unreserved characters, and "%" (an escape already made).
+#: The same set ``requests`` re-quotes a URL with, so the ``htu`` path is the one it puts on the wire.
+_PATH_SAFE = "!#$%&'()*+,/:;=?@[]~"
+
+
 def _authority(scheme: str, netloc: str) -> str:
     """``host[:port]`` normalised (RFC 3986 §6.2.2.1, §6.2.3): no userinfo (never in a proof, nor in a request),
-    lower case, and no port when it is the scheme's default (or empty): ``https://as:443/`` *is* ``https://as/``."""
+    lower case, no port when it is the scheme's default (or empty): ``https://as:443/`` *is* ``https://as/``, and
+    an internationalised name in its ASCII form (RFC 5891 A-labels), the host an HTTP client sends."""
     host = netloc.rsplit("@", 1)[-1].lower()
     head, colon, port = host.rpartition(":")
-    if colon and "]" not in port and port in ("", _DEFAULT_PORTS.get(scheme)):
-        host = head
-    return host
+    if not colon or "]" in port:  # no port: an IPv6 literal's colons are inside its brackets
+        head, port = host, ""
+    elif port == _DEFAULT_PORTS.get(scheme):
+        port = ""
+    if not head.isascii():
+        head = _idna(head)
+    return f"{head}:{port}" if port else head
+
+
+def _idna(host: str) -> str:
+    """An IDN host as ``requests`` and ``httpx`` send it (IDNA 2008 with UTS #46 mapping, via ``idna``, which
+    both depend on); a name that cannot be encoded is left as is (no client can send to it anyway)."""
+    import idna  # only for a non-ASCII host
+
+    try:
+        return str(idna.encode(host, uts46=True).decode("ascii"))
+    except idna.IDNAError:
+        return host
 
 
 def htu(url: str) -> str:
     """The ``htu`` claim: the request URI without query and fragment (RFC 9449 §4.2). Scheme and host are
     lower-cased and a default port dropped (RFC 3986 §6.2.2.1, §6.2.3: what RFC 9449 §4.3 asks servers to
-    compare, and what a server rebuilding the URI from its ``Host`` header sees); the path is kept as sent."""
+    compare, and what a server rebuilding the URI from its ``Host`` header sees). It is a URI, not an IRI: an
+    internationalised host is in its A-label form and a path character a URI cannot hold (non-ASCII, a space)
+    percent-encoded as UTF-8, as the HTTP client sends them (the server compares ``htu`` with the request it got,
+    §4.3 step 9); the path is otherwise kept as given (existing escapes untouched)."""
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
-    return urlunsplit((scheme, _authority(scheme, parts.netloc), parts.path or "/", "", ""))
+    path = quote(parts.path, safe=_PATH_SAFE) if parts.path else "/"
+    return urlunsplit((scheme, _authority(scheme, parts.netloc), path, "", ""))
 
 
 def origin(url: str) -> str:

@@ -106,10 +106,12 @@ def parse_resource_metadata(
     servers = _strings(obj, "authorization_servers", what)
     usable: list[str] = []
     for server in servers:
+        if not _is_issuer(server):
+            continue  # one bad entry does not spoil the others (nor is it picked first); none at all is an error
         try:
             usable.append(check_endpoint(server, allow_insecure=allow_insecure))
         except (InsecureEndpointError, InvalidEndpointError):
-            continue  # one bad entry does not spoil the others; none at all is an error below
+            continue
     if not usable:
         raise ResourceMetadataError(f"{what}: no usable authorization_servers (https, or http to loopback)")
     dpop_required = obj.get("dpop_bound_access_tokens_required", False)
@@ -135,6 +137,18 @@ def _strings(obj: Mapping[str, Any], name: str, what: str) -> tuple[str, ...]:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise ResourceMetadataError(f"{what}: {name} is not an array of strings")
     return tuple(value)
+
+
+def _is_issuer(value: str) -> bool:
+    """An issuer identifier (RFC 9728 §2 ``authorization_servers``, RFC 8414 §2): an absolute http(s) URL with a
+    host and no query or fragment. The endpoint policy alone lets a scheme-less name through (it leaves those to
+    the HTTP layer), which discovery could then only fail on."""
+    try:
+        parts = urlsplit(value)
+        host = parts.hostname
+    except ValueError:
+        return False
+    return parts.scheme.lower() in ("http", "https") and bool(host) and not parts.query and not parts.fragment
 
 
 def _origin(url: str) -> str:
