@@ -125,6 +125,17 @@ class ResourceServer:
         if path == "/.well-known/oauth-protected-resource/protected":
             self._json(h, 200, self._metadata())
             return
+        if path.startswith("/redirect/"):  # /redirect/<status>: to /protected/moved on this origin
+            length = int(h.headers.get("Content-Length") or 0)
+            if length:
+                h.rfile.read(length)
+            status = int(path.split("/")[2])
+            self._event(f"redirected ({status})")
+            h.send_response(status)
+            h.send_header("Location", "/protected/moved")
+            h.send_header("Content-Length", "0")
+            h.end_headers()
+            return
         if not path.startswith("/protected"):
             self._json(h, 404, {"error": "not_found"})
             return

@@ -206,6 +206,58 @@ def test_httpx_integration_with_resource_nonce_sync_and_async(idp: LocalIdP, res
     assert resource_server.events == ["asked for a nonce", "ok: dpop", "ok: dpop"]
 
 
+@pytest.mark.parametrize(
+    ("status", "method", "method_after"), [(302, "GET", "GET"), (307, "POST", "POST"), (303, "POST", "GET")]
+)
+def test_requests_integration_signs_a_same_origin_redirect_for_where_it_goes(
+    idp: LocalIdP, resource_server: ResourceServer, status: int, method: str, method_after: str
+) -> None:
+    """RFC 9449 §4.2: a proof names one method and URL. requests re-sends ``Authorization: DPoP`` to a redirect on
+    the same origin (a trailing-slash move, a 307 for a POST); the redirect carries a proof made for its own
+    method and URL, not the first request's (refused as an htu mismatch) nor none at all."""
+    client = _rs_client(idp, resource_server, dpop=True)
+    body = b"x" if method == "POST" else None
+    response = requests.request(method, f"{resource_server.base}/redirect/{status}", data=body, auth=TokenAuth(client))
+    assert response.status_code == 200, resource_server.events
+    assert response.json()["method"] == method_after
+    assert resource_server.events == [f"redirected ({status})", "ok: dpop"]
+    assert client.stats.token_requests == 1
+
+
+def test_httpx_integration_after_a_same_origin_redirect_signs_for_where_it_went(
+    idp: LocalIdP, resource_server: ResourceServer
+) -> None:
+    """httpx follows a redirect inside the client, after the auth flow set the proof for the first URL (an auth
+    flow never sees the redirect before it is sent): the target refuses that proof (htu), and the flow re-sends,
+    once, to where it was redirected with a proof for that URL; no new token (the token was fine)."""
+    client = _rs_client(idp, resource_server, dpop=True)
+    with httpx.Client(auth=HttpxAuth(client), follow_redirects=True) as http:
+        response = http.post(f"{resource_server.base}/redirect/307", content=b"body")
+    assert response.status_code == 200 and response.json()["method"] == "POST", resource_server.events
+    assert resource_server.events == ["redirected (307)", "refused: htu mismatch", "ok: dpop"]
+    assert client.stats.token_requests == 1
+
+    async def main() -> int:
+        async with (
+            AsyncTokenClient.from_issuer(
+                idp.issuer,
+                CC_CLIENT.client_id,
+                CC_CLIENT.client_secret,
+                resource=resource_server.resource,
+                scope="api:read",
+                dpop=True,
+            ) as aclient,
+            httpx.AsyncClient(auth=HttpxAuth(aclient), follow_redirects=True) as http,
+        ):
+            answer = await http.get(f"{resource_server.base}/redirect/302")
+            assert aclient.stats.token_requests == 1
+            return answer.status_code
+
+    resource_server.events.clear()
+    assert asyncio.run(main()) == 200
+    assert resource_server.events == ["redirected (302)", "refused: htu mismatch", "ok: dpop"]
+
+
 def test_a_proof_for_another_url_is_refused(idp: LocalIdP, resource_server: ResourceServer) -> None:
     """RFC 9449 §4.3 (htu): a proof made for one URL does not authorise a request to another."""
     client = _rs_client(idp, resource_server, dpop=True)

@@ -214,5 +214,13 @@ def is_dpop_invalid_token(status_code: int, www_authenticate: str | None) -> boo
     )
 
 
+def is_dpop_refusal(status_code: int, www_authenticate: str | None) -> bool:
+    """A ``401`` with a ``DPoP`` challenge carrying an error (``invalid_dpop_proof``, ``use_dpop_nonce``,
+    ``invalid_token``: RFC 9449 §7.1, §9): what a resource answers a proof made for another URL."""
+    if status_code != 401 or not www_authenticate:
+        return False
+    return any(scheme == "dpop" and "error" in params for scheme, params in parse_www_authenticate(www_authenticate))
+
+
 def _json(value: Mapping[str, Any]) -> bytes:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=True).encode("ascii")

@@ -16,7 +16,7 @@ from typing import Any, TypeVar, cast
 
 import httpx
 
-from .._protocol.dpop import is_dpop_invalid_token, is_resource_nonce_challenge, origin
+from .._protocol.dpop import is_dpop_invalid_token, is_dpop_refusal, is_resource_nonce_challenge, origin
 from ..token import Token
 from . import AsyncTokenSource, TokenSource, dpop_headers_from, is_invalid_token, note_dpop_nonce
 
@@ -63,6 +63,8 @@ class TokenAuth(httpx.Auth):
         if retry is not None:
             if retry == "stale":
                 token = self._get_token(stale=token)
+            elif retry == "redirected":
+                request = response.request
             self._apply(request, token)
             response = yield request
             self._observe(request, response, token)
@@ -86,6 +88,8 @@ class TokenAuth(httpx.Auth):
         if retry is not None:
             if retry == "stale":
                 token = await self._token_for(token)
+            elif retry == "redirected":
+                request = response.request
             await self._aapply(request, token)
             response = yield request
             self._observe(request, response, token)
@@ -116,12 +120,19 @@ class TokenAuth(httpx.Auth):
 
     def _retry_kind(self, request: httpx.Request, response: httpx.Response, token: Token) -> str | None:
         """``"nonce"`` (RFC 9449 §9: same token, a new proof with the resource's nonce), ``"stale"`` (C12, or its
-        DPoP twin: renew, then retry) or None; at most one retry either way."""
+        DPoP twin: renew, then retry), ``"redirected"`` (send to where httpx was redirected, with a proof for that
+        URL) or None; at most one retry in all."""
         self._observe(request, response, token)
-        if origin(_answered_url(request, response)) != origin(str(request.url)):
+        answered = _answered_url(request, response)
+        if origin(answered) != origin(str(request.url)):
             return None  # redirected to another origin: its challenges are not about the token or proof we sent
         challenge = response.headers.get("WWW-Authenticate")
         status = response.status_code
+        if token.is_dpop and answered != str(request.url) and is_dpop_refusal(status, challenge):
+            # httpx followed a redirect on this origin with the proof made for the first URL (an auth flow never
+            # sees a redirect before it is sent), and the target refused it (htu, RFC 9449 §4.3): the token is
+            # fine, the proof is not.
+            return "redirected"
         if token.is_dpop and is_resource_nonce_challenge(status, challenge, response.headers.get("DPoP-Nonce")):
             return "nonce"
         if is_invalid_token(status, challenge) or (token.is_dpop and is_dpop_invalid_token(status, challenge)):

@@ -8,16 +8,19 @@ rejected response ends up in ``response.history``. Nothing else is retried.
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Callable
 from http.cookiejar import CookieJar
 from typing import Any
+from urllib.parse import urljoin, urlsplit
 
 from requests.auth import AuthBase
 from requests.cookies import extract_cookies_to_jar
 from requests.exceptions import UnrewindableBodyError
 from requests.models import PreparedRequest, Response
-from requests.utils import rewind_body
+from requests.sessions import SessionRedirectMixin
+from requests.utils import requote_uri, rewind_body
 
 from .._protocol.dpop import is_dpop_invalid_token, is_resource_nonce_challenge
 from ..token import Token
@@ -102,10 +105,8 @@ class TokenAuth(AuthBase):
         nonce = response.headers.get("DPoP-Nonce")
         if sent is not None and sent.is_dpop and nonce is not None:
             note_dpop_nonce(self._source, request.url or "", nonce)  # RFC 9449 §9
-        if sent is not None and response.is_redirect:
-            # The session copies this request's headers to the redirect's; the proof is for this method and URL
-            # only (RFC 9449 §4.2), and requests strips just the Authorization header on a cross-origin redirect.
-            request.headers.pop("DPoP", None)
+        if response.is_redirect and "DPoP" in request.headers:
+            self._dpop_for_redirect(request, response, sent)
         if response.status_code != 401:
             return response
         if sent is None or request.__dict__.get(_IS_RETRY):
@@ -146,5 +147,44 @@ class TokenAuth(AuthBase):
         new.request = retry
         return new
 
+    def _dpop_for_redirect(self, request: PreparedRequest, response: Response, sent: Token | None) -> None:
+        """The session builds the redirect from a copy of ``request``'s headers, after this hook: a proof is for
+        one method and URL (RFC 9449 §4.2 htm, htu), so the copy gets a fresh proof for where it is going when
+        the session keeps its ``Authorization`` (same host: a trailing-slash or http-to-https move), and none
+        when the session strips ``Authorization`` (another host) or this request is itself a redirect's copy
+        (the token it carries is no longer known here)."""
+        hop = _next_hop(request, response) if sent is not None and sent.is_dpop else None
+        if sent is None or hop is None:
+            request.headers.pop("DPoP", None)
+            return
+        method, url = hop
+        request.headers.update(dpop_headers_from(self._source, method, url, sent))
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self._source!r})"
+
+
+def _next_hop(request: PreparedRequest, response: Response) -> tuple[str, str] | None:
+    """The method and URL the session will send the redirect of ``response`` to, if it keeps ``Authorization``
+    there; worked out with the session's own rules (``requests.Session.resolve_redirects``: the Location as it
+    decodes it, scheme-relative and relative forms, percent-encoding; ``rebuild_method``; ``should_strip_auth``)."""
+    session = _redirect_rules()
+    location = session.get_redirect_target(response)
+    if not location or not request.url:
+        return None
+    if location.startswith("//"):
+        location = f"{urlsplit(response.url).scheme}:{location}"
+    url = requote_uri(location) if urlsplit(location).netloc else urljoin(response.url, requote_uri(location))
+    strips_auth: Callable[[str, str], bool] = session.should_strip_auth  # untyped in the stubs
+    if strips_auth(request.url, url):
+        return None
+    method = (request.method or "GET").upper()
+    if (response.status_code in (302, 303) and method != "HEAD") or (response.status_code == 301 and method == "POST"):
+        method = "GET"
+    return method, url
+
+
+@functools.cache
+def _redirect_rules() -> SessionRedirectMixin:
+    # Its redirect methods read nothing from the instance: one holder of the rules, made once.
+    return SessionRedirectMixin()
