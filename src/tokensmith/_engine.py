@@ -572,7 +572,7 @@ class ClientCore(DPoPBinding):
     def _adopt(self, stored: Token | None, stale: Token | None, min_valid: float) -> Token | None:
         """The stored token (another process renewed it, or this one starts), now also in memory, if a caller
         may have it at once: fresh, or (with background renewal) due for a renewal the worker now starts."""
-        if stored is None:
+        if stored is None or self._behind(stored):
             return None
         meanwhile = not self._usable(stored, stale, min_valid)
         if meanwhile and not self._serve_meanwhile(stored, stale, min_valid):
@@ -582,6 +582,21 @@ class ClientCore(DPoPBinding):
         if meanwhile:
             self._start_background()
         return stored
+
+    def _behind(self, stored: Token | None) -> bool:
+        """The stored token is older than the renewed one this client holds but could not store (a full disk): the
+        store is behind memory, and the stored refresh token may have been rotated away (RFC 6749 §6). Such a token
+        is never adopted, served or renewed from; a stored token issued later (another process renewed) is."""
+        unsaved = self._unsaved
+        if stored is None or unsaved is None or stored == unsaved:
+            return False
+        return not (stored.issued_at or 0.0) > (unsaved.issued_at or 0.0)
+
+    def _renew_from(self, stored: Token | None) -> Token | None:
+        """The best token to renew from: memory's, over a stored one that is behind it; else the newer."""
+        if self._behind(stored):
+            return _newest(self._unsaved, self._token)
+        return _newest(stored, self._token)
 
     def _resave_soon(self) -> None:
         """Try again to store a token that could not be stored (the driver decides where that runs)."""
@@ -804,13 +819,13 @@ class ClientCore(DPoPBinding):
                 stored, usable, holder = yield Blocking(functools.partial(self._read_and_claim, lease, r))
             except StoreError as error:
                 self._store_trouble("coordinate with other processes through the store", error)
-                return None, _newest((yield Blocking(self._load)), self._token)
+                return None, self._renew_from((yield Blocking(self._load)))
             if usable:
                 assert stored is not None
                 self.stats.store_hits += 1
                 self._token = stored
                 return stored, None
-            candidate = _newest(stored, self._token)
+            candidate = self._renew_from(stored)
             if holder is None:
                 return None, candidate
             # Another process is renewing (or logging in) for this key.
@@ -1198,7 +1213,7 @@ class ClientCore(DPoPBinding):
         other holder of the lease, or None when the lease is now ours."""
         with lease.store_lock():
             stored = self._usable_binding(self.store.load(self.cache_key))
-            if r.force is None and self._usable(stored, r.stale, r.min_valid):
+            if r.force is None and not self._behind(stored) and self._usable(stored, r.stale, r.min_valid):
                 return stored, True, None
             holder = lease.claim()
             if holder is None:

@@ -20,7 +20,10 @@ from .exceptions import (
     ConnectError,
     InvalidResponse,
     NonJSONResponse,
+    OAuthError,
     RequestTimeout,
+    ServerError,
+    TemporarilyUnavailable,
     TLSError,
     TokensmithError,
 )
@@ -121,8 +124,16 @@ def as_requests_error(error: TokensmithError, *, non_ok_is_authentication_error:
     - any other non-OAuth answer with a non-2xx status -> also ``AuthenticationError``, as the seed reported it
       ("Status Code (...) received from IDP"); with ``non_ok_is_authentication_error`` (the device
       authorization request, where the seed never looked at the body) whatever the body;
+    - an OAuth error that is no verdict on the credentials (``server_error``, ``temporarily_unavailable``, or a
+      code no RFC registers, such as Auth0's ``too_many_requests``, on a 5xx or 429) -> an ``InvalidResponse``
+      that is also ``requests.HTTPError``, keeping ``error``, ``error_description`` and ``retry_after``, and NOT an
+      ``AuthenticationError``: flytekit's ``DeviceCodeAuthenticator`` deletes the stored credentials and starts a
+      device login on any ``AuthenticationError`` from a refresh (only a registered rejection code such as
+      ``invalid_grant`` is the server's verdict, whatever the status);
     - everything else unchanged (transport errors already are ``requests`` exceptions).
     """
+    if not non_ok_is_authentication_error and _busy(error):
+        return _rebuild(_mix(InvalidResponse, requests.HTTPError), error)
     if not isinstance(error, InvalidResponse) or isinstance(error, requests.RequestException | AuthenticationError):
         return error
     status = error.status_code
@@ -136,3 +147,8 @@ def as_requests_error(error: TokensmithError, *, non_ok_is_authentication_error:
     if non_ok:
         return _rebuild(_mix(type(error), AuthenticationError), error)
     return error
+
+
+def _busy(error: TokensmithError) -> bool:
+    """An OAuth error answer that says "try again later" rather than "these credentials are no good"."""
+    return type(error) in (OAuthError, ServerError, TemporarilyUnavailable) and error.transient

@@ -19,6 +19,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import requests
+import requests.adapters
 import requests.auth
 import urllib3
 
@@ -81,6 +82,18 @@ class _SessionPool:
             if self._session is None or self._factory is not factory:
                 self._factory, self._session = factory, factory()
             return self._session
+
+    def after_fork(self) -> None:
+        """In a forked child: the parent's keep-alive connections are sockets the parent still uses. Sent on by
+        both, a response meant for one process (a token, perhaps another client's) would be read by the other. The
+        child's pooled session gets fresh connection pools; the inherited ones are left untouched (closing them
+        could take a lock a parent thread held at the fork)."""
+        self._lock = threading.Lock()
+        session = self._session
+        if isinstance(session, requests.Session):
+            for prefix, adapter in list(session.adapters.items()):
+                if type(adapter) is requests.adapters.HTTPAdapter:  # the default one this pool's session got
+                    session.adapters[prefix] = requests.adapters.HTTPAdapter()
 
 
 _pool = _SessionPool()
@@ -147,6 +160,7 @@ _workers = _Workers()
 def _reset_workers_after_fork() -> None:  # pragma: no cover - runs in forked children
     global _workers
     _workers = _Workers()  # the parent's threads do not exist in the child
+    _pool.after_fork()
 
 
 if hasattr(os, "register_at_fork"):

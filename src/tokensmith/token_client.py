@@ -239,8 +239,10 @@ def get_token(
     exceptions (and typed tokensmith errors too): ``requests.ConnectionError``/``ConnectError``,
     ``requests.Timeout``/``RequestTimeout``, ``requests.exceptions.SSLError``/``TLSError``, requests'
     ``JSONDecodeError``/``NonJSONResponse`` for an HTML or other non-JSON body, ``requests.HTTPError``/
-    ``InvalidResponse`` for a 5xx or 429 without an OAuth error code.
-    ``expires_in`` is None when the server omitted it (RFC 6749 §5.1 makes it optional).
+    ``InvalidResponse`` for a 5xx or 429 without an OAuth error code, or with one that is no verdict on the
+    credentials (``server_error``, ``temporarily_unavailable``, an unregistered code such as ``too_many_requests``).
+    ``expires_in`` is None when the server omitted it (RFC 6749 §5.1 makes it optional). A refresh answered
+    without a new refresh token returns the ``refresh_token`` it was given (RFC 6749 §6: keep the old one).
     """
     request = token_request(
         token_endpoint,
@@ -253,7 +255,10 @@ def get_token(
         response = _transport(http_proxy_url, verify, session, timeout).post(request)
         token = parse_token_response(response, request.secrets)
     log_protocol_warnings(token.warnings)
-    return token.access_token, token.refresh_token, token.expires_in
+    # RFC 6749 §6 (C9): a refresh answered without a new refresh token keeps the old one. Callers store what is
+    # returned (flytekit's DeviceCodeAuthenticator does), so None here would throw a working refresh token away.
+    kept = refresh_token if _grant_type_value(grant_type) == GrantType.REFRESH_TOKEN.value else None
+    return token.access_token, token.refresh_token or kept or None, token.expires_in
 
 
 def get_device_code(
