@@ -101,6 +101,7 @@ def _check_stdout() -> None:
 
 
 def _print_token(text: str) -> None:
+    _check_stdout()
     try:
         sys.stdout.write(text)
         sys.stdout.flush()
@@ -791,6 +792,7 @@ def _build() -> Any:
                 interactive = sys.stderr.isatty()  # git owns stdin; the prompt goes to the terminal on stderr
             except (AttributeError, ValueError):
                 interactive = False
+        _check_stdout()
         found = _obtain(settings, interactive=interactive, min_valid=0.0, force=False)
         _print_token(git_answer(request, found.access_token, found.expires_at, settings.git_username))
 
