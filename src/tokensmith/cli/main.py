@@ -34,7 +34,9 @@ from ..exceptions import (
     DeviceFlowTimeout,
     DiscoveryError,
     ExpiredToken,
+    InsecureEndpointError,
     InvalidClient,
+    InvalidEndpointError,
     InvalidResponse,
     LoginRequired,
     NonJSONResponse,
@@ -68,7 +70,8 @@ EXIT_INTERRUPTED = 130
 EXIT_CODES_HELP = """Exit codes:
   0    ok
   1    error (a login that was denied, expired or timed out; anything not listed below)
-  2    usage: a bad flag, setting or configuration file
+  2    usage: a bad flag, setting or configuration file (an endpoint URL that cannot be used, a value
+       with a control character or stray whitespace), before anything is sent
   4    login required: no usable token and no login allowed (--no-interactive, or no terminal)
   5    rejected by the identity provider (an OAuth error: invalid_client, invalid_grant, ...)
   6    network or TLS failure, or a server/proxy that did not answer in OAuth (gateway pages, 5xx)
@@ -185,8 +188,8 @@ _INVALID_CLIENT_HINTS = {
 def _exit_code(error: BaseException) -> int:
     if isinstance(error, LoginRequired):
         return EXIT_LOGIN_REQUIRED
-    if isinstance(error, (ConfigError, ExecInfoError, ConfigurationError)):
-        return EXIT_USAGE
+    if isinstance(error, (ConfigError, ExecInfoError, ConfigurationError, InvalidEndpointError, InsecureEndpointError)):
+        return EXIT_USAGE  # a URL that cannot be used (no TLS, whitespace, credentials in it) is a bad setting
     if isinstance(error, (AccessDenied, DeviceFlowTimeout, DeviceFlowCancelled, ExpiredToken)):
         return EXIT_ERROR  # the person's answer or patience, not the server rejecting this client
     if isinstance(error, (OAuthError, AuthenticationError)):
@@ -251,8 +254,20 @@ def _read_secret(settings: Settings) -> str | None:
                 f"{settings.origin.get('client_secret_env', 'the settings')}) is not set or empty; export it, or "
                 "drop client_secret_env for a public client"
             )
-        return from_env
-    return os.environ.get(DEFAULT_SECRET_ENV) or None
+        return _checked_secret(from_env, settings.client_secret_env)
+    from_default = os.environ.get(DEFAULT_SECRET_ENV) or None
+    return None if from_default is None else _checked_secret(from_default, DEFAULT_SECRET_ENV)
+
+
+def _checked_secret(secret: str, variable: str) -> str:
+    """A secret from an environment variable, unless it holds a control character: RFC 6749 client secrets are
+    VSCHAR, and the usual one is the newline ``echo`` left in a file a Kubernetes secret was made from. Sent as is,
+    the server answers invalid_client (or "not properly encoded"), which says nothing about why. Never quoted."""
+    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in secret):
+        raise ConfigError(
+            f"the client secret in {variable} contains a control character (a trailing newline?); remove it"
+        )
+    return secret
 
 
 #: A key file is a few kilobytes; anything much larger is not one (and is not read into memory whole).
