@@ -665,7 +665,7 @@ def _build() -> Any:
 
     @click.group(
         context_settings={"help_option_names": ["-h", "--help"]},
-        epilog=EXIT_CODES_HELP.replace("\n", "\n\b\n", 1),
+        epilog=EXIT_CODES_HELP.replace("\n", "\n\n\b\n", 1),  # \b after a blank line: not rewrapped
     )
     @click.version_option(package_name="tokensmith")
     def cli() -> None:
