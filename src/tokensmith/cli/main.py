@@ -788,9 +788,13 @@ def _build() -> Any:
     @_identity_options
     @click.option("--username", "git_username", help="User name git sends with the token (default: oauth2).")
     @click.option("--interactive/--no-interactive", default=None, help="May start a login (default: on a terminal).")
-    @click.argument("action", type=click.Choice(["get", "store", "erase"]))
+    @click.argument("action", metavar="get|store|erase")
     def git_credential(action: str, interactive: bool | None, **opts: Any) -> None:
         """git's credential helper: `git config credential.helper "tokensmith git-credential --profile P"`."""
+        if action not in ("get", "store", "erase"):
+            # gitcredentials(7): "If a helper receives any other operation, it should silently ignore the request",
+            # so that git can add operations without older helpers failing them.
+            return
         from . import fast
         from .formats import git_answer, parse_git_request
 
