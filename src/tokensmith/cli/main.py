@@ -70,8 +70,7 @@ EXIT_INTERRUPTED = 130
 EXIT_CODES_HELP = """Exit codes:
   0    ok
   1    error (a login that was denied, expired or timed out; anything not listed below)
-  2    usage: a bad flag, setting or configuration file (an endpoint URL that cannot be used, a value
-       with a control character or stray whitespace), before anything is sent
+  2    usage: a bad flag, setting (an unusable URL, a stray control character) or configuration file
   4    login required: no usable token and no login allowed (--no-interactive, or no terminal)
   5    rejected by the identity provider (an OAuth error: invalid_client, invalid_grant, ...)
   6    network or TLS failure, or a server/proxy that did not answer in OAuth (gateway pages, 5xx)
