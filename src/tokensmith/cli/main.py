@@ -701,7 +701,13 @@ def _build() -> Any:
 
     @cli.command()
     @_identity_options
-    @click.option("--min-valid", type=click.FloatRange(min=0), default=0.0, help="Renew unless valid this long.")
+    @click.option(
+        "--min-valid",
+        type=click.FloatRange(min=0),
+        default=0.0,
+        callback=_a_number,
+        help="Renew unless valid this long (seconds).",
+    )
     @click.option("--force-refresh", is_flag=True, help="Renew now, even if the cached token is valid.")
     @click.option("--interactive/--no-interactive", default=None, help="May start a login (default: on a terminal).")
     @click.option("--format", "fmt", type=click.Choice(FORMATS), default="raw", show_default=True)
@@ -716,6 +722,13 @@ def _build() -> Any:
         _check_stdout()
         found = _obtain(settings, interactive=interactive, min_valid=min_valid, force=force_refresh)
         now = time.time()
+        if min_valid > 0 and found.expires_at is not None and found.expires_at - now < min_valid:
+            # The best there is, so printed; but every call with this --min-valid goes to the server for it.
+            sys.stderr.write(
+                f"tokensmith: warning: the token is valid for {max(0, int(found.expires_at - now))} s, less than "
+                f"--min-valid {min_valid:g} (no longer-lived one could be had), so every call with this --min-valid "
+                "asks the server again\n"
+            )
         text = render(
             fmt,
             found.access_token,
@@ -918,6 +931,13 @@ def _build() -> Any:
         _print_token(token.access_token + "\n")
 
     return cli
+
+
+def _a_number(ctx: Any, param: Any, value: float) -> float:
+    """click's FloatRange lets ``nan`` through (no comparison with it is true)."""
+    if value != value:
+        raise click.BadParameter("nan is not a number of seconds", ctx=ctx, param=param)
+    return value
 
 
 def _duration(expires_at: float) -> str:
