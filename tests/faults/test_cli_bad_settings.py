@@ -108,3 +108,11 @@ def test_a_boolean_timeout_in_a_profile_is_a_usage_error(cli: Cli, issuer: str) 
     cli.write_config(f'[profiles.p]\nissuer = "{issuer}"\nclient_id = "c"\ntimeout = true\n')
     line = _usage_error(cli.run("token", "--profile", "p", "--no-interactive"))
     assert "timeout (profile 'p') must be a number of seconds" in line
+
+
+def test_a_default_profile_that_names_no_profile_is_a_usage_error_not_ignored(cli: Cli, issuer: str) -> None:
+    """A typo in ``default_profile`` dropped every setting of the profile meant, and the error then blamed the
+    missing client id ("pass --client-id"), not the typo. Unknown keys in a profile are errors for the same reason."""
+    cli.write_config(f'default_profile = "prdo"\n[profiles.prod]\nissuer = "{issuer}"\nclient_id = "c"\n')
+    line = _usage_error(cli.run("token", "--no-interactive"))
+    assert "default_profile 'prdo'" in line and "prod" in line.split("'prdo'", 1)[1], line

@@ -424,7 +424,7 @@ def resolve(
     """Settings from ``flags`` (None means "not given"), then the environment, then the profile.
 
     The profile is ``flags["profile"]``, else ``TOKENSMITH_PROFILE``, else the file's ``default_profile``; a
-    profile asked for by name must exist. Unknown keys in a profile are errors (a typo must not be ignored), and
+    profile named by any of them must exist. Unknown keys in a profile are errors (a typo must not be ignored), and
     so is a secret written into the file."""
     data = load_config_file(config_path(environ)) if file_data is None else dict(file_data)
     profiles = data.get("profiles", {})
@@ -438,10 +438,13 @@ def resolve(
     if profile_name is not None:
         found = profiles.get(profile_name)
         if found is None:
+            known = ", ".join(sorted(profiles)) or "none defined"
             if named:
-                known = ", ".join(sorted(profiles)) or "none defined"
                 raise ConfigError(f"no profile {profile_name!r} in {config_path(environ)} (profiles: {known})")
-            profile_name = None
+            # A typo here must not silently drop every setting of the profile meant.
+            raise ConfigError(
+                f"default_profile {profile_name!r} in {config_path(environ)} names no profile (profiles: {known})"
+            )
         elif not isinstance(found, dict):
             raise ConfigError(f"profile {profile_name!r} must be a table")
         else:
