@@ -226,6 +226,8 @@ def _filler(issuer: str, secret_file: Path) -> Callable[[Any], Any]:
             return item.format(**values)
         if isinstance(item, list):
             return [fill(i) for i in item]
+        if isinstance(item, tuple):
+            return tuple(fill(i) for i in item)
         if isinstance(item, dict):
             return {k: fill(v) for k, v in item.items()}
         return item

@@ -224,3 +224,12 @@ def test_flytekit_command_authenticator_gets_the_token(
     with pytest.raises(AuthenticationError) as failed:
         CommandAuthenticator([str(TOKENSMITH), "token", *device]).refresh_credentials()
     assert "`tokensmith login --issuer" in str(failed.value)
+
+
+@pytest.mark.parametrize("action", ["capability", "frobnicate"])
+def test_git_credential_ignores_an_action_it_does_not_know_silently(action: str, cli: Cli) -> None:
+    """gitcredentials(7): "If a helper receives any other operation, it should silently ignore the request" (room
+    for operations git adds later). No settings are needed to ignore one, and none are read."""
+    cli.write_config("this is not TOML")
+    proc = cli.run("git-credential", action, input="protocol=https\nhost=git.example.test\n\n")
+    assert (proc.returncode, proc.stdout, proc.stderr) == (0, "", "")

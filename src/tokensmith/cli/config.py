@@ -260,6 +260,16 @@ _KEYS = SETTING_NAMES
 _TUPLES = {"scope", "resource"}
 _BOOLS = {"client_secret_stdin", "insecure_skip_tls_verify"}
 _CHOICES = {"flow": FLOWS, "store": STORES, "auth_method": AUTH_METHODS, "basic_encoding": BASIC_ENCODINGS}
+#: File and directory names: taken as given (the operating system says whether they exist).
+_PATHS = {"client_secret_file", "private_key_file", "store_dir", "ca_bundle"}
+#: URLs the client sends requests (or the person) to; the library checks the rest (TLS, credentials, ...).
+_ENDPOINTS = {
+    "issuer",
+    "token_endpoint",
+    "device_authorization_endpoint",
+    "authorization_endpoint",
+    "revocation_endpoint",
+}
 
 
 def config_path(environ: Mapping[str, str] = os.environ) -> str:
@@ -340,13 +350,35 @@ def load_config_file(path: str) -> dict[str, Any]:
     return parsed
 
 
+def _stray_character(value: str) -> str | None:
+    """``U+XXXX at position N`` for the first character that has no place in a setting's value: a control, format
+    (zero-width) or non-ASCII space anywhere, any whitespace at either end (a Kubernetes secret mounted as a variable
+    keeps the newline ``echo`` wrote; a value pasted from a web page brings U+00A0). None when there is none."""
+    for index, ch in enumerate(value):
+        if not ch.isprintable() or (ch.isspace() and (index == 0 or index == len(value) - 1)):
+            return f"U+{ord(ch):04X} at position {index + 1}"
+    return None
+
+
 def _coerce(name: str, value: Any, where: str) -> Any:
     if name in _TUPLES:
         if isinstance(value, str):
-            return tuple(value.split())
-        if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
-            return tuple(part for v in value for part in v.split())
-        raise ConfigError(f"{name} ({where}) must be a string or a list of strings")
+            parts = tuple(value.split())
+        elif isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+            parts = tuple(part for v in value for part in v.split())
+        else:
+            raise ConfigError(f"{name} ({where}) must be a string or a list of strings")
+        for part in parts:
+            # RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E ); a resource is a URL (printable).
+            bad = (
+                any(not ("!" <= ch <= "~") or ch in '"\\' for ch in part)
+                if name == "scope"
+                else _stray_character(part) is not None
+            )
+            if bad:
+                what = 'an RFC 6749 §3.3 scope token (printable ASCII, no " or \\)' if name == "scope" else "a URL"
+                raise ConfigError(f"{name} ({where}): {part[:80]!r} is not {what}")
+        return parts
     if name in _BOOLS:
         if isinstance(value, bool):
             return value
@@ -354,6 +386,8 @@ def _coerce(name: str, value: Any, where: str) -> Any:
             return value.lower() in ("1", "true", "yes")
         raise ConfigError(f"{name} ({where}) must be true or false")
     if name == "timeout":
+        if isinstance(value, bool):  # TOML true is not one second
+            raise ConfigError(f"timeout ({where}) must be a number of seconds")
         try:
             number = float(value)
         except (TypeError, ValueError):
@@ -363,6 +397,17 @@ def _coerce(name: str, value: Any, where: str) -> Any:
         return number
     if not isinstance(value, str):
         raise ConfigError(f"{name} ({where}) must be a string")
+    if name not in _PATHS:
+        stray = _stray_character(value)
+        if stray is not None:
+            raise ConfigError(
+                f"{name} ({where}) has whitespace or invisible characters where none belong ({stray}); remove them"
+            )
+    if name in _ENDPOINTS and value:
+        if "://" not in value:
+            raise ConfigError(f"{name} ({where}) must be an absolute https:// URL, not {value[:200]!r}")
+        if name == "issuer" and ("?" in value or "#" in value):
+            raise ConfigError(f"issuer ({where}): an issuer identifier has no query or fragment (RFC 8414 §2)")
     if name == "auth_method":
         value = AUTH_METHOD_ALIASES.get(value, value)
     if name in _CHOICES and value not in _CHOICES[name]:
@@ -379,7 +424,7 @@ def resolve(
     """Settings from ``flags`` (None means "not given"), then the environment, then the profile.
 
     The profile is ``flags["profile"]``, else ``TOKENSMITH_PROFILE``, else the file's ``default_profile``; a
-    profile asked for by name must exist. Unknown keys in a profile are errors (a typo must not be ignored), and
+    profile named by any of them must exist. Unknown keys in a profile are errors (a typo must not be ignored), and
     so is a secret written into the file."""
     data = load_config_file(config_path(environ)) if file_data is None else dict(file_data)
     profiles = data.get("profiles", {})
@@ -393,10 +438,13 @@ def resolve(
     if profile_name is not None:
         found = profiles.get(profile_name)
         if found is None:
+            known = ", ".join(sorted(profiles)) or "none defined"
             if named:
-                known = ", ".join(sorted(profiles)) or "none defined"
                 raise ConfigError(f"no profile {profile_name!r} in {config_path(environ)} (profiles: {known})")
-            profile_name = None
+            # A typo here must not silently drop every setting of the profile meant.
+            raise ConfigError(
+                f"default_profile {profile_name!r} in {config_path(environ)} names no profile (profiles: {known})"
+            )
         elif not isinstance(found, dict):
             raise ConfigError(f"profile {profile_name!r} must be a table")
         else:

@@ -201,8 +201,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     try:
         answered = _try_fast(args)
-    except BrokenPipeError:
-        answered = None  # the full command line reports a closed stdout properly
+    except Exception:
+        # Whatever the fast path cannot do - print to a stdout that is closed, full or a pipe whose reader has gone,
+        # read a token file a newer tokensmith wrote - the full command line does the slow way, and reports in one
+        # line what is wrong (never a traceback from here).
+        answered = None
     if answered is not None:
         return answered
     from .main import main as full

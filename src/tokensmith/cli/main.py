@@ -34,7 +34,9 @@ from ..exceptions import (
     DeviceFlowTimeout,
     DiscoveryError,
     ExpiredToken,
+    InsecureEndpointError,
     InvalidClient,
+    InvalidEndpointError,
     InvalidResponse,
     LoginRequired,
     NonJSONResponse,
@@ -68,7 +70,7 @@ EXIT_INTERRUPTED = 130
 EXIT_CODES_HELP = """Exit codes:
   0    ok
   1    error (a login that was denied, expired or timed out; anything not listed below)
-  2    usage: a bad flag, setting or configuration file
+  2    usage: a bad flag, setting (an unusable URL, a stray control character) or configuration file
   4    login required: no usable token and no login allowed (--no-interactive, or no terminal)
   5    rejected by the identity provider (an OAuth error: invalid_client, invalid_grant, ...)
   6    network or TLS failure, or a server/proxy that did not answer in OAuth (gateway pages, 5xx)
@@ -101,6 +103,7 @@ def _check_stdout() -> None:
 
 
 def _print_token(text: str) -> None:
+    _check_stdout()
     try:
         sys.stdout.write(text)
         sys.stdout.flush()
@@ -184,8 +187,8 @@ _INVALID_CLIENT_HINTS = {
 def _exit_code(error: BaseException) -> int:
     if isinstance(error, LoginRequired):
         return EXIT_LOGIN_REQUIRED
-    if isinstance(error, (ConfigError, ExecInfoError, ConfigurationError)):
-        return EXIT_USAGE
+    if isinstance(error, (ConfigError, ExecInfoError, ConfigurationError, InvalidEndpointError, InsecureEndpointError)):
+        return EXIT_USAGE  # a URL that cannot be used (no TLS, whitespace, credentials in it) is a bad setting
     if isinstance(error, (AccessDenied, DeviceFlowTimeout, DeviceFlowCancelled, ExpiredToken)):
         return EXIT_ERROR  # the person's answer or patience, not the server rejecting this client
     if isinstance(error, (OAuthError, AuthenticationError)):
@@ -250,8 +253,20 @@ def _read_secret(settings: Settings) -> str | None:
                 f"{settings.origin.get('client_secret_env', 'the settings')}) is not set or empty; export it, or "
                 "drop client_secret_env for a public client"
             )
-        return from_env
-    return os.environ.get(DEFAULT_SECRET_ENV) or None
+        return _checked_secret(from_env, settings.client_secret_env)
+    from_default = os.environ.get(DEFAULT_SECRET_ENV) or None
+    return None if from_default is None else _checked_secret(from_default, DEFAULT_SECRET_ENV)
+
+
+def _checked_secret(secret: str, variable: str) -> str:
+    """A secret from an environment variable, unless it holds a control character: RFC 6749 client secrets are
+    VSCHAR, and the usual one is the newline ``echo`` left in a file a Kubernetes secret was made from. Sent as is,
+    the server answers invalid_client (or "not properly encoded"), which says nothing about why. Never quoted."""
+    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in secret):
+        raise ConfigError(
+            f"the client secret in {variable} contains a control character (a trailing newline?); remove it"
+        )
+    return secret
 
 
 #: A key file is a few kilobytes; anything much larger is not one (and is not read into memory whole).
@@ -649,7 +664,7 @@ def _build() -> Any:
 
     @click.group(
         context_settings={"help_option_names": ["-h", "--help"]},
-        epilog=EXIT_CODES_HELP.replace("\n", "\n\b\n", 1),
+        epilog=EXIT_CODES_HELP.replace("\n", "\n\n\b\n", 1),  # \b after a blank line: not rewrapped
     )
     @click.version_option(package_name="tokensmith")
     def cli() -> None:
@@ -686,7 +701,13 @@ def _build() -> Any:
 
     @cli.command()
     @_identity_options
-    @click.option("--min-valid", type=click.FloatRange(min=0), default=0.0, help="Renew unless valid this long.")
+    @click.option(
+        "--min-valid",
+        type=click.FloatRange(min=0),
+        default=0.0,
+        callback=_a_number,
+        help="Renew unless valid this long (seconds).",
+    )
     @click.option("--force-refresh", is_flag=True, help="Renew now, even if the cached token is valid.")
     @click.option("--interactive/--no-interactive", default=None, help="May start a login (default: on a terminal).")
     @click.option("--format", "fmt", type=click.Choice(FORMATS), default="raw", show_default=True)
@@ -701,6 +722,13 @@ def _build() -> Any:
         _check_stdout()
         found = _obtain(settings, interactive=interactive, min_valid=min_valid, force=force_refresh)
         now = time.time()
+        if min_valid > 0 and found.expires_at is not None and found.expires_at - now < min_valid:
+            # The best there is, so printed; but every call with this --min-valid goes to the server for it.
+            sys.stderr.write(
+                f"tokensmith: warning: the token is valid for {max(0, int(found.expires_at - now))} s, less than "
+                f"--min-valid {min_valid:g} (no longer-lived one could be had), so every call with this --min-valid "
+                "asks the server again\n"
+            )
         text = render(
             fmt,
             found.access_token,
@@ -772,9 +800,13 @@ def _build() -> Any:
     @_identity_options
     @click.option("--username", "git_username", help="User name git sends with the token (default: oauth2).")
     @click.option("--interactive/--no-interactive", default=None, help="May start a login (default: on a terminal).")
-    @click.argument("action", type=click.Choice(["get", "store", "erase"]))
+    @click.argument("action", metavar="get|store|erase")
     def git_credential(action: str, interactive: bool | None, **opts: Any) -> None:
         """git's credential helper: `git config credential.helper "tokensmith git-credential --profile P"`."""
+        if action not in ("get", "store", "erase"):
+            # gitcredentials(7): "If a helper receives any other operation, it should silently ignore the request",
+            # so that git can add operations without older helpers failing them.
+            return
         from . import fast
         from .formats import git_answer, parse_git_request
 
@@ -791,6 +823,7 @@ def _build() -> Any:
                 interactive = sys.stderr.isatty()  # git owns stdin; the prompt goes to the terminal on stderr
             except (AttributeError, ValueError):
                 interactive = False
+        _check_stdout()
         found = _obtain(settings, interactive=interactive, min_valid=0.0, force=False)
         _print_token(git_answer(request, found.access_token, found.expires_at, settings.git_username))
 
@@ -898,6 +931,13 @@ def _build() -> Any:
         _print_token(token.access_token + "\n")
 
     return cli
+
+
+def _a_number(ctx: Any, param: Any, value: float) -> float:
+    """click's FloatRange lets ``nan`` through (no comparison with it is true)."""
+    if value != value:
+        raise click.BadParameter("nan is not a number of seconds", ctx=ctx, param=param)
+    return value
 
 
 def _duration(expires_at: float) -> str:
