@@ -73,6 +73,9 @@ class DPoPKey:
         algorithm = _algorithm(alg)
         if jwk.get("kty") == "EC" and _EC_ALG_FOR_CURVE.get(str(jwk.get("crv"))) != alg:
             raise DPoPError(f"a {jwk.get('crv')} key cannot sign {alg} (RFC 7518 §3.4)")
+        bits = getattr(private_key, "key_size", None)
+        if jwk.get("kty") == "RSA" and isinstance(bits, int) and bits < 2048:
+            raise DPoPError(f"a {bits}-bit RSA key is too short: RFC 7518 §3.3 requires 2048 bits or more")
         try:  # does the key suit the algorithm? (a P-384 key cannot sign ES256)
             algorithm.prepare_key(private_key)
         except Exception as error:
@@ -108,14 +111,16 @@ class DPoPKey:
         return cls(key, alg)
 
     @classmethod
-    def from_pem(cls, pem: str | bytes, password: bytes | None = None, *, alg: str | None = None) -> DPoPKey:
-        """A key from a PEM private key (PKCS#8 or traditional)."""
+    def from_pem(cls, pem: str | bytes, password: bytes | str | None = None, *, alg: str | None = None) -> DPoPKey:
+        """A key from a PEM private key (PKCS#8 or traditional); ``password`` for an encrypted one (a ``str`` is
+        taken as UTF-8, as ``PrivateKeyJWT`` takes it)."""
         _jwt_algorithms()
         from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
         try:
             data = pem.encode("ascii") if isinstance(pem, str) else pem
-            key = load_pem_private_key(data, password=password)
+            secret = password.encode("utf-8") if isinstance(password, str) else password
+            key = load_pem_private_key(data, password=secret)
         except (ValueError, TypeError) as error:
             raise DPoPError(f"not a usable PEM private key ({type(error).__name__})") from None
         return cls(key, alg)

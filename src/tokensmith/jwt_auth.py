@@ -311,6 +311,9 @@ def _check_key_fits(key: Any, alg: str) -> None:
     fits = alg == natural or (natural == "RS256" and alg[:2] in ("RS", "PS")) or (natural == "EdDSA" and alg == "EdDSA")
     if not fits:
         raise ConfigurationError(f"algorithm {alg} does not fit the private key (use {natural})")
+    bits = getattr(key, "key_size", None)
+    if natural == "RS256" and isinstance(bits, int) and bits < 2048:
+        raise ConfigurationError(f"a {bits}-bit RSA key is too short: RFC 7518 §3.3 requires 2048 bits or more")
 
 
 def _raw_ecdsa(sign: Signer, alg: str) -> Signer:

@@ -154,6 +154,28 @@ def test_bad_keys_are_typed_errors() -> None:
         proto.build_proof(lambda b: b"", "HS256", {"kty": "oct"}, "GET", "https://x/", iat=1, jti="j")
 
 
+def test_short_rsa_keys_are_refused_and_a_pem_password_may_be_text() -> None:
+    """RFC 7518 §3.3: RS/PS keys of 2048 bits or more only. An encrypted PEM's password may be a str (UTF-8), as
+    PrivateKeyJWT takes it; a wrong one is a typed error that shows neither the key nor the password."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+    with pytest.raises(DPoPError, match="1024-bit RSA key is too short"):
+        DPoPKey(rsa.generate_private_key(public_exponent=65537, key_size=1024), "RS256")
+    assert DPoPKey(rsa.generate_private_key(public_exponent=65537, key_size=2048), "PS256").alg == "PS256"
+
+    private = ec.generate_private_key(ec.SECP256R1())
+    pem = private.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.BestAvailableEncryption("pässword".encode()),
+    )
+    assert DPoPKey.from_pem(pem, "pässword").thumbprint == DPoPKey(private).thumbprint
+    with pytest.raises(DPoPError, match="not a usable PEM private key") as wrong:
+        DPoPKey.from_pem(pem, "wrong-pässword")
+    assert "pässword" not in str(wrong.value)
+
+
 def test_key_repr_shows_no_private_part() -> None:
     key = DPoPKey.generate()
     d = json.loads(key._private_jwk_json())["d"]

@@ -307,6 +307,16 @@ def test_algorithms_of_the_wrong_family_are_refused(ec_key: ec.EllipticCurvePriv
         _sent(PrivateKeyJWT("svc", ec_key, alg="RS256"))
 
 
+def test_rsa_keys_shorter_than_2048_bits_are_refused() -> None:
+    """RFC 7518 §3.3: "A key of size 2048 bits or larger MUST be used" with RS256/PS256 and their kin."""
+    short = rsa.generate_private_key(public_exponent=65537, key_size=1024)
+    for alg in ("RS256", "PS256"):
+        with pytest.raises(ConfigurationError, match="1024-bit RSA key is too short"):
+            _sent(PrivateKeyJWT("svc", short, alg=alg))
+    with pytest.raises(ConfigurationError, match="too short"):
+        _sent(PrivateKeyJWT("svc", _pem(short)))
+
+
 def test_unusable_keys_are_refused_without_showing_them(ec_key: ec.EllipticCurvePrivateKey) -> None:
     public = ECAlgorithm.to_jwk(ec_key.public_key(), as_dict=True)
     with pytest.raises(ConfigurationError, match="private part"):
