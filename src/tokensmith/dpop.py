@@ -26,9 +26,13 @@ from typing import Any
 from ._flow import Flow, Post, T, build, fresh_request
 from ._protocol import dpop as proto
 from ._protocol.messages import HttpRequest, HttpResponse
+from ._warnings import RepeatedWarnings
 from .exceptions import DPoPError, SigningError, TokensmithError
+from .stores.codec import short_key
 
 logger = logging.getLogger("tokensmith.dpop")
+#: One get_token() reads the key slot more than once (the token, then again under the store lock).
+_key_warnings = RepeatedWarnings(logger)
 
 __all__ = ["DPoPKey"]
 
@@ -428,7 +432,7 @@ def load_store_key(store: object, cache_key: str) -> DPoPKey | None:
     try:
         return DPoPKey.from_jwk(data)
     except (DPoPError, ValueError, TypeError):
-        logger.warning("the stored DPoP key is unreadable; ignored")
+        _key_warnings("the stored DPoP key for key %s is unreadable; ignored", short_key(cache_key))
         return None
 
 

@@ -421,7 +421,7 @@ def test_htu_is_the_uri_the_request_went_to_even_with_non_ascii_in_it(fault_serv
 
 @pytest.mark.parametrize("slot", [b"[" * 100_000, b"{", b'{"kty": "EC"}', b"\xff\xfe"])
 def test_a_corrupted_key_slot_never_sends_the_bound_token_and_raises_nothing_untyped(
-    fault_server: FaultServer, tmp_path: Path, slot: bytes
+    fault_server: FaultServer, tmp_path: Path, slot: bytes, caplog: pytest.LogCaptureFixture
 ) -> None:
     """RFC 9449 §5: a token bound to a key this process cannot load is set aside (its refresh token is never
     sent: it would be refused). A key file of deeply nested JSON (a truncated or overwritten file, another
@@ -436,8 +436,11 @@ def test_a_corrupted_key_slot_never_sends_the_bound_token_and_raises_nothing_unt
     key_file.write_bytes(slot)
     clock.sleep(3600)
     second = _client(fault_server, dpop=True, store=FileStore(tmp_path), clock=clock)
+    caplog.set_level(logging.DEBUG, logger="tokensmith")
     token = second.get_token()
     assert token.jkt is not None and token.jkt != bound.jkt
+    said = [r.levelno for r in caplog.records if "DPoP key" in r.getMessage() and "unreadable" in r.getMessage()]
+    assert said[0] == logging.WARNING and logging.WARNING not in said[1:]  # said once, though read more than once
     grants = [dict(r.form)["grant_type"] for r in fault_server.recorded("/token")]
     assert grants == ["client_credentials", "client_credentials"]  # a new token for a new key; rt-1 never sent
     with pytest.raises(DPoPError):

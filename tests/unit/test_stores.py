@@ -679,6 +679,22 @@ def test_non_regular_token_path_is_refused_without_blocking(
     assert store.load(OTHER_KEY) == make_token()  # the rest of the store still works
 
 
+def test_a_refused_file_is_warned_about_once_per_store_not_on_every_read(
+    store: FileStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    """One command reads the token file more than once (the fast path, the re-read under the store lock), and a
+    service reads it on every call: the same warning is given once, then at debug (for 5 minutes per store)."""
+    store.save(OTHER_KEY, make_token())
+    os.mkfifo(store.path_for(KEY))
+    caplog.set_level(logging.DEBUG, logger="tokensmith")
+    for _ in range(3):
+        assert without_blocking(lambda: store.load(KEY)) is None
+    said = [r for r in caplog.records if "not a regular file; ignored" in r.getMessage()]
+    assert [r.levelno for r in said] == [logging.WARNING, logging.DEBUG, logging.DEBUG]
+    assert without_blocking(lambda: FileStore(store.directory).load(KEY)) is None  # another store says it again
+    assert len(warnings_about(caplog, "not a regular file; ignored")) == 2
+
+
 def test_device_at_the_token_path_is_never_opened(store: FileStore, caplog: pytest.LogCaptureFixture) -> None:
     store.save(OTHER_KEY, make_token())
     try:

@@ -48,9 +48,10 @@ import stat
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
+from .._warnings import RepeatedWarnings
 from ..exceptions import StoreError, StoreLockTimeout
 from ..token import Token
 from ._fs import (
@@ -305,6 +306,9 @@ class FileStore:
         self._checked_directory = False
         self._swept_temp_files = False
         self._refusal_warned = False
+        # One command reads a file more than once (the fast path, the re-read under the store lock), and a
+        # service reads it on every call: a warning about a file is said once, then at debug for a while.
+        self._warn = RepeatedWarnings(logger)
 
     def __repr__(self) -> str:
         return f"FileStore({self.directory!r})"
@@ -399,14 +403,14 @@ class FileStore:
         path = self.path_for(key)
         if not self._readable_directory():
             return None
-        read = _read_owned(path, "token file", key, MAX_FILE_BYTES, tighten=True)
+        read = _read_owned(path, "token file", key, MAX_FILE_BYTES, tighten=True, warn=self._warn)
         if read is None:
             return None
         data, st = read
         try:
             return decode_token(data)
         except NewerFormatError as newer:
-            logger.warning(
+            self._warn(
                 "token file for key %s has format version %s, newer than this tokensmith understands; ignored",
                 short_key(key),
                 newer.version,
@@ -465,14 +469,14 @@ class FileStore:
         """The stored DPoP private key (a private JWK as JSON), or None."""
         if not self._readable_directory():
             return None
-        read = _read_owned(self._key_path(key), "DPoP key file", key, MAX_KEY_BYTES, tighten=True)
+        read = _read_owned(self._key_path(key), "DPoP key file", key, MAX_KEY_BYTES, tighten=True, warn=self._warn)
         if read is None:
             return None
         data, _ = read
         try:
             text = data.decode("ascii")
         except UnicodeDecodeError:
-            logger.warning("DPoP key file for key %s is unreadable; ignored", short_key(key))
+            self._warn("DPoP key file for key %s is unreadable; ignored", short_key(key))
             return None
         return text.strip() or None
 
@@ -535,14 +539,14 @@ class FileStore:
     def _read_lease(self, key: str, path: str) -> Lease | None:
         """The lease in ``path``; None (with a warning) for anything unreadable: a lease that cannot be read
         protects nothing, and the next claim replaces it."""
-        read = _read_owned(path, "lease file", key, MAX_LEASE_BYTES, tighten=False)
+        read = _read_owned(path, "lease file", key, MAX_LEASE_BYTES, tighten=False, warn=self._warn)
         if read is None:
             return None
         data, _st = read
         try:
             return decode_lease(data)
         except Exception as error:
-            logger.warning(
+            self._warn(
                 "lease file for key %s is unreadable (%s); treated as no lease", short_key(key), type(error).__name__
             )
             return None
@@ -596,7 +600,7 @@ class FileStore:
         except OSError as error:
             raise _store_error(f"delete the {what}", path, error) from error
         if not stat.S_ISREG(st.st_mode):
-            logger.warning(
+            self._warn(
                 "%s for key %s is %s, not a regular file; left in place (remove it)",
                 what,
                 short_key(key),
@@ -650,7 +654,7 @@ class FileStore:
         except FileNotFoundError:
             return
         except OSError as error:
-            logger.warning(
+            self._warn(
                 "token file for key %s is unreadable (%s) and could not be moved aside: %s; ignored",
                 short_key(key),
                 reason,
@@ -679,7 +683,7 @@ class FileStore:
 
 
 def _read_owned(
-    path: str, what: str, key: str, max_bytes: int, *, tighten: bool
+    path: str, what: str, key: str, max_bytes: int, *, tighten: bool, warn: Callable[..., None]
 ) -> tuple[bytes, os.stat_result] | None:
     """The bytes (at most ``max_bytes + 1``) and stat of ``path`` if it is a regular file we own; None, with one
     warning saying why, for anything else (missing: no warning). ``tighten`` removes group/other bits."""
@@ -688,30 +692,28 @@ def _read_owned(
     except FileNotFoundError:
         return None
     except _NotRegularFile as refused:
-        logger.warning(
-            "%s for key %s is %s, not a regular file; ignored (remove it)", what, short_key(key), refused.kind
-        )
+        warn("%s for key %s is %s, not a regular file; ignored (remove it)", what, short_key(key), refused.kind)
         return None
     except OSError as error:
         # EACCES, ELOOP (a symlink swapped in after the lstat), ...: not ours to read.
-        logger.warning("%s for key %s cannot be opened (%s); ignored", what, short_key(key), error.strerror)
+        warn("%s for key %s cannot be opened (%s); ignored", what, short_key(key), error.strerror)
         return None
     with os.fdopen(fd, "rb") as handle:
         st = os.fstat(fd)
         if not _owned_by_current_user(st):
-            logger.warning("%s %s is owned by uid %d, not by the current user; ignored", what, path, st.st_uid)
+            warn("%s %s is owned by uid %d, not by the current user; ignored", what, path, st.st_uid)
             return None
         if tighten and _loose_bits(st.st_mode):
             try:
                 os.fchmod(fd, 0o600)
-                logger.warning(
+                warn(
                     "%s for key %s was readable by group/others (mode %03o); tightened to 0600",
                     what,
                     short_key(key),
                     stat.S_IMODE(st.st_mode),
                 )
             except OSError as error:
-                logger.warning(
+                warn(
                     "%s for key %s is readable by group/others and could not be tightened: %s",
                     what,
                     short_key(key),
@@ -720,7 +722,7 @@ def _read_owned(
         try:
             return handle.read(max_bytes + 1), st
         except OSError as error:
-            logger.warning("%s for key %s cannot be read (%s); ignored", what, short_key(key), error.strerror)
+            warn("%s for key %s cannot be read (%s); ignored", what, short_key(key), error.strerror)
             return None
 
 
