@@ -282,6 +282,8 @@ class _Handler(BaseHTTPRequestHandler):
                 self.wfile.write(bytes([byte]))
                 self.wfile.flush()
             except OSError:  # the client gave up (its deadline): that is the point
+                with self._owner._lock:
+                    self._owner.trickles_cut_short += 1
                 return
 
     def _send(self, reply: Reply) -> None:
@@ -335,6 +337,8 @@ class FaultServer:
         self._errors: list[BaseException] = []
         self._conns: set[socket.socket] = set()
         self._stopping = threading.Event()
+        #: Trickled replies the client hung up on before they were sent whole (it gave up at its deadline).
+        self.trickles_cut_short = 0
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 

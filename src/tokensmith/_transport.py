@@ -9,9 +9,11 @@ lines that carry no secrets. Everything network-bound in tokensmith goes through
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import queue
+import socket
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -69,6 +71,73 @@ __all__ = [
 logger = logging.getLogger("tokensmith.http")
 
 
+# --- abandoning a request that is still waiting for the response's head -------------------------------------
+#
+# A caller stops waiting at the total deadline, but the worker thread running the request is stuck in a socket read
+# while a server trickles the status line and headers (http.client allows 64 KiB per header line: days, at a byte a
+# second). There is no response object to close yet, so the process-wide session's adapters record the connection
+# each exchange takes from the pool, and abandoning the exchange shuts that socket down: the read fails and the
+# thread is free. Sessions callers bring keep their own adapters; there a stuck worker waits for the server.
+
+
+class _RunningExchange(threading.local):
+    exchange: _Exchange | None = None
+
+
+_running = _RunningExchange()
+
+
+class _TrackedPool:
+    """Pool mixin: hands each connection it gives out to the exchange the calling worker runs."""
+
+    def _get_conn(self, timeout: float | None = None) -> Any:
+        conn = super()._get_conn(timeout)  # type: ignore[misc]
+        exchange = _running.exchange
+        if exchange is not None:
+            exchange.uses(conn)
+        return conn
+
+
+class _TrackedHTTPPool(_TrackedPool, urllib3.HTTPConnectionPool):
+    pass
+
+
+class _TrackedHTTPSPool(_TrackedPool, urllib3.HTTPSConnectionPool):
+    pass
+
+
+_TRACKED_POOLS = {"http": _TrackedHTTPPool, "https": _TrackedHTTPSPool}
+
+
+class _AbortableAdapter(requests.adapters.HTTPAdapter):
+    """requests' adapter, whose pools (direct and through an HTTP proxy) tell the exchange its connection."""
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = _TRACKED_POOLS
+
+    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
+        manager = super().proxy_manager_for(proxy, **proxy_kwargs)
+        if not proxy.lower().startswith("socks"):  # SOCKS pools are urllib3's own subclasses: left as they are
+            manager.pool_classes_by_scheme = _TRACKED_POOLS
+        return manager
+
+
+def _default_session() -> requests.Session:
+    session = requests.Session()
+    session.mount("https://", _AbortableAdapter())
+    session.mount("http://", _AbortableAdapter())
+    return session
+
+
+def _shut_down(conn: Any) -> None:
+    sock = getattr(conn, "sock", None)
+    if sock is not None:
+        # Wakes a read blocked in another thread (close() would not). OSError: already closed, nothing waits on it.
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+
+
 class _SessionPool:
     """One lazily created session per process, recreated if the factory changes."""
 
@@ -92,8 +161,8 @@ class _SessionPool:
         session = self._session
         if isinstance(session, requests.Session):
             for prefix, adapter in list(session.adapters.items()):
-                if type(adapter) is requests.adapters.HTTPAdapter:  # the default one this pool's session got
-                    session.adapters[prefix] = requests.adapters.HTTPAdapter()
+                if type(adapter) in (requests.adapters.HTTPAdapter, _AbortableAdapter):  # the ones this pool made
+                    session.adapters[prefix] = type(adapter)()
 
 
 _pool = _SessionPool()
@@ -101,7 +170,7 @@ _pool = _SessionPool()
 
 def pooled_session(factory: Callable[[], Any] | None = None) -> Any:
     """The process-wide connection pool used when a caller passes no session."""
-    return _pool.get(factory or requests.Session)
+    return _pool.get(factory or _default_session)
 
 
 class _NoNetrc(requests.auth.AuthBase):
@@ -178,7 +247,16 @@ class _Exchange:
         self.result: HttpResponse | None = None
         self.error: BaseException | None = None
         self.raw: Any = None
+        self.conn: Any = None
         self._lock = threading.Lock()
+
+    def uses(self, conn: Any) -> None:
+        """The connection this exchange took from the pool (see ``_TrackedPool``)."""
+        with self._lock:
+            self.conn = conn
+            abandoned = self.abandoned
+        if abandoned:
+            _shut_down(conn)
 
     def adopt(self, raw: Any) -> bool:
         """Record the live response; False if the caller already gave up (then it is closed here)."""
@@ -192,7 +270,9 @@ class _Exchange:
     def abandon(self) -> None:
         with self._lock:
             self.abandoned = True
-            raw = self.raw
+            raw, conn = self.raw, self.conn
+        if raw is None and conn is not None:
+            _shut_down(conn)  # still waiting for the head: no response to close yet
         if raw is not None:
             try:
                 raw.close()  # ends a body read in progress
@@ -269,6 +349,7 @@ class Transport(EndpointPolicy):
         exchange = _Exchange()
 
         def run() -> None:
+            _running.exchange = exchange
             try:
                 # session.post / session.get by name: what users' own session subclasses override.
                 raw = getattr(self.session, method.lower())(url, **kwargs)
@@ -277,6 +358,7 @@ class Transport(EndpointPolicy):
             except BaseException as error:  # handed to the caller, who re-raises it
                 exchange.error = error
             finally:
+                _running.exchange = None
                 exchange.done.set()
 
         _workers.submit(run)

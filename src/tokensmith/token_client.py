@@ -109,7 +109,7 @@ def _transport(
         # `requests.Session` (looked up through this module's `requests`), call it on every request as the seed
         # did, so a `return_value` swapped between two calls is honoured.
         patched = requests.Session is not _REAL_SESSION
-        session = requests.Session() if patched else pooled_session(requests.Session)
+        session = requests.Session() if patched else pooled_session()
     if not isinstance(session, _REAL_SESSION):
         return _TestDoubleTransport(session, proxies=proxies, verify=verify, timeout=timeout or DEFAULT_TIMEOUT)
     return Transport(session, proxies=proxies, verify=verify, timeout=timeout or DEFAULT_TIMEOUT)
