@@ -857,7 +857,10 @@ def _build() -> Any:
         elif topic == "config":
             from . import config
 
-            click.echo((config.__doc__ or "").strip())
+            # The module's docstring, as a person reads it: without the paragraph for developers, nor reST markup.
+            paragraphs = (config.__doc__ or "").strip().split("\n\n")
+            text = "\n\n".join(p for p in paragraphs if not p.startswith("Standard library only"))
+            click.echo(text.replace("``", "`").replace(")::\n", "):\n"))
             click.echo(f"\nThis machine's file: {config.config_path()}")
         else:
             click.echo(
