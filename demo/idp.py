@@ -10,7 +10,9 @@ Loopback only, in-memory, ephemeral keys: never expose it.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import tempfile
 import threading
 from pathlib import Path
 
@@ -21,15 +23,28 @@ from idp_harness import ALL_CLIENTS, ClientInfo, LocalIdP
 DEFAULT_PORT = 9400
 
 
-def _no_secret(client: ClientInfo) -> str:
-    return "(private_key_jwt: a key made for this run)" if client.private_key_jwt else "(public)"
+def _no_secret(client: ClientInfo, keys: Path) -> str:
+    return (
+        f"(private_key_jwt: --private-key-file {keys / client.client_id}.pem)" if client.private_key_jwt else "(public)"
+    )
+
+
+def _write_keys(idp: LocalIdP, keys: Path) -> None:
+    """The private_key_jwt clients' keys (made for this run), so they can be tried with --private-key-file."""
+    for client in ALL_CLIENTS:
+        if client.private_key_jwt:
+            fd = os.open(keys / f"{client.client_id}.pem", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as file:
+                file.write(idp.private_key_pem(client.client_id))
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port on 127.0.0.1 (default {DEFAULT_PORT})")
     args = parser.parse_args(argv)
-    with LocalIdP(port=args.port) as idp:
+    with LocalIdP(port=args.port) as idp, tempfile.TemporaryDirectory(prefix="tokensmith-idp-") as keys_dir:
+        keys = Path(keys_dir)
+        _write_keys(idp, keys)
         lines = [
             f"issuer:                        {idp.issuer}",
             f"token endpoint:                {idp.token_endpoint}",
@@ -39,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
             "",
             "clients (id / secret):",
             *(
-                f"  {c.client_id:<24} {c.client_secret if c.client_secret is not None else _no_secret(c)}"
+                f"  {c.client_id:<24} {c.client_secret if c.client_secret is not None else _no_secret(c, keys)}"
                 for c in ALL_CLIENTS
             ),
             "",

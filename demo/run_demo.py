@@ -103,7 +103,14 @@ def main(argv: list[str] | None = None) -> int:
         say(
             "\n[2/6] a person logs in with the device flow" + ("" if args.auto_approve else ": approve it in a browser")
         )
-        run(["login", *person, "--no-browser"], env, approve=idp if args.auto_approve else None)
+        # The command's stderr reaches this terminal through a pipe, so it cannot see the terminal: say so.
+        terminal = ["--qr"] if sys.stderr.isatty() else []
+        columns = {"COLUMNS": str(os.get_terminal_size(sys.stderr.fileno()).columns)} if terminal else {}
+        run(
+            ["login", *person, "--no-browser", *terminal],
+            {**env, **columns},
+            approve=idp if args.auto_approve else None,
+        )
 
         say("\n[3/6] every later call gets the token from the store (no request), or renews it silently")
         token = run(["token", *person], env).strip()

@@ -471,6 +471,7 @@ def test_help_config_documents_the_key_settings(cli: Cli) -> None:
     assert proc.returncode == 0
     for name in ("private_key_file", "private_key_password_env", "key_id", "assertion_alg", "client_secret_jwt"):
         assert name in proc.stdout
+    assert "``" not in proc.stdout and "this module" not in proc.stdout  # for the person, not the developer
     usage = cli.run("token", "--help")
     for flag in ("--private-key-file", "--private-key-password-env", "--key-id", "--assertion-alg"):
         assert flag in usage.stdout

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shlex
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -233,3 +235,45 @@ def test_git_credential_ignores_an_action_it_does_not_know_silently(action: str,
     cli.write_config("this is not TOML")
     proc = cli.run("git-credential", action, input="protocol=https\nhost=git.example.test\n\n")
     assert (proc.returncode, proc.stdout, proc.stderr) == (0, "", "")
+
+
+def _helper_lines() -> list[tuple[str, str]]:
+    """The ``credential.helper`` values a person is told to configure: ``git-credential --help`` and the README."""
+    helped = Cli(Path(tempfile.mkdtemp(prefix="tokensmith-help-"))).run(
+        "git-credential", "--help", env={"COLUMNS": "400"}
+    )
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    found = [("--help", m) for m in re.findall(r'credential\.helper "([^"]+)"', " ".join(helped.stdout.split()))]
+    found += [("README", m) for m in re.findall(r'credential\.[^ ]*helper "([^"]+)"', readme)]
+    assert {source for source, _ in found} == {"--help", "README"}, found
+    return found
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
+def test_the_helper_line_people_are_told_to_configure_works_with_git(
+    idp: LocalIdP, cli: Cli, service: list[str]
+) -> None:
+    """gitcredentials(7): a helper that is not an absolute path and does not start with ``!`` runs as
+    ``git credential-<helper>``, so ``tokensmith git-credential ...`` without the ``!`` is never our command."""
+    cli.write_config(f"[profiles.P]\n{_profile(idp, service)}\n[profiles.dev]\n{_profile(idp, service)}")
+    path = f"{TOKENSMITH.parent}{os.pathsep}{cli.env['PATH']}"  # `tokensmith` on PATH, as installed
+    for source, helper in _helper_lines():
+        subprocess.run(["git", "config", "--global", "credential.helper", helper], env=cli.environ(), check=True)
+        proc = subprocess.run(
+            ["git", "credential", "fill"],
+            input=GIT_REQUEST,
+            capture_output=True,
+            text=True,
+            env=cli.environ({"PATH": path}),
+            timeout=60,
+            check=False,
+        )
+        assert proc.returncode == 0 and "username=oauth2" in proc.stdout, (source, helper, proc.stderr)
+
+
+def _profile(idp: LocalIdP, service: list[str]) -> str:
+    flags = dict(zip(service[::2], service[1::2], strict=True))
+    return (
+        f'issuer = "{idp.issuer}"\nclient_id = "{CC_CLIENT.client_id}"\nscope = "api:read"\n'
+        f'flow = "client-credentials"\nclient_secret_file = "{flags["--client-secret-file"]}"\n'
+    )

@@ -802,7 +802,11 @@ def _build() -> Any:
     @click.option("--interactive/--no-interactive", default=None, help="May start a login (default: on a terminal).")
     @click.argument("action", metavar="get|store|erase")
     def git_credential(action: str, interactive: bool | None, **opts: Any) -> None:
-        """git's credential helper: `git config credential.helper "tokensmith git-credential --profile P"`."""
+        """git's credential helper. Set it up with (the `!` makes git run it as a command):
+
+        \b
+          git config credential.helper "!tokensmith git-credential --profile P"
+        """
         if action not in ("get", "store", "erase"):
             # gitcredentials(7): "If a helper receives any other operation, it should silently ignore the request",
             # so that git can add operations without older helpers failing them.
@@ -853,7 +857,10 @@ def _build() -> Any:
         elif topic == "config":
             from . import config
 
-            click.echo((config.__doc__ or "").strip())
+            # The module's docstring, as a person reads it: without the paragraph for developers, nor reST markup.
+            paragraphs = (config.__doc__ or "").strip().split("\n\n")
+            text = "\n\n".join(p for p in paragraphs if not p.startswith("Standard library only"))
+            click.echo(text.replace("``", "`").replace(")::\n", "):\n"))
             click.echo(f"\nThis machine's file: {config.config_path()}")
         else:
             click.echo(

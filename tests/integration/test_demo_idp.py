@@ -1,0 +1,46 @@
+"""`make idp` (demo/idp.py): the bundled IdP on a fixed port for trying the README by hand. It prints the issuer
+and every client with what it needs, including the private_key_jwt clients' key files, and stops on Ctrl-C."""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from cli_harness import free_port
+from tokensmith import TokenClient
+
+pytestmark = pytest.mark.idp
+IDP = Path(__file__).resolve().parents[2] / "demo" / "idp.py"
+
+
+def test_make_idp_prints_usable_clients_and_stops_on_ctrl_c() -> None:
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, str(IDP), "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout is not None
+        lines = []
+        for line in proc.stdout:
+            lines.append(line)
+            if "Ctrl-C stops the server" in line:
+                break
+        shown = "".join(lines)
+        assert f"issuer:                        http://127.0.0.1:{port}\n" in shown, shown
+        keys = dict(re.findall(r"^\s+(pkjwt-\S+)\s+\(private_key_jwt: --private-key-file (\S+)\)$", shown, re.M))
+        assert sorted(keys) == ["pkjwt-ec", "pkjwt-es384", "pkjwt-rsa"], shown
+        for client_id, path in keys.items():
+            assert Path(path).stat().st_mode & 0o077 == 0
+            client = TokenClient.from_issuer(f"http://127.0.0.1:{port}", client_id, private_key=Path(path).read_bytes())
+            with client:
+                assert client.get_token().access_token
+    finally:
+        proc.send_signal(signal.SIGINT)
+        _out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert not any(Path(path).exists() for path in keys.values())  # the keys went with the server
