@@ -59,8 +59,9 @@ class DeviceAuthorization:
     #: Azure AD's ready-made instruction text, when sent.
     message: str | None = None
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
-    #: Wall-clock receipt time, for display (``DevicePrompt.expires_at``).
-    received_at: float = 0.0
+    #: Wall-clock receipt time, for display (``DevicePrompt.expires_at``). Not part of the value: two answers with
+    #: the same members are equal, as the seed's ``DeviceCodeResponse`` dataclass compared them.
+    received_at: float = field(default=0.0, compare=False)
     #: Receipt time on the driver's monotonic clock: polling measures the code's remaining life from it.
     received_monotonic: float | None = field(default=None, repr=False, compare=False)
 
