@@ -26,6 +26,7 @@ from .exceptions import (
     TemporarilyUnavailable,
     TLSError,
     TokensmithError,
+    UnexpectedRedirect,
 )
 
 __all__ = ["as_requests_error", "connect_error", "timeout_error", "tls_error"]
@@ -121,6 +122,9 @@ def as_requests_error(error: TokensmithError, *, non_ok_is_authentication_error:
 
     - a body that is not JSON -> also ``requests``' ``JSONDecodeError`` (the seed called ``response.json()``);
     - any other non-OAuth answer with a transient status (5xx, 429) -> also ``requests.HTTPError``;
+    - a redirect (not followed, C27) -> also ``requests.HTTPError``, never an ``AuthenticationError``: a proxy or
+      SSO gateway sending the client to its login page has not judged the credentials, and the seed, which
+      followed it, failed on the HTML page with a ``requests`` exception (flytekit kept its refresh token);
     - any other non-OAuth answer with a non-2xx status -> also ``AuthenticationError``, as the seed reported it
       ("Status Code (...) received from IDP"); with ``non_ok_is_authentication_error`` (the device
       authorization request, where the seed never looked at the body) whatever the body;
@@ -137,6 +141,8 @@ def as_requests_error(error: TokensmithError, *, non_ok_is_authentication_error:
     if not isinstance(error, InvalidResponse) or isinstance(error, requests.RequestException | AuthenticationError):
         return error
     status = error.status_code
+    if isinstance(error, UnexpectedRedirect) and not non_ok_is_authentication_error:
+        return _rebuild(_mix(type(error), requests.HTTPError), error)
     non_ok = status is not None and not 200 <= status < 300
     if non_ok and non_ok_is_authentication_error:
         return _rebuild(_mix(type(error), AuthenticationError), error)

@@ -240,7 +240,8 @@ def get_token(
     ``requests.Timeout``/``RequestTimeout``, ``requests.exceptions.SSLError``/``TLSError``, requests'
     ``JSONDecodeError``/``NonJSONResponse`` for an HTML or other non-JSON body, ``requests.HTTPError``/
     ``InvalidResponse`` for a 5xx or 429 without an OAuth error code, or with one that is no verdict on the
-    credentials (``server_error``, ``temporarily_unavailable``, an unregistered code such as ``too_many_requests``).
+    credentials (``server_error``, ``temporarily_unavailable``, an unregistered code such as ``too_many_requests``),
+    and ``requests.HTTPError``/``UnexpectedRedirect`` for a redirect (an SSO gateway's login page; not followed).
     ``expires_in`` is None when the server omitted it (RFC 6749 §5.1 makes it optional). A refresh answered
     without a new refresh token returns the ``refresh_token`` it was given (RFC 6749 §6: keep the old one).
     """

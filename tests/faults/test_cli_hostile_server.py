@@ -17,7 +17,7 @@ from fault_server import FaultServer, Reply
 DEVICE_CODE = "dc-0123456789-secret"
 HOSTILE_DEVICE_REPLY = {
     "device_code": DEVICE_CODE,
-    "user_code": "WDJB\u202e-MJHT\x1b]0;pwned\x07\u200b",
+    "user_code": "WDJB\u202e-MJHT\u200b\u2066",
     "verification_uri": "https://idp.example/device",
     "verification_uri_complete": "--renderer-cmd-prefix=/bin/sh\u2066",
     "expires_in": 10**12,
@@ -84,7 +84,7 @@ def test_hostile_server_text_is_tamed_on_the_terminal(fault_server: FaultServer,
     # Nothing that can drive the terminal or hide in the text: only printable characters and newlines.
     hidden = {ch for ch in stderr if ch != "\n" and unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp")}
     assert not hidden, sorted(f"U+{ord(ch):04X}" for ch in hidden)
-    assert "    WDJB-MJHT]0;pwned\n" in stderr
+    assert "    WDJB-MJHT\n" in stderr
     assert "    https://idp.example/device\n" in stderr
     assert "Link with the code filled in: --renderer-cmd-prefix=/bin/sh\n" in stderr
     assert "The code expires in more than a day." in stderr
@@ -96,3 +96,42 @@ def test_hostile_server_text_is_tamed_on_the_terminal(fault_server: FaultServer,
     # The browser got the plain link, never the option-like "complete" link.
     assert "Opening your browser" in stderr
     assert _wait_for_lines(opened_log) == ["https://idp.example/device"]
+
+
+def test_terminal_escapes_in_the_device_answer_end_the_login_before_anything_is_shown(
+    fault_server: FaultServer,
+) -> None:
+    """An escape sequence in the user code or link (OSC 52 writes the clipboard, OSC 0 the window title) is no
+    code a person types and no URI: the answer is refused (exit 1), and no poll is made."""
+    reply = {
+        **HOSTILE_DEVICE_REPLY,
+        "user_code": "WDJB-MJHT\x1b]0;pwned\x07",
+        "verification_uri": "https://idp.example/device\x1b]52;c;ZXZpbA==\x07",
+    }
+    fault_server.script("/device", Reply(json=reply))
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tokensmith",
+            "device-login",
+            "--device-authorization-endpoint",
+            fault_server.url("/device"),
+            "--token-endpoint",
+            fault_server.url("/token"),
+            "--client-id",
+            "public-cli",
+            "--no-browser",
+            "--no-qr",
+        ],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        env={**os.environ, "PYTHONIOENCODING": "utf-8"},
+        timeout=60,
+    )
+    stderr = proc.stderr.decode("utf-8")
+    assert proc.returncode == 1, stderr
+    assert "control characters" in stderr and "Traceback" not in stderr
+    assert not {ch for ch in stderr if ch != "\n" and unicodedata.category(ch) == "Cc"}
+    assert "pwned" not in stderr and DEVICE_CODE not in stderr
+    assert fault_server.count("/token") == 0

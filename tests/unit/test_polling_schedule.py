@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tokensmith._protocol.polling import DEFAULT_MARGIN, PollOutcome, PollSchedule
+from tokensmith._protocol.polling import DEFAULT_MARGIN, FIRST_POLL_LEAD, PollOutcome, PollSchedule
 from tokensmith.exceptions import DeviceFlowTimeout, ExpiredToken, PersistentSlowDown
 
 M = DEFAULT_MARGIN
@@ -63,6 +63,17 @@ def test_no_poll_at_or_after_the_deadline() -> None:
         s.next_wait(10.2)
 
 
+def test_an_interval_as_long_as_the_code_life_leaves_one_poll_just_before_expiry() -> None:
+    s = PollSchedule.start(600, 600, now=0.0)
+    assert s.next_wait(0.0) == pytest.approx(600 - FIRST_POLL_LEAD)
+    s.record(PollOutcome.PENDING, 599.5)
+    with pytest.raises(ExpiredToken):
+        s.next_wait(599.5)
+    assert PollSchedule.start(5, 0, now=0.0).time_left(0.0) == 0
+    with pytest.raises(ExpiredToken):  # a code that arrived dead: no poll
+        PollSchedule.start(5, 0, now=0.0).next_wait(0.0)
+
+
 def test_caller_timeout_is_its_own_error() -> None:
     s = PollSchedule.start(5, 600, now=0.0, timeout=3)
     with pytest.raises(DeviceFlowTimeout):
@@ -91,7 +102,9 @@ def test_schedule_properties(
     now = 0.0
     s = PollSchedule.start(interval, expires_in, now, timeout=timeout, max_slow_downs=10**6)
     last_answer_at = now
-    required_gap = float(interval)
+    # The first poll waits the server's interval, unless that leaves no poll before the code expires: then it
+    # goes out FIRST_POLL_LEAD before expiry.
+    required_gap = float(interval) if interval + M < expires_in else max(0.0, expires_in - FIRST_POLL_LEAD)
     prev_interval = s.interval
     for outcome, new_interval, retry_after, latency in seq:
         try:

@@ -234,6 +234,35 @@ def test_any_json_gives_a_token_or_a_typed_error(obj: object, status: int) -> No
     assert token.expires_in is None or token.expires_in >= 0
 
 
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("user_code", "WDJB\x1b[2J-MJHT"),
+        ("user_code", "WDJB\nINFO fake log line"),
+        ("verification_uri", "https://idp.example/device\x1b]52;c;ZXZpbA==\x07"),
+        ("verification_uri", "https://idp.example/\x9b31m"),
+        ("verification_url", "https://idp.example/\x7f"),
+        ("verification_uri_complete", "https://idp.example/device?c=\x00"),
+    ],
+)
+def test_device_authorization_with_control_characters_is_refused(name: str, value: str) -> None:
+    """What a person sees (and the library logs) must not carry terminal escapes or forged log lines."""
+    obj = {"device_code": "d", "user_code": "U", "verification_uri": "https://v", "expires_in": 60, name: value}
+    if name == "verification_url":
+        del obj["verification_uri"]
+    with pytest.raises(exc.InvalidResponse, match="control characters") as info:
+        parse_device_authorization(_resp(obj))
+    assert value not in str(info.value)
+
+
+def test_device_authorization_with_format_characters_is_left_to_the_presenter() -> None:
+    """Bidi and zero-width characters are no terminal command; the presenter hides them when it shows them."""
+    d = parse_device_authorization(
+        _resp({"device_code": "d", "user_code": "WDJB\u202e\u200b", "verification_uri": "https://v", "expires_in": 60})
+    )
+    assert d.user_code == "WDJB\u202e\u200b"
+
+
 @settings(max_examples=300, deadline=None)
 @given(
     obj=st.fixed_dictionaries(

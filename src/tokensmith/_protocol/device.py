@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -13,6 +14,9 @@ from .errors import coerce_seconds, decode_json_object, optional_str, required_s
 from .messages import FormPairs, HttpRequest, HttpResponse
 from .params import ScopeInput, add_param, normalize_scope
 from .token import JSON_ACCEPT, GrantType, token_request
+
+#: C0 controls, DEL and C1 controls (ESC and CSI start terminal escape sequences).
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 #: RFC 8628 §3.2: "If no value is provided, clients MUST use 5 as the default."
 DEFAULT_INTERVAL = 5
@@ -59,8 +63,9 @@ class DeviceAuthorization:
     #: Azure AD's ready-made instruction text, when sent.
     message: str | None = None
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
-    #: Wall-clock receipt time, for display (``DevicePrompt.expires_at``).
-    received_at: float = 0.0
+    #: Wall-clock receipt time, for display (``DevicePrompt.expires_at``). Not part of the value: two answers with
+    #: the same members are equal, as the seed's ``DeviceCodeResponse`` dataclass compared them.
+    received_at: float = field(default=0.0, compare=False)
     #: Receipt time on the driver's monotonic clock: polling measures the code's remaining life from it.
     received_monotonic: float | None = field(default=None, repr=False, compare=False)
 
@@ -100,6 +105,13 @@ def device_authorization_from_json(
     obj = dict(obj)
     if obj.get("verification_uri") in (None, "") and obj.get("verification_url") not in (None, ""):
         obj["verification_uri"] = obj["verification_url"]
+    for name in ("user_code", "verification_uri", "verification_uri_complete"):
+        value = obj.get(name)
+        if isinstance(value, str) and _CONTROL.search(value):
+            # Shown to a person (and logged): an escape sequence would drive their terminal (OSC 52 writes the
+            # clipboard, OSC 8 disguises a link), a newline forges log lines. No URI (RFC 3986 §2) and no code
+            # a person types (RFC 8628 §6.1) holds one: a broken or hostile server.
+            raise InvalidResponse(f"{what}: {name!r} contains control characters", status_code=status)
     expires_in = coerce_seconds(obj, "expires_in", what, required=True, status=status)
     interval = coerce_seconds(obj, "interval", what, status=status)
     assert expires_in is not None

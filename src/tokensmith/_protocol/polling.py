@@ -21,6 +21,10 @@ DEFAULT_MARGIN = 0.05
 MIN_INTERVAL = 1.0
 #: Ceiling of the exponential backoff after transport errors and 5xx.
 MAX_BACKOFF = 60.0
+#: When the server's interval is as long as the code's whole life (Keycloak lets an admin set a 600 s interval
+#: next to the default 600 s code lifespan), the first poll goes out this long before the code expires instead of
+#: never. RFC 8628 §3.5's "wait at least the interval" binds each *new* request after a pending answer.
+FIRST_POLL_LEAD = 1.0
 #: This many slow_down answers in a row, although each wait was 5 s longer, means something else is wrong.
 MAX_CONSECUTIVE_SLOW_DOWNS = 5
 
@@ -70,17 +74,23 @@ class PollSchedule:
         max_slow_downs: int = MAX_CONSECUTIVE_SLOW_DOWNS,
     ) -> PollSchedule:
         """Begin at ``now`` (when the device authorization response arrived). The first poll also waits one
-        interval: the user cannot have approved yet, and RFC 8628 §3.5 asks for the wait "before each".
+        interval: the user cannot have approved yet, and RFC 8628 §3.5 asks for the wait "before each". But an
+        interval as long as the code's remaining life would leave no poll at all (the login failed at once, as
+        "expired"): the first poll then goes out ``FIRST_POLL_LEAD`` before the code expires.
         Later gaps are at least ``MIN_INTERVAL``."""
         requested = max(0.0, float(interval))
+        deadline = now + max(0.0, float(expires_in))
+        first = now + requested + margin
+        if first >= deadline:
+            first = max(now, deadline - FIRST_POLL_LEAD)
         return cls(
             interval=max(MIN_INTERVAL, requested),
-            deadline=now + max(0.0, float(expires_in)),
+            deadline=deadline,
             caller_deadline=None if timeout is None else now + max(0.0, timeout),
             margin=margin,
             max_slow_downs=max_slow_downs,
             expires_in=float(expires_in),
-            not_before=now + requested + margin,
+            not_before=first,
         )
 
     def time_left(self, now: float) -> float:
@@ -100,6 +110,13 @@ class PollSchedule:
                 f"gave up waiting for approval after the caller's timeout ({self.polls} polls made)"
             )
         if send_at >= self.deadline:
+            if now < self.deadline:  # said so: the person may still be approving, and the code is still alive
+                raise ExpiredToken(
+                    "expired_token",
+                    f"the device code expires in {self.deadline - now:.0f} s, before the next poll the server's "
+                    f"interval ({self.interval:g} s) allows; the login was not approved in time "
+                    f"({self.polls} polls made)",
+                )
             raise ExpiredToken(
                 "expired_token",
                 f"the device code expired after {self.expires_in:g} s before the login was approved "
