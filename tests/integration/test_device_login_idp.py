@@ -66,7 +66,9 @@ def test_expire(idp_short_device_ttl: LocalIdP) -> None:
     with pytest.raises(exc.ExpiredToken) as info:
         _login(idp_short_device_ttl, None, session)
     assert session.count(idp_short_device_ttl.token_endpoint) == 1
-    assert info.value.status_code is None  # decided locally: the next poll would come after expiry
+    # Decided locally (the poll was pending; the next would come after expiry), or by the IdP when a loaded machine
+    # delivered that last poll after the code's 3 s had run out: either way one poll, and an ExpiredToken.
+    assert info.value.status_code in (None, 400)
 
 
 def test_confidential_device_client(idp: LocalIdP) -> None:
