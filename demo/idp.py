@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import tempfile
 import threading
@@ -42,32 +43,37 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port on 127.0.0.1 (default {DEFAULT_PORT})")
     args = parser.parse_args(argv)
-    with LocalIdP(port=args.port) as idp, tempfile.TemporaryDirectory(prefix="tokensmith-idp-") as keys_dir:
-        keys = Path(keys_dir)
-        _write_keys(idp, keys)
-        lines = [
-            f"issuer:                        {idp.issuer}",
-            f"token endpoint:                {idp.token_endpoint}",
-            f"device authorization endpoint: {idp.device_authorization_endpoint}",
-            f"authorization endpoint:        {idp.discovery['authorization_endpoint']}",
-            f"revocation endpoint:           {idp.revocation_endpoint}",
-            "",
-            "clients (id / secret):",
-            *(
-                f"  {c.client_id:<24} {c.client_secret if c.client_secret is not None else _no_secret(c, keys)}"
-                for c in ALL_CLIENTS
-            ),
-            "",
-            "Device logins: open the link, enter the code, sign in with any user name and password",
-            "(approve in a browser on this machine). Browser logins: browser-public on any",
-            "http://127.0.0.1:<port>/callback or http://[::1]:<port>/callback; flytekit-public on",
-            "http://localhost:53593/callback only. Ctrl-C stops the server.",
-        ]
-        print("\n".join(lines), flush=True)
-        try:
+    # kill, a closed terminal, and Ctrl-C even where a shell started this in the background with SIGINT ignored:
+    # each stops the server the way Ctrl-C does, so the node process and the key files go with it (the default
+    # SIGTERM would end Python at once and leave node running on the port).
+    for stop in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(stop, signal.default_int_handler)
+    try:
+        with LocalIdP(port=args.port) as idp, tempfile.TemporaryDirectory(prefix="tokensmith-idp-") as keys_dir:
+            keys = Path(keys_dir)
+            _write_keys(idp, keys)
+            lines = [
+                f"issuer:                        {idp.issuer}",
+                f"token endpoint:                {idp.token_endpoint}",
+                f"device authorization endpoint: {idp.device_authorization_endpoint}",
+                f"authorization endpoint:        {idp.discovery['authorization_endpoint']}",
+                f"revocation endpoint:           {idp.revocation_endpoint}",
+                "",
+                "clients (id / secret):",
+                *(
+                    f"  {c.client_id:<24} {c.client_secret if c.client_secret is not None else _no_secret(c, keys)}"
+                    for c in ALL_CLIENTS
+                ),
+                "",
+                "Device logins: open the link, enter the code, sign in with any user name and password",
+                "(approve in a browser on this machine). Browser logins: browser-public on any",
+                "http://127.0.0.1:<port>/callback or http://[::1]:<port>/callback; flytekit-public on",
+                "http://localhost:53593/callback only. Ctrl-C stops the server.",
+            ]
+            print("\n".join(lines), flush=True)
             threading.Event().wait()
-        except KeyboardInterrupt:
-            print("\nstopped", file=sys.stderr)
+    except KeyboardInterrupt:  # at any point, even while starting or printing: the server is stopped
+        print("\nstopped", file=sys.stderr)
     return 0
 
 

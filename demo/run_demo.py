@@ -21,6 +21,7 @@ import argparse
 import json
 import os
 import shlex
+import signal
 import subprocess
 import sys
 import tempfile
@@ -80,6 +81,9 @@ def main(argv: list[str] | None = None) -> int:
         help="approve the device login automatically (drives the IdP's pages over HTTP)",
     )
     args = parser.parse_args(argv)
+    # kill or a closed terminal ends the demo as Ctrl-C does: the node IdP is stopped on the way out, not orphaned.
+    for stop in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(stop, signal.default_int_handler)
 
     say("Starting the local IdP (node oidc-provider) ...")
     with LocalIdP() as idp, tempfile.TemporaryDirectory() as home:

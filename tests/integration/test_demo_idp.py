@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -44,3 +45,28 @@ def test_make_idp_prints_usable_clients_and_stops_on_ctrl_c() -> None:
         _out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
     assert not any(Path(path).exists() for path in keys.values())  # the keys went with the server
+
+
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGHUP])
+def test_make_idp_stopped_by_kill_or_a_closed_terminal_takes_the_idp_with_it(stop: signal.Signals) -> None:
+    """``kill`` (SIGTERM) ended Python at once and left the node IdP running on the port."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, str(IDP), "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if "Ctrl-C stops the server" in line:
+                break
+        assert _listening(port)
+    finally:
+        proc.send_signal(stop)
+        _out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert not _listening(port)
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
