@@ -294,6 +294,18 @@ class CountingProxy:
 
 
 @pytest.fixture
+def cli(tmp_path: Path) -> Cli:
+    """The command line in a sandbox of its own (home, cache and config directories under ``tmp_path``)."""
+    return Cli(tmp_path / "sandbox")
+
+
+@pytest.fixture
+def issuer() -> str:
+    """An issuer nothing listens on: whatever a command answers came from the store, or from its own checks."""
+    return f"http://127.0.0.1:{free_port()}"
+
+
+@pytest.fixture
 def idp_proxy(idp: LocalIdP) -> Iterator[CountingProxy]:
     """A :class:`CountingProxy` in front of the test IdP."""
     proxy = CountingProxy(idp.issuer)

@@ -6,21 +6,9 @@ TOML ``true`` where seconds are expected. The command line as a subprocess, noth
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
-from cli_harness import Cli, free_port, one_line
-
-
-@pytest.fixture
-def cli(tmp_path: Path) -> Cli:
-    return Cli(tmp_path / "sandbox")
-
-
-@pytest.fixture
-def issuer() -> str:
-    return f"http://127.0.0.1:{free_port()}"
+from cli_harness import Cli, one_line
 
 
 def _usage_error(proc: object) -> str:

@@ -16,11 +16,6 @@ from tokensmith import TokenClient
 ACCESS, REFRESH = "planted-access-token", "planted-refresh-token"
 
 
-@pytest.fixture
-def cli(tmp_path: Path) -> Cli:
-    return Cli(tmp_path / "sandbox")
-
-
 def _setup(cli: Cli, server: FaultServer, *, refresh: bool = True) -> tuple[list[str], Path]:
     """A stored token for a public client of ``server``; the logout flags and the token file."""
     key = TokenClient(server.url("/token"), "cli").cache_key

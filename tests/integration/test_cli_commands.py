@@ -43,11 +43,6 @@ SECRET_ENV = {"TOKENSMITH_CLIENT_SECRET": CC_SECRET}
 RFC3339_UTC = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z")
 
 
-@pytest.fixture
-def cli(tmp_path: Path) -> Cli:
-    return Cli(tmp_path / "sandbox")
-
-
 def device_args(idp: LocalIdP) -> list[str]:
     return ["--issuer", idp.issuer, "--client-id", DEVICE_PUBLIC.client_id, "--scope", SCOPE]
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from cli_harness import Cli, free_port, one_line, plant
+from cli_harness import Cli, one_line, plant
 from tokensmith import TokenClient
 
 HEAVY = ("requests", "click", "keyring", "urllib3", "dataclasses", "typing")
@@ -40,17 +40,6 @@ def heavy(modules: set[str]) -> set[str]:
 def other_stderr(stderr: str) -> str:
     """stderr without ``-X importtime``'s lines."""
     return "".join(line for line in stderr.splitlines(keepends=True) if not line.startswith("import time:"))
-
-
-@pytest.fixture
-def cli(tmp_path: Path) -> Cli:
-    return Cli(tmp_path / "sandbox")
-
-
-@pytest.fixture
-def issuer() -> str:
-    """An issuer nothing listens on: whatever is answered here came from the store."""
-    return f"http://127.0.0.1:{free_port()}"
 
 
 @pytest.fixture

@@ -8,25 +8,14 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-from pathlib import Path
 
 import pytest
 
-from cli_harness import TOKENSMITH, Cli, free_port, one_line, plant
+from cli_harness import TOKENSMITH, Cli, one_line, plant
 from tokensmith import TokenClient
 
 ACCESS_TOKEN = "cached-access-token.fast_path~2"
 GIT_REQUEST = "protocol=https\nhost=git.example.test\n\n"
-
-
-@pytest.fixture
-def cli(tmp_path: Path) -> Cli:
-    return Cli(tmp_path / "sandbox")
-
-
-@pytest.fixture
-def issuer() -> str:
-    return f"http://127.0.0.1:{free_port()}"
 
 
 @pytest.fixture

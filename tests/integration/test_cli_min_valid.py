@@ -6,17 +6,10 @@ told, once per call, that every call with that ``--min-valid`` goes to the serve
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from cli_harness import B64TOKEN, Cli, CountingProxy, one_line
 from idp_harness import CC_CLIENT, LocalIdP
-
-
-@pytest.fixture
-def cli(tmp_path: Path) -> Cli:
-    return Cli(tmp_path / "sandbox")
 
 
 def _service(idp_proxy: CountingProxy) -> list[str]:

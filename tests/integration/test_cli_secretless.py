@@ -32,11 +32,6 @@ CSJWT_SECRET = CSJWT_CLIENT.client_secret
 assert CSJWT_SECRET is not None
 
 
-@pytest.fixture
-def cli(tmp_path: Path) -> Cli:
-    return Cli(tmp_path / "sandbox")
-
-
 def args(idp: LocalIdP, client_id: str) -> list[str]:
     return ["--issuer", idp.issuer, "--client-id", client_id, "--scope", SCOPE, "--flow", "client-credentials"]
 

@@ -28,11 +28,6 @@ GIT_REQUEST = "protocol=https\nhost=git.example.test\npath=team/repo.git\n\n"
 
 
 @pytest.fixture
-def cli(tmp_path: Path) -> Cli:
-    return Cli(tmp_path / "sandbox")
-
-
-@pytest.fixture
 def service(idp: LocalIdP, tmp_path: Path) -> list[str]:
     """Flags naming the client-credentials identity, its secret in a file."""
     secret_file = tmp_path / "client-secret"

@@ -76,6 +76,12 @@ def _rs_client(idp: LocalIdP, rs: ResourceServer, **kwargs: Any) -> TokenClient:
     )
 
 
+def _async_rs_client(idp: LocalIdP, rs: ResourceServer, **kwargs: Any) -> AsyncTokenClient:
+    return AsyncTokenClient.from_issuer(
+        idp.issuer, CC_CLIENT.client_id, CC_CLIENT.client_secret, resource=rs.resource, scope="api:read", **kwargs
+    )
+
+
 def _device_login(idp: LocalIdP, store: FileStore, **kwargs: Any) -> TokenClient:
     def on_prompt(prompt: DevicePrompt) -> None:
         threading.Thread(target=idp.approve, args=(prompt.user_code,), daemon=True).start()
@@ -189,14 +195,7 @@ def test_httpx_integration_with_resource_nonce_sync_and_async(idp: LocalIdP, res
 
     async def main() -> list[int]:
         async with (
-            AsyncTokenClient.from_issuer(
-                idp.issuer,
-                CC_CLIENT.client_id,
-                CC_CLIENT.client_secret,
-                resource=resource_server.resource,
-                scope="api:read",
-                dpop=True,
-            ) as aclient,
+            _async_rs_client(idp, resource_server, dpop=True) as aclient,
             httpx.AsyncClient(auth=HttpxAuth(aclient)) as http,
         ):
             return [(await http.get(resource_server.resource)).status_code for _ in range(2)]
@@ -239,14 +238,7 @@ def test_httpx_integration_after_a_same_origin_redirect_signs_for_where_it_went(
 
     async def main() -> int:
         async with (
-            AsyncTokenClient.from_issuer(
-                idp.issuer,
-                CC_CLIENT.client_id,
-                CC_CLIENT.client_secret,
-                resource=resource_server.resource,
-                scope="api:read",
-                dpop=True,
-            ) as aclient,
+            _async_rs_client(idp, resource_server, dpop=True) as aclient,
             httpx.AsyncClient(auth=HttpxAuth(aclient), follow_redirects=True) as http,
         ):
             answer = await http.get(f"{resource_server.base}/redirect/302")
