@@ -157,3 +157,22 @@ def test_an_async_transport_failure_carries_no_request_secret_in_its_chain(
     error = asyncio.run(go())
     assert error.__cause__ is not None  # still chained, for debugging
     _assert_clean(everything(error))
+
+
+# --- server text repeated in our own messages --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("field", ["token_type"])
+def test_a_token_response_member_echoing_what_we_sent_is_scrubbed_from_the_error(
+    fault_server: FaultServer, field: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An unusable ``token_type`` is quoted in the error: a server (or a proxy) that put our refresh token or
+    client secret there must not get it into the message."""
+    for echoed in (REFRESH, CLIENT_SECRET):
+        body: dict[str, object] = {"access_token": "at-new", "token_type": "Bearer", "expires_in": 300}
+        body[field] = echoed
+        fault_server.default("/token", Reply(json=body))
+        client = _refreshing(fault_server.url("/token"), tokensmith.ClientSecretPost("client", CLIENT_SECRET))
+        with caplog.at_level(logging.DEBUG, logger="tokensmith"), pytest.raises(tokensmith.InvalidResponse) as info:
+            client.get_token()
+        _assert_clean(everything(info.value) + caplog.text)
