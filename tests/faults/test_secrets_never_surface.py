@@ -176,3 +176,30 @@ def test_a_token_response_member_echoing_what_we_sent_is_scrubbed_from_the_error
         with caplog.at_level(logging.DEBUG, logger="tokensmith"), pytest.raises(tokensmith.InvalidResponse) as info:
             client.get_token()
         _assert_clean(everything(info.value) + caplog.text)
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        Reply(status=502, body=f"<html>{REFRESH} {CLIENT_SECRET}</html>", content_type="text/html"),
+        Reply(
+            status=200, body=f'{{"access_token": "{REFRESH}", "token_type": "{CLIENT_SECRET}', content_type="text/html"
+        ),
+        Reply(json={"access_token": "at-new", "token_type": "Bearer", "expires_in": f"{REFRESH} {CLIENT_SECRET}"}),
+    ],
+    ids=["html", "cut-json", "expires_in"],
+)
+@pytest.mark.parametrize("api", ["client", "compat"])
+def test_an_unusable_body_reflecting_what_we_sent_stays_out_of_the_error(
+    fault_server: FaultServer, reply: Reply, api: str
+) -> None:
+    """The JSON decoder's error keeps the whole body in ``.doc``, float()'s quotes the value; an error raised while
+    handling them keeps them as ``__context__`` even ``from None``, and the body may reflect what we sent."""
+    fault_server.default("/token", reply)
+    url = fault_server.url("/token")
+    with pytest.raises(tokensmith.InvalidResponse) as info:
+        if api == "client":
+            _refreshing(url, tokensmith.ClientSecretPost("client", CLIENT_SECRET)).get_token()
+        else:
+            tc.get_token(url, client_id="c", grant_type=tc.GrantType.REFRESH_TOKEN, refresh_token=REFRESH)
+    _assert_clean(everything(info.value))
