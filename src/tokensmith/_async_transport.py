@@ -20,6 +20,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlencode
+from urllib.request import getproxies
 
 import httpx
 
@@ -42,6 +43,7 @@ from ._http import (
     user_agent,
 )
 from ._protocol.messages import HttpRequest, HttpResponse
+from ._redact import request_secrets, scrub_library_text, url_secrets
 from .exceptions import ConnectError, InvalidEndpointError, RequestTimeout, TLSError, TokensmithError, TransportError
 
 logger = logging.getLogger("tokensmith.http")
@@ -121,13 +123,23 @@ class AsyncTransport(EndpointPolicy):
     async def post(self, request: HttpRequest) -> HttpResponse:
         """POST a form. Redirects are returned, never followed (RFC 9700 §4.12)."""
         headers = {"Content-Type": FORM_CONTENT_TYPE, **request.headers}
-        return await self._send("POST", request.url, headers, urlencode(request.form).encode("ascii"))
+        body = urlencode(request.form).encode("ascii")
+        return await self._send(
+            "POST", request.url, headers, body, request_secrets(request.form, headers, request.secrets)
+        )
 
     async def get(self, url: str, headers: Mapping[str, str] | None = None) -> HttpResponse:
         """GET (metadata discovery). Redirects are not followed either: an issuer must answer itself."""
         return await self._send("GET", url, {"Accept": "application/json", **(headers or {})})
 
-    async def _send(self, method: str, url: str, headers: dict[str, str], content: bytes | None = None) -> HttpResponse:
+    async def _send(
+        self,
+        method: str,
+        url: str,
+        headers: dict[str, str],
+        content: bytes | None = None,
+        secrets: tuple[str, ...] = (),
+    ) -> HttpResponse:
         self.check(url)
         if self._user_agent:
             headers.setdefault("User-Agent", self._user_agent)
@@ -136,7 +148,7 @@ class AsyncTransport(EndpointPolicy):
         started = time.monotonic()
         try:
             response = await asyncio.wait_for(
-                self._exchange(client, method, url, headers, content, shown), self.total_timeout
+                self._exchange(client, method, url, headers, content, shown, secrets), self.total_timeout
             )
         except TokensmithError:
             raise
@@ -153,7 +165,10 @@ class AsyncTransport(EndpointPolicy):
         headers: dict[str, str],
         content: bytes | None,
         shown: str,
+        secrets: tuple[str, ...],
     ) -> HttpResponse:
+        """One exchange. A failure is ours, chained to a copy of httpx's exception that holds none of ``secrets``
+        (see ``_library_cause``), and raised outside the ``except``: httpx's own must not stay its context."""
         try:
             async with client.stream(
                 method, url, headers=headers, content=content, timeout=self._httpx_timeout, follow_redirects=False
@@ -167,7 +182,10 @@ class AsyncTransport(EndpointPolicy):
                         raise body_too_large(self.max_body, shown, raw.status_code)
                 return HttpResponse(raw.status_code, received, bytes(body), received_at=time.time())
         except httpx.HTTPError as error:
-            raise _map_error(error, method, shown, self.timeout) from error
+            failure = _map_error(error, method, shown, self.timeout)
+            proxies = [*(self.proxies or {}).values(), *getproxies().values()]
+            cause = _library_cause(error, (*secrets, *url_secrets([url, *proxies])))
+        raise failure from cause
 
     async def aclose(self) -> None:
         """Close the client if this transport made it."""
@@ -198,6 +216,20 @@ def _map_error(error: httpx.HTTPError, method: str, shown: str, timeout: Timeout
     if isinstance(error, httpx.UnsupportedProtocol | httpx.InvalidURL):
         return InvalidEndpointError(f"{method} {shown}: not a usable URL ({type(error).__name__})")
     return TransportError(f"{method} {shown}: {type(error).__name__}")
+
+
+def _library_cause(error: httpx.HTTPError, secrets: tuple[str, ...]) -> BaseException:
+    """What is chained under our error: httpx's exception of the same type with its message scrubbed (C10), but not
+    the exception itself, which holds the ``httpx.Request`` (``.request``: the form body with the client secret or
+    refresh token, the ``Authorization`` and ``DPoP`` headers) and httpcore's chain."""
+    message = scrub_library_text(str(error), secrets)
+    # A caller's transport may raise its own subclass, whose constructor we do not know: the nearest httpx class.
+    cls = next(c for c in type(error).__mro__ if c.__module__.startswith("httpx"))
+    try:
+        clean: BaseException = cls(message)
+    except Exception:  # an httpx class that wants more arguments (HTTPStatusError)
+        clean = httpx.HTTPError(message)
+    return clean
 
 
 def _caused_by_tls(error: BaseException) -> bool:

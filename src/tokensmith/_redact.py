@@ -5,8 +5,9 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
-from collections.abc import Iterable
-from urllib.parse import quote, quote_plus
+import re
+from collections.abc import Iterable, Mapping
+from urllib.parse import quote, quote_plus, urlsplit
 
 #: Form and JSON members whose values are secrets. Anything logged or echoed is masked by these names.
 SECRET_FIELDS = frozenset(
@@ -26,6 +27,9 @@ SECRET_FIELDS = frozenset(
         "token",
     }
 )
+
+#: Request headers whose values are credentials (client authentication, a DPoP proof, a proxy's credentials).
+SECRET_HEADERS = frozenset({"authorization", "dpop", "proxy-authorization"})
 
 # Short secrets are fully masked; for longer ones a length hint helps debugging without revealing anything.
 _MIN_LEN_FOR_HINT = 8
@@ -71,3 +75,37 @@ def scrub(text: str, secrets: Iterable[str | None]) -> str:
 def redact_form(pairs: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
     """A copy of form pairs fit for a debug log: secret members masked."""
     return [(k, redact(v) if k in SECRET_FIELDS else v) for k, v in pairs]
+
+
+def request_secrets(
+    form: Iterable[tuple[str, str]], headers: Mapping[str, str], declared: Iterable[str] = ()
+) -> tuple[str, ...]:
+    """Every secret a request carries: what its builder declared, the secret form members, and the credential
+    headers (whole, and the part after the scheme)."""
+    found = [*declared, *(v for k, v in form if k in SECRET_FIELDS)]
+    for name, value in headers.items():
+        if name.lower() in SECRET_HEADERS:
+            found += [value, value.partition(" ")[2]]
+    return tuple(s for s in found if s)
+
+
+def url_secrets(urls: Iterable[str | None]) -> tuple[str, ...]:
+    """The userinfo (``user:password@``) of URLs such as proxy URLs: never to be shown."""
+    found: list[str] = []
+    for url in urls:
+        try:
+            parts = urlsplit(url or "")
+            found += [parts.password or "", parts.netloc.rpartition("@")[0]]
+        except ValueError:
+            continue
+    return tuple(s for s in found if s)
+
+
+# A URL's query in a library's message ("Max retries exceeded with url: /token?x=y"): up to a space or quote.
+_QUERY = re.compile(r"\?[^\s'\"()<>]*")
+
+
+def scrub_library_text(text: str, secrets: Iterable[str | None]) -> str:
+    """A message written by an HTTP library (requests, urllib3, httpx) about a failed request, fit to keep as an
+    error's cause: URL queries cut, every secret of the request scrubbed."""
+    return scrub(_QUERY.sub("", text), secrets)

@@ -70,15 +70,20 @@ def decode_json_object(response: HttpResponse, what: str, secrets: Iterable[str]
             status_code=status,
             retry_after=retry_after,
         )
+    obj: object
     try:
-        obj: object = json.loads(response.body, parse_constant=_reject_constant)
+        obj = json.loads(response.body, parse_constant=_reject_constant)
     except (ValueError, RecursionError):
+        obj = _NOT_JSON
+    if obj is _NOT_JSON:
+        # Raised outside the except: the decoder's error (kept as __context__ even "from None") holds the whole body
+        # in ``.doc``, and the body may be a page reflecting what we sent (C10).
         raise NonJSONResponse(
             f"{what} returned a non-JSON response ({describe_body(response)}); a proxy, gateway or login page "
             "may be answering instead of the authorization server",
             status_code=status,
             retry_after=retry_after,
-        ) from None
+        )
     if not isinstance(obj, dict):
         raise InvalidResponse(
             f"{what} returned JSON that is not an object (HTTP {status}, {type(obj).__name__})",
@@ -119,6 +124,17 @@ def error_from_body(
     return exc
 
 
+def _float(text: str) -> float | None:
+    try:
+        return float(text.strip())
+    except ValueError:
+        return None
+
+
+#: ``json.loads`` failed (a sentinel, as JSON ``null`` is None).
+_NOT_JSON = object()
+
+
 def _reject_constant(name: str) -> float:
     # NaN and Infinity are not JSON (RFC 8259); a number member holding one is a server bug.
     raise ValueError(name)
@@ -140,10 +156,10 @@ def coerce_seconds(
     if isinstance(value, int | float):
         number = float(value)
     elif isinstance(value, str):
-        try:
-            number = float(value.strip())
-        except ValueError:
-            raise InvalidResponse(f"{what}: {name!r} is not a number", status_code=status) from None
+        parsed = _float(value)
+        if parsed is None:  # raised here, not in an except whose float() error (quoting the value) stays its context
+            raise InvalidResponse(f"{what}: {name!r} is not a number", status_code=status)
+        number = parsed
     else:
         raise InvalidResponse(f"{what}: {name!r} is a {type(value).__name__}, not a number", status_code=status)
     if not math.isfinite(number) or number < 0:

@@ -13,7 +13,7 @@ from typing import Any
 from .._redact import redact
 from ..exceptions import InvalidResponse, UnexpectedTokenType
 from .client_auth import ClientAuth, apply_client_auth, may_block, single_use
-from .errors import coerce_seconds, decode_json_object, optional_str, required_str
+from .errors import _clean_text, coerce_seconds, decode_json_object, optional_str, required_str
 from .messages import FormPairs, HttpRequest, HttpResponse
 from .params import ScopeInput, add_param, normalize_scope
 
@@ -141,6 +141,7 @@ def parse_token_response(
       is a warning.
     """
     what = "token endpoint"
+    secrets = tuple(secrets)
     obj = decode_json_object(response, what, secrets)
     status = response.status_code
     access_token = required_str(obj, "access_token", what, status=status)
@@ -158,8 +159,10 @@ def parse_token_response(
         # A DPoP token we did not ask for is unusable: without our proof-of-possession key it cannot be sent,
         # and sending it as a Bearer token would be wrong (RFC 9449 §5, §7.1).
         dpop = " (a DPoP-bound token, but no DPoP proof was sent: RFC 9449 §5)" if token_type.lower() == "dpop" else ""
+        # Server text in our message: scrubbed of what we sent (a reflecting server or proxy may put it here).
+        shown = (_clean_text(token_type, secrets) or "")[:40]
         raise UnexpectedTokenType(
-            f"{what}: token_type {token_type[:40]!r} is not one this client can use "
+            f"{what}: token_type {shown!r} is not one this client can use "
             f"({', '.join(sorted(accepted))}) (RFC 6749 §7.1){dpop}",
             status_code=status,
         )
