@@ -203,3 +203,42 @@ def test_an_unusable_body_reflecting_what_we_sent_stays_out_of_the_error(
         else:
             tc.get_token(url, client_id="c", grant_type=tc.GrantType.REFRESH_TOKEN, refresh_token=REFRESH)
     _assert_clean(everything(info.value))
+
+
+# --- the command line's files: what it reports on a bad file drags none of the file along -----------------------
+
+
+def test_a_bad_configuration_file_error_holds_none_of_the_file(tmp_path: Any) -> None:
+    """A UnicodeDecodeError holds the whole file (a profile's client secret included); it used to stay on the
+    ConfigError as its context, shown by any traceback of it."""
+    from tokensmith.cli.config import ConfigError, load_config_file
+
+    path = tmp_path / "config.toml"
+    path.write_bytes(f'[profiles.ci]\nclient_secret = "{CLIENT_SECRET}"\n'.encode() + b"\xff\n")
+    with pytest.raises(ConfigError, match="not valid TOML: not UTF-8 text") as raised:
+        load_config_file(str(path))
+    _assert_clean(everything(raised.value))
+    path.write_bytes(f'[profiles.ci]\nclient_secret = "{CLIENT_SECRET}"\nbroken = \n'.encode())
+    with pytest.raises(ConfigError, match="line 3") as raised:
+        load_config_file(str(path))
+    _assert_clean(everything(raised.value))
+
+
+def test_a_bad_secret_or_key_file_error_holds_none_of_the_file(tmp_path: Any) -> None:
+    """The decode error of a client secret file that is not UTF-8 holds the file's bytes; a JWK key file's JSON
+    error holds the private key (``.doc``). Neither stays on the ConfigError (internals: the command line prints
+    only the message, but any traceback of the error showed them)."""
+    from tokensmith.cli import main as cli_main
+    from tokensmith.cli.config import ConfigError, Settings
+
+    settings = Settings()
+    settings.client_secret_file = str(tmp_path / "secret")
+    (tmp_path / "secret").write_bytes(CLIENT_SECRET.encode() + b"\xff")
+    with pytest.raises(ConfigError, match="not UTF-8 text") as raised:
+        cli_main._read_secret(settings)
+    _assert_clean(everything(raised.value))
+
+    key = '{"kty": "EC", "d": "' + CLIENT_SECRET + '", "x": '  # cut short
+    with pytest.raises(ConfigError, match="neither PEM nor valid JWK JSON") as raised:
+        cli_main._parse_private_key(str(tmp_path / "key.json"), key.encode(), Settings())
+    _assert_clean(everything(raised.value))

@@ -343,10 +343,17 @@ def load_config_file(path: str) -> dict[str, Any]:
         import tomllib
     else:  # pragma: no cover - Python 3.10
         import tomli as tomllib  # type: ignore[import-not-found, no-redef, unused-ignore]
+    # The error is raised outside the handler: a UnicodeDecodeError holds the whole file (secrets included) and
+    # would otherwise stay on the ConfigError as its context.
+    problem = None
     try:
         parsed: dict[str, Any] = tomllib.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
-        raise ConfigError(f"the configuration file {path} is not valid TOML: {error}") from None
+    except UnicodeDecodeError:
+        problem = "not UTF-8 text"
+    except tomllib.TOMLDecodeError as error:
+        problem = str(error)  # where, never what: tomllib quotes no content
+    if problem is not None:
+        raise ConfigError(f"the configuration file {path} is not valid TOML: {problem}")
     return parsed
 
 

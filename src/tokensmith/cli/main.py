@@ -225,6 +225,18 @@ def _login_command(settings: Settings) -> str:
     return shlex.join(parts)
 
 
+_UNREADABLE = object()
+
+
+def _utf8(data: bytes) -> str | None:
+    """``data`` as UTF-8 text, or None; the decode error (it holds all of ``data``) is never kept as an
+    exception's context."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
 def _read_secret(settings: Settings) -> str | None:
     """The client secret, from the one place the settings name: stdin, a file, or an environment variable. A
     source that was named but is empty is an error: silently becoming a public client would hide a broken setup."""
@@ -238,10 +250,10 @@ def _read_secret(settings: Settings) -> str | None:
         data, _ = read_small_file(path, "the client secret file", _KEY_FILE_LIMIT)
         if len(data) > _KEY_FILE_LIMIT:
             raise ConfigError(f"the client secret file {path} is too large to be a client secret")
-        try:
-            secret = data.decode("utf-8").strip()
-        except UnicodeDecodeError:
-            raise ConfigError(f"the client secret file {path} is not UTF-8 text") from None
+        secret = _utf8(data)
+        if secret is None:
+            raise ConfigError(f"the client secret file {path} is not UTF-8 text")
+        secret = secret.strip()
         if not secret:
             raise ConfigError(f"the client secret file {path} is empty")
         return secret
@@ -300,8 +312,10 @@ def _parse_private_key(path: str, data: bytes, settings: Settings) -> Any:
     if data.lstrip().startswith(b"{"):
         try:
             jwk = json.loads(data)
-        except ValueError:  # the decoder's message may quote the file
-            raise ConfigError(f"the private key file {path} is neither PEM nor valid JWK JSON") from None
+        except (ValueError, RecursionError):
+            jwk = _UNREADABLE
+        if jwk is _UNREADABLE:  # raised out here: the decoder's error (its .doc is the key) is not kept as context
+            raise ConfigError(f"the private key file {path} is neither PEM nor valid JWK JSON")
         return _pick_jwk(path, jwk, settings.key_id)
     if b"-----BEGIN" not in data:
         raise ConfigError(f"the private key file {path} is neither PEM nor a JWK (JSON)")
