@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import gc
 import socket
 import ssl
 import threading
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -380,7 +382,12 @@ def test_netrc_never_replaces_the_client_credentials(
     monkeypatch.setenv("NETRC", str(netrc))
     fault_server.default("/token", Reply(json=token_body(1)))
     _fetch(fault_server)  # a client made by the transport (trust_env=True)
-    _fetch(fault_server, http_client=httpx.AsyncClient(trust_env=True))
+
+    async def with_own_client() -> None:  # the caller's client, which the caller closes
+        async with httpx.AsyncClient(trust_env=True) as own, _client(fault_server, http_client=own) as client:
+            await client.get_token()
+
+    asyncio.run(with_own_client())
     sent = [r.headers.get("authorization") for r in fault_server.recorded("/token")]
     assert sent == [tokensmith.basic_authorization("svc", "svc-secret")] * 2
     assert "Basic " + base64.b64encode(b"intruder:from-netrc").decode() not in sent
@@ -584,3 +591,33 @@ def test_concurrent_tasks_get_a_token_that_arrives_already_expired(fault_server:
             return [t.access_token for t in tokens]
 
     assert asyncio.run(go()) == ["at-1"] * 50
+
+
+def test_asyncio_run_per_call_closes_each_loops_http_client(fault_server: FaultServer) -> None:
+    """The CLI/SDK pattern: one client, ``asyncio.run`` per call, from the main thread and from a worker thread.
+    Each loop gets its own httpx client (pooled connections belong to one loop), and each is closed when its loop
+    shuts down: none is left for the garbage collector to find as an ``unclosed transport`` ResourceWarning (an
+    error under ``-W error``), where the client of every loop but the last used to be dropped open."""
+    fault_server.default("/token", Reply(json=token_body(1, lifetime=0)))  # expired on arrival: every call renews
+    client = _client(fault_server)
+    made: list[httpx.AsyncClient] = []
+
+    async def call() -> None:
+        await client.get_token()
+        made.append(await client.transport.client())
+
+    def calls() -> None:
+        for _ in range(2):
+            asyncio.run(call(), debug=True)
+
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always", ResourceWarning)
+        calls()
+        worker = threading.Thread(target=calls)
+        worker.start()
+        worker.join()
+        asyncio.run(client.aclose())
+        gc.collect()
+    assert fault_server.count("/token") == 4 and len({id(c) for c in made}) == 4
+    assert [c.is_closed for c in made] == [True] * 4
+    assert [str(w.message) for w in seen if issubclass(w.category, ResourceWarning)] == []
