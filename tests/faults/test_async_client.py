@@ -621,3 +621,108 @@ def test_asyncio_run_per_call_closes_each_loops_http_client(fault_server: FaultS
     assert fault_server.count("/token") == 4 and len({id(c) for c in made}) == 4
     assert [c.is_closed for c in made] == [True] * 4
     assert [str(w.message) for w in seen if issubclass(w.category, ResourceWarning)] == []
+
+
+class _GatedSigner:
+    """A KMS signer for ``PrivateKeyJWT`` that holds its first signature until the test lets it go: a renewal
+    under way, for as long as the test needs, with no timing."""
+
+    def __init__(self) -> None:
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.asymmetric import ec
+
+        key = ec.generate_private_key(ec.SECP256R1())
+        self._sign = lambda data: key.sign(data, ec.ECDSA(hashes.SHA256()))
+        self.signing, self.release = threading.Event(), threading.Event()
+
+    def __call__(self, data: bytes) -> bytes:
+        self.signing.set()
+        self.release.wait(30)
+        return self._sign(data)
+
+
+def _in_threads(*calls: Any) -> list[object]:
+    """Run each call in a thread of its own (each with its own ``asyncio.run``); their results or errors."""
+    results: list[object] = [None] * len(calls)
+
+    def run(i: int) -> None:
+        try:
+            results[i] = calls[i]()
+        except BaseException as error:  # handed to the test
+            results[i] = error
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(calls))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    return results
+
+
+def test_two_event_loops_at_once_share_one_renewal(fault_server: FaultServer) -> None:
+    """One client, ``asyncio.run`` in two threads at once (a thread pool of SDK calls): the second loop's caller
+    waits for the renewal the first loop runs (one request, C12/C26 single flight), where it used to fail with
+    asyncio's raw ``RuntimeError: ... attached to a different loop``."""
+    fault_server.default("/token", Reply(json=token_body(1)))
+    kms = _GatedSigner()
+    client = _client(fault_server, auth=tokensmith.PrivateKeyJWT("svc", kms, alg="ES256", kid="k1"))
+
+    def first() -> str:
+        return asyncio.run(client.get_token()).access_token
+
+    def second() -> tuple[bool, str]:
+        async def go() -> tuple[bool, str]:
+            kms.signing.wait(30)  # the first loop's renewal is under way (nothing else runs on this loop)
+            task = asyncio.ensure_future(client.get_token())
+            for _ in range(5):
+                await asyncio.sleep(0)
+            waiting = not task.done()
+            kms.release.set()
+            return waiting, (await task).access_token
+
+        try:
+            return asyncio.run(go())
+        finally:
+            kms.release.set()
+
+    assert _in_threads(first, second) == ["at-1", (True, "at-1")]
+    assert fault_server.count("/token") == 1
+    asyncio.run(client.aclose())
+
+
+def test_a_renewal_cancelled_with_its_event_loop_is_renewed_by_a_caller_in_another(fault_server: FaultServer) -> None:
+    """The loop that ran the renewal ends (its ``asyncio.run`` returns, cancelling the task) while a caller in
+    another loop waits for it: that caller renews itself, not ``TokensmithError: the client was closed``."""
+    fault_server.default("/token", Reply(json=token_body(1)))
+    kms = _GatedSigner()
+    client = _client(fault_server, auth=tokensmith.PrivateKeyJWT("svc", kms, alg="ES256", kid="k1"))
+    second_waits = threading.Event()
+    left: list[asyncio.Future[tokensmith.Token]] = []
+
+    def first() -> None:
+        async def go() -> None:
+            # Left running: asyncio.run cancels this caller, and the renewal, when go() returns.
+            left.append(asyncio.ensure_future(client.get_token()))
+            await asyncio.to_thread(second_waits.wait, 30)
+            kms.release.set()  # the signature is not awaited any more: the loop ends now
+
+        asyncio.run(go())
+
+    def second() -> tuple[bool, str]:
+        async def go() -> tuple[bool, str]:
+            await asyncio.to_thread(kms.signing.wait, 30)
+            task = asyncio.ensure_future(client.get_token())
+            for _ in range(5):
+                await asyncio.sleep(0)
+            waiting = not task.done()
+            second_waits.set()
+            return waiting, (await task).access_token
+
+        try:
+            return asyncio.run(go())
+        finally:
+            second_waits.set()
+            kms.release.set()
+
+    assert _in_threads(first, second) == [None, (True, "at-1")]
+    asyncio.run(client.aclose())
