@@ -474,12 +474,17 @@ class AsyncTokenClient(ClientCore):
     def _loaded(self, loading: _Shared[Token | None]) -> None:
         if self._loading is loading:
             self._loading = None
+        _retrieve(loading.task, "reading the stored token")  # its waiters may all have been cancelled
 
     def _resave_soon(self) -> None:
         """Save the token that could not be stored, off the loop, at most every ``RESAVE_INTERVAL``."""
         if self._resaving is None and not self._monotonic() < self._next_save_attempt:
             resaving = self._resaving = asyncio.ensure_future(self._io.blocking(self._retry_save))
-            resaving.add_done_callback(lambda done: setattr(self, "_resaving", None))
+            resaving.add_done_callback(self._resaved)
+
+    def _resaved(self, resaving: asyncio.Future[None]) -> None:
+        self._resaving = None
+        _retrieve(resaving, "saving the renewed token again")  # nobody waits for it
 
     async def aclose(self) -> None:
         """Let a renewal in progress finish (a login is cancelled instead), save a token that could not be
@@ -504,6 +509,15 @@ class AsyncTokenClient(ClientCore):
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
+
+
+def _retrieve(task: asyncio.Future[Any], what: str) -> None:
+    """Mark a failure of a task nobody may be left to await as seen (no "Task exception was never retrieved" at
+    garbage collection): a store that raises something other than ``StoreError``. A caller still waiting gets it
+    as it is; without one it is logged here, by type only (a store's message may quote what it holds)."""
+    error = None if task.cancelled() else task.exception()
+    if error is not None:
+        logger.debug("%s failed: %s", what, type(error).__name__)
 
 
 def _cancel(task: asyncio.Task[Any]) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import gc
+import logging
 import socket
 import ssl
 import threading
@@ -726,3 +727,40 @@ def test_a_renewal_cancelled_with_its_event_loop_is_renewed_by_a_caller_in_anoth
 
     assert _in_threads(first, second) == [None, (True, "at-1")]
     asyncio.run(client.aclose())
+
+
+def test_a_store_failure_nobody_waits_for_any_more_is_not_left_unretrieved(
+    fault_server: FaultServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The caller under ``asyncio.timeout`` gives up while the shared store read runs; the store then raises
+    something other than ``StoreError`` (a custom backend's bug). asyncio used to log "Task exception was never
+    retrieved" at ERROR when the read's task was collected; the next caller still gets the error itself."""
+    entered, release = threading.Event(), threading.Event()
+
+    class BrokenStore(tokensmith.MemoryStore):
+        def load(self, key: str) -> tokensmith.Token | None:
+            entered.set()
+            release.wait(30)
+            raise RuntimeError("the store's backend broke")
+
+    async def go() -> None:
+        async with _client(fault_server, store=BrokenStore()) as client:
+            caller = asyncio.ensure_future(client.get_token())
+            await asyncio.to_thread(entered.wait, 30)
+            loading = client._loading  # the shared read, to wait for it without taking its result
+            assert loading is not None
+            caller.cancel()  # what asyncio.timeout() does
+            with pytest.raises(asyncio.CancelledError):
+                await caller
+            release.set()
+            await asyncio.wait([loading.task])
+            del loading, caller
+            gc.collect()
+            with pytest.raises(RuntimeError, match="backend broke"):
+                await client.get_token()
+
+    with caplog.at_level(logging.ERROR, logger="asyncio"):
+        asyncio.run(go())
+        gc.collect()
+    assert [r.getMessage() for r in caplog.records if r.name == "asyncio"] == []
+    assert fault_server.count("/token") == 0
