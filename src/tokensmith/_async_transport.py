@@ -17,7 +17,8 @@ import logging
 import os
 import ssl
 import time
-from collections.abc import Mapping
+import weakref
+from collections.abc import AsyncGenerator, Mapping
 from typing import Any
 from urllib.parse import urlencode
 from urllib.request import getproxies
@@ -75,9 +76,8 @@ class AsyncTransport(EndpointPolicy):
         super().__init__(allow_insecure_http)
         self._client = client
         self._owned = client is None
-        self._creating: asyncio.Future[httpx.AsyncClient] | None = None
-        #: The event loop the owned client was made in.
-        self._loop: asyncio.AbstractEventLoop | None = None
+        #: The clients this transport made, one per event loop (a pooled connection belongs to one loop).
+        self._made: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Made] = weakref.WeakKeyDictionary()
         self.timeout = timeout
         self.total_timeout = total_deadline(timeout) if total_timeout is None else float(total_timeout)
         if not self.total_timeout > 0:
@@ -96,19 +96,29 @@ class AsyncTransport(EndpointPolicy):
 
     async def client(self) -> httpx.AsyncClient:
         """The ``httpx.AsyncClient`` in use, made on first use (in a worker thread: loading CA certificates
-        would stall the event loop for tens of milliseconds)."""
-        loop = asyncio.get_running_loop()
-        if self._owned and self._loop is not loop and (self._client is not None or self._creating is not None):
-            # Made in another event loop (asyncio.run called again): its pooled connections belong to that loop
-            # and cannot be used, nor closed, from this one. Start afresh; the old ones go with the old loop.
-            self._client, self._creating = None, None
-        self._loop = loop
-        if self._client is not None:
+        would stall the event loop for tens of milliseconds).
+
+        One made client per event loop: its pooled connections belong to the loop they were opened in and
+        cannot be used, nor closed, from another (``asyncio.run`` per call, a loop per thread). Each is closed
+        when its loop shuts down (``asyncio.run``'s ``shutdown_asyncgens()``), or by ``aclose()`` in that loop,
+        so no connection is left open for the garbage collector to find."""
+        if not self._owned:
+            assert self._client is not None
             return self._client
-        if self._creating is None:
-            self._creating = asyncio.ensure_future(asyncio.to_thread(self._make_client))
-        client = await asyncio.shield(self._creating)
-        self._client = client
+        loop = asyncio.get_running_loop()
+        made = self._made.get(loop)
+        if made is None:
+            made = self._made[loop] = _Made(asyncio.ensure_future(asyncio.to_thread(self._make_client)))
+        try:
+            client = await asyncio.shield(made.creating)
+        except BaseException:
+            if made.creating.done() and self._made.get(loop) is made:
+                del self._made[loop]  # it could not be made (a bad CA bundle...): the next call tries again
+            raise
+        if made.closer is None:
+            # Started here, in ``loop``: asyncio finalizes it (its ``finally`` closes the client) at shutdown.
+            made.closer = _closed_with_the_loop(client)
+            await made.closer.asend(None)
         return client
 
     def _make_client(self) -> httpx.AsyncClient:
@@ -188,11 +198,42 @@ class AsyncTransport(EndpointPolicy):
         raise failure from cause
 
     async def aclose(self) -> None:
-        """Close the client if this transport made it."""
-        if self._owned and self._client is not None:
-            client, self._client, self._creating = self._client, None, None
-            if self._loop is asyncio.get_running_loop():  # another loop's connections cannot be closed from here
-                await client.aclose()
+        """Close the client this transport made for the running event loop (a client of another loop is
+        closed when that loop shuts down)."""
+        if not self._owned:
+            return
+        made = self._made.pop(asyncio.get_running_loop(), None)
+        if made is None:
+            return
+        if made.closer is not None:
+            await made.closer.aclose()
+            return
+        with contextlib.suppress(Exception):  # still being made (or it could not be): close what comes of it
+            client = await made.creating
+            await client.aclose()
+
+
+class _Made:
+    """A client this transport makes for one event loop: the creation under way, then what closes it."""
+
+    __slots__ = ("closer", "creating")
+
+    def __init__(self, creating: asyncio.Future[httpx.AsyncClient]) -> None:
+        self.creating = creating
+        self.closer: AsyncGenerator[None, None] | None = None
+
+
+async def _closed_with_the_loop(client: httpx.AsyncClient) -> AsyncGenerator[None, None]:
+    """Suspended once started; its ``finally`` closes ``client`` when the transport's ``aclose()`` closes it or
+    when its event loop shuts down (``loop.shutdown_asyncgens()``, which ``asyncio.run`` calls once every task
+    is done). A loop closed without that step leaves the connections to the garbage collector, as before."""
+    try:
+        yield
+    finally:
+        try:
+            await client.aclose()
+        except Exception as error:  # a connection already broken: nothing left to close
+            logger.debug("closing the HTTP client failed: %s", type(error).__name__)
 
 
 def _preload_backend() -> None:

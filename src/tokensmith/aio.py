@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import concurrent.futures
+import contextlib
 import logging
 import random
 import time
@@ -63,30 +65,55 @@ T = TypeVar("T")
 class _Shared(Generic[T]):
     """A task many callers wait for (a renewal, a store read). A caller that stops waiting (cancelled, timed out)
     leaves the task running. Waking every waiter from the task's own completion would make that one step of the
-    event loop as long as the crowd is large; they are woken ``BATCH`` at a time, one batch per iteration."""
+    event loop as long as the crowd is large; they are woken ``BATCH`` at a time, one batch per iteration.
+
+    A caller in another event loop (``asyncio.run`` in several threads at once, with one client) waits too: its
+    loop is told thread-safely when the task is done; an asyncio future of one loop cannot be awaited in another."""
 
     BATCH = 16
 
     def __init__(self, task: asyncio.Task[T]) -> None:
         self.task = task
         self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+        #: Done once ``task`` is: what callers in other event loops wait on (thread-safe).
+        self._finished: concurrent.futures.Future[None] = concurrent.futures.Future()
         task.add_done_callback(self._wake)
 
     async def result(self) -> T:
         """The task's result (or its exception) once it is done."""
-        if not self.task.done():
-            waiter = self.task.get_loop().create_future()
-            self._waiters.append(waiter)
-            await waiter  # a cancellation lands here, on this caller only
+        await self.finished()
         return self.task.result()
 
+    async def finished(self) -> None:
+        """Once the task is done, in whichever event loop the caller runs."""
+        if self.task.done():
+            return
+        loop = asyncio.get_running_loop()
+        waiter = loop.create_future()
+        if loop is self.task.get_loop():
+            self._waiters.append(waiter)
+        else:
+            self._finished.add_done_callback(lambda _: _wake_from_another_thread(loop, waiter))
+        await waiter  # a cancellation lands here, on this caller only
+
     def _wake(self, _: object = None) -> None:
+        if not self._finished.done():
+            self._finished.set_result(None)
         for _ in range(min(self.BATCH, len(self._waiters))):
             waiter = self._waiters.popleft()
             if not waiter.done():  # a cancelled caller's future is done already
                 waiter.set_result(None)
         if self._waiters:
             self.task.get_loop().call_soon(self._wake)
+
+
+def _wake_from_another_thread(loop: asyncio.AbstractEventLoop, waiter: asyncio.Future[None]) -> None:
+    def wake() -> None:
+        if not waiter.done():
+            waiter.set_result(None)
+
+    with contextlib.suppress(RuntimeError):  # that loop was closed meanwhile: nobody is waiting there any more
+        loop.call_soon_threadsafe(wake)
 
 
 class _LoopIO:
@@ -149,7 +176,8 @@ class AsyncTokenClient(ClientCore):
     The constructor takes ``TokenClient``'s arguments, except the HTTP ones: ``http_client`` (an
     ``httpx.AsyncClient`` you own and close) or ``timeout``/``verify``/``proxies`` for one this client makes and
     closes in ``aclose()``; or a ready ``transport`` (``tokensmith.aio.AsyncTransport``). ``sleep`` is an async
-    function (``asyncio.sleep``). Use it from one event loop; ``async with`` closes it.
+    function (``asyncio.sleep``). ``async with`` closes it. It may serve several event loops (``asyncio.run`` per
+    call, or one per thread at once): one renewal is shared by the callers of all of them.
     """
 
     transport: AsyncTransport
@@ -234,9 +262,13 @@ class AsyncTokenClient(ClientCore):
         self._executor: ThreadPoolExecutor | None = None
 
     def _store_thread(self) -> ThreadPoolExecutor:
-        if self._executor is None:
-            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tokensmith-store")
-        return self._executor
+        executor = self._executor
+        if executor is None:
+            with self._mutex:  # one thread, whichever event loops (threads) ask at once
+                if self._executor is None:
+                    self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tokensmith-store")
+                executor = self._executor
+        return executor
 
     async def _run(self, flow: Flow[T]) -> T:
         return await arun(flow, self._io)
@@ -373,20 +405,33 @@ class AsyncTokenClient(ClientCore):
                     return landed
                 with self._mutex:
                     verdict = self._remembered(r.stale, r.force)
+                    if verdict is None:
+                        # Checked and launched under the mutex: a caller in another event loop (thread) may have
+                        # launched one since the look above; then this caller waits for that one.
+                        flight = self._flight
+                        leader = flight is None
+                        shared_login = not leader and r.force == "login" and self._flight_is_login
+                        if flight is None:
+                            flight = self._launch(r)
                 if verdict is not None:
                     return self._throttled(verdict)
-                flight = self._launch(r)
+                assert flight is not None
             elif r.force is None and self._still_valid(self._token, r.stale):
                 return self._token  # someone is renewing; this token still works meanwhile
             result = await self._outcome(flight)
+            if result is None:  # that renewal was cancelled with its event loop: this caller renews
+                with self._mutex:
+                    if self._flight is flight:
+                        self._flight = None
+                continue
             if leader or shared_login or (r.force is None and self._fresh_outcome(result, r.stale)):
                 return result  # (a login() during another login: the person logged in once, for both)
         raise LoginRequired("could not obtain a token that is not the rejected one")
 
     def _launch(self, r: Renewal) -> _Shared[Token]:
         task = asyncio.get_running_loop().create_task(self._run(self._renew_flow(r)), name="tokensmith-renewal")
+        task.add_done_callback(self._landed)  # first: a waiter woken by the flight finds it gone
         flight = _Shared(task)
-        task.add_done_callback(self._landed)
         self._flight, self._flight_is_login = flight, r.force == "login"
         return flight
 
@@ -396,12 +441,16 @@ class AsyncTokenClient(ClientCore):
         if not task.cancelled():
             task.exception()  # retrieved here: every waiter gets its own copy, a background failure was logged
 
-    async def _outcome(self, flight: _Shared[Token]) -> Token:
+    async def _outcome(self, flight: _Shared[Token]) -> Token | None:
+        """The renewal's token, or None when it was cancelled but this caller was not (the event loop it ran in
+        ended, ``asyncio.run`` in another thread): then the caller renews itself."""
         try:
             return await flight.result()
         except asyncio.CancelledError:
             if flight.task.cancelled() and not _cancelling():
-                raise TokensmithError("the client was closed while renewing the token") from None
+                if self._closed:
+                    raise TokensmithError("the client was closed while renewing the token") from None
+                return None
             raise  # this caller was cancelled; the renewal goes on for the others
         except BaseException as error:
             raise _copy_error(error) from error
@@ -409,25 +458,33 @@ class AsyncTokenClient(ClientCore):
     def _start_background(self) -> None:
         if self._flight is not None:
             return
-        with self._mutex:
-            due = self._background_due()
-        if due:
-            # Its own task: neither a caller's cancellation nor its asyncio.timeout() reaches the renewal.
-            self._launch(Renewal(background=True))
+        with self._mutex:  # checked and launched together: callers in other event loops (threads) may race
+            if self._flight is None and self._background_due():
+                # Its own task: neither a caller's cancellation nor its asyncio.timeout() reaches the renewal.
+                self._launch(Renewal(background=True))
 
     async def _load_shared(self) -> Token | None:
         """The stored token, read off the loop; concurrent callers share one read."""
         loading = self._loading
         if loading is None:
             loading = self._loading = _Shared(asyncio.ensure_future(self._io.blocking(self._load)))
-            loading.task.add_done_callback(lambda _: setattr(self, "_loading", None))
+            loading.task.add_done_callback(lambda _: self._loaded(loading))
         return await loading.result()
+
+    def _loaded(self, loading: _Shared[Token | None]) -> None:
+        if self._loading is loading:
+            self._loading = None
+        _retrieve(loading.task, "reading the stored token")  # its waiters may all have been cancelled
 
     def _resave_soon(self) -> None:
         """Save the token that could not be stored, off the loop, at most every ``RESAVE_INTERVAL``."""
         if self._resaving is None and not self._monotonic() < self._next_save_attempt:
             resaving = self._resaving = asyncio.ensure_future(self._io.blocking(self._retry_save))
-            resaving.add_done_callback(lambda done: setattr(self, "_resaving", None))
+            resaving.add_done_callback(self._resaved)
+
+    def _resaved(self, resaving: asyncio.Future[None]) -> None:
+        self._resaving = None
+        _retrieve(resaving, "saving the renewed token again")  # nobody waits for it
 
     async def aclose(self) -> None:
         """Let a renewal in progress finish (a login is cancelled instead), save a token that could not be
@@ -437,8 +494,8 @@ class AsyncTokenClient(ClientCore):
         flight = self._flight
         if flight is not None:
             if self._flight_is_login:
-                flight.task.cancel()
-            await asyncio.wait([flight.task])
+                _cancel(flight.task)
+            await flight.finished()
         if self._unsaved is not None:
             self._next_save_attempt = 0.0
             await self._io.blocking(self._retry_save)
@@ -452,6 +509,25 @@ class AsyncTokenClient(ClientCore):
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
+
+
+def _retrieve(task: asyncio.Future[Any], what: str) -> None:
+    """Mark a failure of a task nobody may be left to await as seen (no "Task exception was never retrieved" at
+    garbage collection): a store that raises something other than ``StoreError``. A caller still waiting gets it
+    as it is; without one it is logged here, by type only (a store's message may quote what it holds)."""
+    error = None if task.cancelled() else task.exception()
+    if error is not None:
+        logger.debug("%s failed: %s", what, type(error).__name__)
+
+
+def _cancel(task: asyncio.Task[Any]) -> None:
+    """``task.cancel()``, from its own event loop or thread-safely from another's."""
+    loop = task.get_loop()
+    if loop is asyncio.get_running_loop():
+        task.cancel()
+    else:
+        with contextlib.suppress(RuntimeError):  # that loop was closed: nothing runs there any more
+            loop.call_soon_threadsafe(task.cancel)
 
 
 def _cancelling() -> bool:

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import gc
+import logging
 import socket
 import ssl
 import threading
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -380,7 +383,12 @@ def test_netrc_never_replaces_the_client_credentials(
     monkeypatch.setenv("NETRC", str(netrc))
     fault_server.default("/token", Reply(json=token_body(1)))
     _fetch(fault_server)  # a client made by the transport (trust_env=True)
-    _fetch(fault_server, http_client=httpx.AsyncClient(trust_env=True))
+
+    async def with_own_client() -> None:  # the caller's client, which the caller closes
+        async with httpx.AsyncClient(trust_env=True) as own, _client(fault_server, http_client=own) as client:
+            await client.get_token()
+
+    asyncio.run(with_own_client())
     sent = [r.headers.get("authorization") for r in fault_server.recorded("/token")]
     assert sent == [tokensmith.basic_authorization("svc", "svc-secret")] * 2
     assert "Basic " + base64.b64encode(b"intruder:from-netrc").decode() not in sent
@@ -584,3 +592,175 @@ def test_concurrent_tasks_get_a_token_that_arrives_already_expired(fault_server:
             return [t.access_token for t in tokens]
 
     assert asyncio.run(go()) == ["at-1"] * 50
+
+
+def test_asyncio_run_per_call_closes_each_loops_http_client(fault_server: FaultServer) -> None:
+    """The CLI/SDK pattern: one client, ``asyncio.run`` per call, from the main thread and from a worker thread.
+    Each loop gets its own httpx client (pooled connections belong to one loop), and each is closed when its loop
+    shuts down: none is left for the garbage collector to find as an ``unclosed transport`` ResourceWarning (an
+    error under ``-W error``), where the client of every loop but the last used to be dropped open."""
+    fault_server.default("/token", Reply(json=token_body(1, lifetime=0)))  # expired on arrival: every call renews
+    client = _client(fault_server)
+    made: list[httpx.AsyncClient] = []
+
+    async def call() -> None:
+        await client.get_token()
+        made.append(await client.transport.client())
+
+    def calls() -> None:
+        for _ in range(2):
+            asyncio.run(call(), debug=True)
+
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always", ResourceWarning)
+        calls()
+        worker = threading.Thread(target=calls)
+        worker.start()
+        worker.join()
+        asyncio.run(client.aclose())
+        gc.collect()
+    assert fault_server.count("/token") == 4 and len({id(c) for c in made}) == 4
+    assert [c.is_closed for c in made] == [True] * 4
+    assert [str(w.message) for w in seen if issubclass(w.category, ResourceWarning)] == []
+
+
+class _GatedSigner:
+    """A KMS signer for ``PrivateKeyJWT`` that holds its first signature until the test lets it go: a renewal
+    under way, for as long as the test needs, with no timing."""
+
+    def __init__(self) -> None:
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.asymmetric import ec
+
+        key = ec.generate_private_key(ec.SECP256R1())
+        self._sign = lambda data: key.sign(data, ec.ECDSA(hashes.SHA256()))
+        self.signing, self.release = threading.Event(), threading.Event()
+
+    def __call__(self, data: bytes) -> bytes:
+        self.signing.set()
+        self.release.wait(30)
+        return self._sign(data)
+
+
+def _in_threads(*calls: Any) -> list[object]:
+    """Run each call in a thread of its own (each with its own ``asyncio.run``); their results or errors."""
+    results: list[object] = [None] * len(calls)
+
+    def run(i: int) -> None:
+        try:
+            results[i] = calls[i]()
+        except BaseException as error:  # handed to the test
+            results[i] = error
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(calls))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    return results
+
+
+def test_two_event_loops_at_once_share_one_renewal(fault_server: FaultServer) -> None:
+    """One client, ``asyncio.run`` in two threads at once (a thread pool of SDK calls): the second loop's caller
+    waits for the renewal the first loop runs (one request, C12/C26 single flight), where it used to fail with
+    asyncio's raw ``RuntimeError: ... attached to a different loop``."""
+    fault_server.default("/token", Reply(json=token_body(1)))
+    kms = _GatedSigner()
+    client = _client(fault_server, auth=tokensmith.PrivateKeyJWT("svc", kms, alg="ES256", kid="k1"))
+
+    def first() -> str:
+        return asyncio.run(client.get_token()).access_token
+
+    def second() -> tuple[bool, str]:
+        async def go() -> tuple[bool, str]:
+            kms.signing.wait(30)  # the first loop's renewal is under way (nothing else runs on this loop)
+            task = asyncio.ensure_future(client.get_token())
+            for _ in range(5):
+                await asyncio.sleep(0)
+            waiting = not task.done()
+            kms.release.set()
+            return waiting, (await task).access_token
+
+        try:
+            return asyncio.run(go())
+        finally:
+            kms.release.set()
+
+    assert _in_threads(first, second) == ["at-1", (True, "at-1")]
+    assert fault_server.count("/token") == 1
+    asyncio.run(client.aclose())
+
+
+def test_a_renewal_cancelled_with_its_event_loop_is_renewed_by_a_caller_in_another(fault_server: FaultServer) -> None:
+    """The loop that ran the renewal ends (its ``asyncio.run`` returns, cancelling the task) while a caller in
+    another loop waits for it: that caller renews itself, not ``TokensmithError: the client was closed``."""
+    fault_server.default("/token", Reply(json=token_body(1)))
+    kms = _GatedSigner()
+    client = _client(fault_server, auth=tokensmith.PrivateKeyJWT("svc", kms, alg="ES256", kid="k1"))
+    second_waits = threading.Event()
+    left: list[asyncio.Future[tokensmith.Token]] = []
+
+    def first() -> None:
+        async def go() -> None:
+            # Left running: asyncio.run cancels this caller, and the renewal, when go() returns.
+            left.append(asyncio.ensure_future(client.get_token()))
+            await asyncio.to_thread(second_waits.wait, 30)
+            kms.release.set()  # the signature is not awaited any more: the loop ends now
+
+        asyncio.run(go())
+
+    def second() -> tuple[bool, str]:
+        async def go() -> tuple[bool, str]:
+            await asyncio.to_thread(kms.signing.wait, 30)
+            task = asyncio.ensure_future(client.get_token())
+            for _ in range(5):
+                await asyncio.sleep(0)
+            waiting = not task.done()
+            second_waits.set()
+            return waiting, (await task).access_token
+
+        try:
+            return asyncio.run(go())
+        finally:
+            second_waits.set()
+            kms.release.set()
+
+    assert _in_threads(first, second) == [None, (True, "at-1")]
+    asyncio.run(client.aclose())
+
+
+def test_a_store_failure_nobody_waits_for_any_more_is_not_left_unretrieved(
+    fault_server: FaultServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The caller under ``asyncio.timeout`` gives up while the shared store read runs; the store then raises
+    something other than ``StoreError`` (a custom backend's bug). asyncio used to log "Task exception was never
+    retrieved" at ERROR when the read's task was collected; the next caller still gets the error itself."""
+    entered, release = threading.Event(), threading.Event()
+
+    class BrokenStore(tokensmith.MemoryStore):
+        def load(self, key: str) -> tokensmith.Token | None:
+            entered.set()
+            release.wait(30)
+            raise RuntimeError("the store's backend broke")
+
+    async def go() -> None:
+        async with _client(fault_server, store=BrokenStore()) as client:
+            caller = asyncio.ensure_future(client.get_token())
+            await asyncio.to_thread(entered.wait, 30)
+            loading = client._loading  # the shared read, to wait for it without taking its result
+            assert loading is not None
+            caller.cancel()  # what asyncio.timeout() does
+            with pytest.raises(asyncio.CancelledError):
+                await caller
+            release.set()
+            await asyncio.wait([loading.task])
+            del loading, caller
+            gc.collect()
+            with pytest.raises(RuntimeError, match="backend broke"):
+                await client.get_token()
+
+    with caplog.at_level(logging.ERROR, logger="asyncio"):
+        asyncio.run(go())
+        gc.collect()
+    assert [r.getMessage() for r in caplog.records if r.name == "asyncio"] == []
+    assert fault_server.count("/token") == 0
