@@ -141,6 +141,30 @@ def test_final_progress_event_stops_the_status_line() -> None:
         assert out.getvalue() == text
 
 
+def test_a_status_line_starved_past_close_writes_nothing_after_the_last_word() -> None:
+    """close() waits for the status thread for 2 s at most. On a loaded machine that thread can be held up between
+    its look at the stop flag and its write for longer: it must then not draw the status line again after
+    "Signed in." (the last thing on the terminal must be how the login ended)."""
+    in_tick, go_on = threading.Event(), threading.Event()
+
+    def clock() -> float:  # the status thread reads the clock between its stop check and its write
+        if threading.current_thread().name == "tokensmith-status" and not go_on.is_set():
+            in_tick.set()
+            go_on.wait(30)
+        return PROMPT.expires_at - 125
+
+    out = io.StringIO()
+    presenter = TerminalPresenter(out, live=True, qr=False, color=False, open_browser=False, clock=clock)
+    presenter.show_prompt(PROMPT)
+    assert in_tick.wait(30)
+    presenter.close(success=True)  # gives up waiting for the held-up thread after 2 s
+    go_on.set()
+    assert presenter._ticker is not None
+    presenter._ticker.join(30)
+    assert not presenter._ticker.is_alive()
+    assert out.getvalue().endswith("Signed in.\n") and "left" not in out.getvalue()
+
+
 def test_ctrl_c_while_the_status_line_starts_still_closes_cleanly(monkeypatch: pytest.MonkeyPatch) -> None:
     """Ctrl-C right as the code appears can land inside Thread.start(): close() (run on the way out) must not
     then raise RuntimeError("cannot join thread before it is started") over the KeyboardInterrupt."""
