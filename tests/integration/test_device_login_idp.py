@@ -98,7 +98,7 @@ def test_cancel_mid_poll_stops_and_sends_nothing_more(idp: LocalIdP) -> None:
 
     thread = threading.Thread(target=run)
     thread.start()
-    assert first_poll_done.wait(15)  # one poll answered authorization_pending; now sleeping 5 s
+    assert first_poll_done.wait(30)  # one poll answered authorization_pending; now sleeping 5 s
     polls_before = session.count(idp.token_endpoint)
     cancel.set()
     thread.join(timeout=30)
