@@ -125,11 +125,13 @@ def test_two_clients_sharing_a_file_store_renew_once_between_them(short_idp: Loc
 
 
 def test_an_outage_while_the_token_is_valid(tmp_path: Path) -> None:
-    """The IdP is stopped right after the first token (valid 20 s; renewal from 2 s, must by 18 s). Callers keep
-    the valid token; the worker tries once per back-off step; the IdP comes back; one renewal."""
+    """The IdP is stopped right after the first token (valid 60 s; renewal from 3 s, must by 54 s). Callers keep
+    the valid token; the worker tries once per back-off step; the IdP comes back; one renewal. (The test lasts as
+    long as three failed steps and a restart of node; the token must outlive that: with 20 s, a restart as slow as
+    one a loaded CI machine once had, over 20 s, would let it expire, and callers would renew themselves.)"""
     events = Recorder()
-    policy = tokensmith.RenewalPolicy(advisory_fraction=0.9, jitter=0.0)
-    with LocalIdP(access_ttl=20) as idp:
+    policy = tokensmith.RenewalPolicy(advisory_fraction=0.95, jitter=0.0)
+    with LocalIdP(access_ttl=60) as idp:
         client, transport = _client(idp, on_event=events, renewal=policy)
         first = client.get_token()
         port = idp.port
