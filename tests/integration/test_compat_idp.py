@@ -115,7 +115,10 @@ def test_device_login_denied_stops_at_once(idp: LocalIdP) -> None:
     """C17: access_denied ends polling; it is an AccessDenied, not a generic error."""
     code = tc.get_device_code(idp.device_authorization_endpoint, DEVICE_PUBLIC.client_id, scope=DEVICE_SCOPES)
     progress: list[PollProgress] = []
-    with user_acts(idp.deny, code.user_code), pytest.raises(exc.AccessDenied) as info:
+    # Denied before polling starts (the first poll is 5 s away): beside the polling, a loaded IdP could finish the
+    # denial only after that poll, which then answered authorization_pending.
+    idp.deny(code.user_code)
+    with pytest.raises(exc.AccessDenied) as info:
         tc.poll_token_endpoint(code, idp.token_endpoint, DEVICE_PUBLIC.client_id, on_progress=progress.append)
     assert info.value.error == "access_denied" and [(p.outcome.value, p.polls) for p in progress] == [("stopped", 1)]
 
