@@ -71,7 +71,10 @@ class Reply:
     given in ``headers`` is sent verbatim (lying lengths allowed) and the
     connection is closed after the body. ``delay`` sleeps before anything is
     sent (interrupted by :meth:`FaultServer.stop`, which then drops the
-    connection). ``drop`` closes the connection without writing a byte.
+    connection). ``hold`` is an event the reply waits for before anything is sent (after any ``delay``; also
+    interrupted by :meth:`FaultServer.stop`): a request kept in flight for exactly as long as a test needs,
+    whatever the machine's speed, where a ``delay`` is a guess. ``drop`` closes the connection without writing a
+    byte.
     ``trickle > 0`` writes the whole response (status line and headers included) one byte every ``trickle``
     seconds: a per-read timeout never fires, only a total deadline does.
     """
@@ -86,6 +89,7 @@ class Reply:
     omit_length: bool = False
     drop: bool = False
     trickle: float = 0.0
+    hold: threading.Event | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         if self.json is not UNSET and self.body is not None:
@@ -259,6 +263,11 @@ class _Handler(BaseHTTPRequestHandler):
         if reply.delay > 0 and owner._stopping.wait(reply.delay):
             self.close_connection = True  # stopped mid-delay: drop without a response
             return
+        if reply.hold is not None:
+            while not reply.hold.wait(0.05):
+                if owner._stopping.is_set():
+                    self.close_connection = True  # stopped while held: drop without a response
+                    return
         if reply.drop:
             self.close_connection = True
             return
@@ -443,7 +452,7 @@ class FaultServer:
     def count(self, path: str | None = None) -> int:
         return len(self.recorded(path))
 
-    def wait_for(self, n: int, path: str | None = None, timeout: float = 5.0) -> bool:
+    def wait_for(self, n: int, path: str | None = None, timeout: float = 30.0) -> bool:
         """Block until at least ``n`` requests (for ``path``) were recorded; False on timeout."""
         route = None if path is None else self._route(path)
 

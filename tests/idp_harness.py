@@ -54,7 +54,9 @@ OTHER_API_SCOPES = ("other:read",)
 #: (START_ATTEMPTS) with a fresh process before the session fixture (and every test of that worker) fails.
 DEFAULT_STARTUP_TIMEOUT = 45.0
 START_ATTEMPTS = 2
-HTTP_TIMEOUT = 10.0
+#: A bound on each request to the IdP (the harness's own: discovery, approving a code, a browser's steps), not a claim:
+#: a loaded machine can take seconds to answer, and only a hung IdP should fail here.
+HTTP_TIMEOUT = 30.0
 
 
 @dataclass(frozen=True)

@@ -153,6 +153,12 @@ class Slow:
         self.threads.append(threading.current_thread())
         before = self._ticker.ticks
         time.sleep(LATENCY)
+        # A loaded or briefly paused machine may not have run the loop in those 200 ms (after a pause this thread
+        # can wake first): give the ticker up to 10 s more. Called on the loop's own thread, no wait lets it tick,
+        # so this proves no less.
+        deadline = time.monotonic() + 10
+        while self._ticker.ticks == before and time.monotonic() < deadline:
+            time.sleep(0.01)
         self.ticks_meanwhile.append(self._ticker.ticks - before)
         return self._call(*args)
 

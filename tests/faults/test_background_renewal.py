@@ -430,10 +430,11 @@ def test_a_child_forked_during_a_background_renewal_renews_on_its_own(fault_serv
     fork start method) inherits the in-flight renewal but not the thread running it. The child must not wait for
     that renewal forever once its token must be renewed: it renews itself (C26's single flight is per process)."""
     clock = Clock(T0)
+    parent_renewal = threading.Event()
     fault_server.script(
         "/token",
         Reply(json=token_body(1)),
-        Reply(json=token_body(2), delay=3.0),  # the parent's background renewal, in flight across the fork
+        Reply(json=token_body(2), hold=parent_renewal),  # the parent's background renewal, in flight across the fork
     )
     fault_server.default("/token", Reply(json=token_body(3)))
     client, _ = _client(fault_server, clock)
@@ -450,30 +451,52 @@ def test_a_child_forked_during_a_background_renewal_renews_on_its_own(fault_serv
             got: list[str] = []
             worker = threading.Thread(target=lambda: got.append(client.get_token().access_token), daemon=True)
             worker.start()
-            worker.join(10)
+            worker.join(30)
             status = 0 if got == ["at-3"] else 4 if got else 5
         finally:
             os._exit(status)
     _, code = os.waitpid(pid, 0)
+    parent_renewal.set()  # held until the child is done: a fixed delay could end before the fork on a slow machine
     assert os.waitstatus_to_exitcode(code) == 0, "the child hung on the parent's renewal (5) or got another token (4)"
     _wait_until(lambda: not _renewing(client))
     assert client.get_token().access_token == "at-2"
 
 
+class _NotedDone(threading.Event):
+    """A renewal's ``done`` event that tells the test when a caller has started waiting on it."""
+
+    def __init__(self, waiting: threading.Event) -> None:
+        super().__init__()
+        self._waiting = waiting
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self._waiting.set()
+        return super().wait(timeout)
+
+
+def _note_waiters(client: tokensmith.TokenClient) -> threading.Event:
+    """While ``client`` renews: an event set once another caller waits for that renewal. A fixed sleep guessed how
+    long the caller takes to get there; on a loaded machine it had not, and it then led a renewal of its own."""
+    flight = client._flight
+    assert flight is not None
+    waiting = threading.Event()
+    flight.done = _NotedDone(waiting)
+    return waiting
+
+
 class _InterruptedTransport(ThreadCountingTransport):
     """The first token request is interrupted (Ctrl-C lands in the leader's thread while it waits for the
-    server), once a second caller has started waiting for that renewal."""
+    server), once a second caller waits for that renewal."""
 
-    def __init__(self, follower_started: threading.Event) -> None:
+    def __init__(self, follower_waiting: threading.Event) -> None:
         super().__init__(requests.Session())
-        self._follower_started = follower_started
+        self._follower_waiting = follower_waiting
         self._first = True
 
     def post(self, request: Any) -> Any:
         if self._first:
             self._first = False
-            assert self._follower_started.wait(10)
-            time.sleep(0.2)  # the follower reaches the flight and waits on it
+            assert self._follower_waiting.wait(30)  # the follower reached the flight and waits on it
             raise KeyboardInterrupt
         return super().post(request)
 
@@ -483,8 +506,8 @@ def test_a_ctrl_c_in_the_leader_is_not_raised_in_the_threads_waiting_for_it(faul
     own: a caller in another thread waiting for the same renewal gets a library error (TokensmithError, not an
     AuthenticationError: nothing was rejected), never a KeyboardInterrupt raised in a worker thread."""
     fault_server.default("/token", Reply(json=token_body(1)))
-    follower_started = threading.Event()
-    client, _ = _client(fault_server, Clock(T0), transport=_InterruptedTransport(follower_started))
+    follower_waiting = threading.Event()
+    client, _ = _client(fault_server, Clock(T0), transport=_InterruptedTransport(follower_waiting))
     outcome: list[BaseException | str] = []
 
     def follower() -> None:
@@ -495,16 +518,18 @@ def test_a_ctrl_c_in_the_leader_is_not_raised_in_the_threads_waiting_for_it(faul
 
     def start_follower() -> None:
         _wait_until(lambda: _renewing(client))
+        waiting = _note_waiters(client)
         worker = threading.Thread(target=follower)
         worker.start()
-        follower_started.set()
-        worker.join(10)
+        waiting.wait(30)
+        follower_waiting.set()
+        worker.join(30)
 
     helper = threading.Thread(target=start_follower)
     helper.start()
     with pytest.raises(KeyboardInterrupt):
         client.get_token()
-    helper.join(15)
+    helper.join(60)
     assert len(outcome) == 1 and isinstance(outcome[0], tokensmith.TokensmithError), outcome
     assert not isinstance(outcome[0], tokensmith.AuthenticationError)
     assert client.get_token().access_token == "at-1"  # nothing is left in a bad state
@@ -524,13 +549,12 @@ def test_a_second_login_while_one_runs_shares_it(fault_server: FaultServer) -> N
     fault_server.script("/token", Reply(status=400, json={"error": "authorization_pending"}))
     fault_server.default("/token", Reply(json=token_body(1, rt="rt-1")))
     prompts: list[str] = []
-    second_started = threading.Event()
+    second_waiting = threading.Event()
 
     def on_prompt(prompt: tokensmith.DevicePrompt) -> None:
         prompts.append(prompt.user_code)
         if len(prompts) == 1:
-            assert second_started.wait(10)
-            time.sleep(0.2)  # the second login() reaches the flight and waits on it
+            assert second_waiting.wait(30)  # the second login() reached the flight and waits on it
         approved.set()
 
     client = tokensmith.TokenClient(
@@ -544,15 +568,17 @@ def test_a_second_login_while_one_runs_shares_it(fault_server: FaultServer) -> N
 
     def second() -> None:
         _wait_until(lambda: _renewing(client))
+        waiting = _note_waiters(client)
         worker = threading.Thread(target=lambda: got.append(client.login(on_prompt=on_prompt).access_token))
         worker.start()
-        second_started.set()
-        worker.join(10)
+        waiting.wait(30)
+        second_waiting.set()
+        worker.join(30)
 
     helper = threading.Thread(target=second)
     helper.start()
     first = client.login(on_prompt=on_prompt)
-    helper.join(15)
+    helper.join(60)
     assert first.access_token == "at-1" and got == ["at-1"]
     assert prompts == ["UC-1"] and fault_server.count("/device") == 1
 

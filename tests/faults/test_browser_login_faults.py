@@ -91,12 +91,14 @@ def test_a_forged_error_redirect_does_not_end_the_login(fault_server: FaultServe
 
 def test_a_second_request_is_refused_while_the_first_is_exchanged(fault_server: FaultServer) -> None:
     login = start(fault_server)
-    fault_server.script("/token", Reply(json=TOKEN.json, delay=1.0))
+    exchanging = threading.Event()  # the code exchange stays in flight until the second request was answered
+    fault_server.script("/token", Reply(json=TOKEN.json, hold=exchanging))
     first, box = in_background(lambda: get(login.redirect(code=CODE, state=login.state)))
     assert fault_server.wait_for(1, "/token")
     second = get(login.redirect(code=CODE, state=login.state))
+    exchanging.set()
     assert second.status_code == 400 and "already received its answer" in second.text
-    first.join(10)
+    first.join(30)
     assert box["value"].status_code == 200 and "Signed in" in box["value"].text
     assert login.result().access_token == ACCESS
     assert fault_server.count("/token") == 1

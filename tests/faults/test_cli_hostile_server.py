@@ -39,7 +39,7 @@ def _recording_browser(tmp_path: Path) -> tuple[Path, Path]:
     return script, log
 
 
-def _wait_for_lines(path: Path, timeout: float = 10.0) -> list[str]:
+def _wait_for_lines(path: Path, timeout: float = 30.0) -> list[str]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if path.exists() and path.read_text().endswith("\n"):

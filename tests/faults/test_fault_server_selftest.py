@@ -17,7 +17,7 @@ from fault_server import (
     fault_server,  # noqa: F401
 )
 
-TIMEOUT = (2.0, 5.0)
+TIMEOUT = (10.0, 30.0)  # bounds for answers that must come: generous, a loaded machine is slow
 
 
 def test_scripted_replies_are_fifo_then_default_then_404(fault_server: FaultServer) -> None:
@@ -105,6 +105,37 @@ def test_delay_causes_read_timeout_without_blocking_others(fault_server: FaultSe
     # The slow handler is still sleeping; another request is served meanwhile.
     assert requests.get(fault_server.url("/fast"), timeout=TIMEOUT).json() == {"fast": True}
     assert [r.path for r in fault_server.recorded()] == ["/slow", "/fast"]
+
+
+def test_hold_keeps_a_reply_until_its_event_is_set_or_the_server_stops() -> None:
+    srv = FaultServer().start()
+    gate, dropped = threading.Event(), threading.Event()
+    srv.script("/held", Reply(json={"held": True}, hold=gate), Reply(json={}, hold=dropped))
+    srv.default("/fast", Reply(json={"fast": True}))
+    answers: list[object] = []
+
+    def call() -> None:
+        try:
+            answers.append(requests.get(srv.url("/held"), timeout=(10.0, 30.0)).json())
+        except requests.RequestException as exc:
+            answers.append(exc)
+
+    first = threading.Thread(target=call, daemon=True)
+    first.start()
+    assert srv.wait_for(1, "/held")
+    assert requests.get(srv.url("/fast"), timeout=TIMEOUT).json() == {"fast": True}  # served meanwhile
+    first.join(0.2)
+    assert first.is_alive() and answers == []  # still held
+    gate.set()
+    first.join(30)
+    assert answers == [{"held": True}]
+
+    second = threading.Thread(target=call, daemon=True)
+    second.start()
+    assert srv.wait_for(2, "/held")
+    srv.stop()  # never released: the stop drops it
+    second.join(30)
+    assert not second.is_alive() and isinstance(answers[1], requests.exceptions.ConnectionError)
 
 
 def test_drop_raises_connection_error(fault_server: FaultServer) -> None:

@@ -74,7 +74,7 @@ def test_every_device_poll_carries_a_new_assertion(fault_server: FaultServer) ->
         now[0] += seconds
         return False
 
-    transport = Transport(requests.Session(), timeout=2)
+    transport = Transport(requests.Session(), timeout=30)  # answers at once; a bound, not a claim
     token = poll_device_token(transport, request, authorization, clock=lambda: now[0], sleep=sleep)
     assert token.refresh_token == "rt-1"
     claims = _assertions(fault_server, "/token")

@@ -211,11 +211,17 @@ def test_the_store_lock_is_free_while_a_renewal_waits_for_the_network(
     """While the token endpoint takes its time, another process (here: a thread of another store object) can
     take the store's lock at once; it would have waited the whole request before."""
     issuer = fault_server.url("/slow")
+    # Each answer is held until the other store has taken the lock (a fixed delay was a guess at how long that
+    # takes; a loaded machine took longer, and the renewal was over before the check).
+    released = {path: threading.Event() for path in ("/slow/.well-known/openid-configuration", "/token")}
     fault_server.script(
         "/slow/.well-known/openid-configuration",
-        Reply(json={"issuer": issuer, "token_endpoint": fault_server.url("/token")}, delay=1.0),
+        Reply(
+            json={"issuer": issuer, "token_endpoint": fault_server.url("/token")},
+            hold=released["/slow/.well-known/openid-configuration"],
+        ),
     )
-    fault_server.script("/token", Reply(json=token_body(1), delay=1.0))
+    fault_server.script("/token", Reply(json=token_body(1), hold=released["/token"]))
     store = tokensmith.FileStore(str(tmp_path))
     client = tokensmith.TokenClient.from_issuer(issuer, "svc", "svc-secret", store=store, session=requests.Session())
     done = threading.Event()
@@ -227,8 +233,11 @@ def test_the_store_lock_is_free_while_a_renewal_waits_for_the_network(
         while fault_server.count(path) == 0 and thread.is_alive():
             time.sleep(0.01)
         assert not done.is_set()
-        with other.lock(client.cache_key):  # raises StoreLockTimeout if the renewal held it
-            acquired.append(path)
-    thread.join(10)
+        try:
+            with other.lock(client.cache_key):  # raises StoreLockTimeout if the renewal held it
+                acquired.append(path)
+        finally:
+            released[path].set()
+    thread.join(30)
     assert done.is_set() and len(acquired) == 2
     assert store.load(client.cache_key) is not None

@@ -87,10 +87,12 @@ def test_device_login_approved_then_refresh_rotates(idp: LocalIdP) -> None:
     assert code.interval == 5 and code.expires_in > 0
     assert code.verification_uri_complete and code.user_code in code.verification_uri_complete
     progress: list[PollProgress] = []
-    with user_acts(idp.approve, code.user_code):
-        access, refresh, expires_in = tc.poll_token_endpoint(
-            code, idp.token_endpoint, DEVICE_PUBLIC.client_id, on_progress=progress.append
-        )
+    # Approved before polling starts, as in the denial test below: beside the polling, a loaded IdP could finish
+    # the approval only after the first poll (5 s away), which then answered authorization_pending.
+    idp.approve(code.user_code)
+    access, refresh, expires_in = tc.poll_token_endpoint(
+        code, idp.token_endpoint, DEVICE_PUBLIC.client_id, on_progress=progress.append
+    )
     assert access and refresh and expires_in == 3600
     # Approved before the first poll: exactly one request, no pending answer, then the final event.
     assert [(p.outcome.value, p.polls) for p in progress] == [("approved", 1)]
@@ -115,7 +117,10 @@ def test_device_login_denied_stops_at_once(idp: LocalIdP) -> None:
     """C17: access_denied ends polling; it is an AccessDenied, not a generic error."""
     code = tc.get_device_code(idp.device_authorization_endpoint, DEVICE_PUBLIC.client_id, scope=DEVICE_SCOPES)
     progress: list[PollProgress] = []
-    with user_acts(idp.deny, code.user_code), pytest.raises(exc.AccessDenied) as info:
+    # Denied before polling starts (the first poll is 5 s away): beside the polling, a loaded IdP could finish the
+    # denial only after that poll, which then answered authorization_pending.
+    idp.deny(code.user_code)
+    with pytest.raises(exc.AccessDenied) as info:
         tc.poll_token_endpoint(code, idp.token_endpoint, DEVICE_PUBLIC.client_id, on_progress=progress.append)
     assert info.value.error == "access_denied" and [(p.outcome.value, p.polls) for p in progress] == [("stopped", 1)]
 

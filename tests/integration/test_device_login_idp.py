@@ -18,14 +18,21 @@ pytestmark = pytest.mark.idp
 SCOPE = ["openid", "offline_access"]
 
 
-def _login(idp: LocalIdP, user_action: str | None, session: CountingSession, **kwargs: Any) -> Any:
+def _login(
+    idp: LocalIdP, user_action: str | None, session: CountingSession, *, act_at_once: bool = False, **kwargs: Any
+) -> Any:
+    """``act_at_once``: the person's action is done before the prompt returns, so before the first poll (else it
+    runs beside the polling, and a loaded IdP may finish it only after the first poll)."""
     prompts: list[DevicePrompt] = []
 
     def on_prompt(prompt: DevicePrompt) -> None:
         prompts.append(prompt)
         if user_action is not None:
             act = getattr(idp, user_action)
-            threading.Thread(target=act, args=(prompt.user_code,), daemon=True).start()
+            if act_at_once:
+                act(prompt.user_code)
+            else:
+                threading.Thread(target=act, args=(prompt.user_code,), daemon=True).start()
 
     kwargs.setdefault("auth", NoClientAuth(DEVICE_PUBLIC.client_id))
     token = device_login(
@@ -55,7 +62,7 @@ def test_approve(idp: LocalIdP) -> None:
 def test_deny(idp: LocalIdP) -> None:
     session = CountingSession()
     with pytest.raises(exc.AccessDenied):
-        _login(idp, "deny", session)
+        _login(idp, "deny", session, act_at_once=True)  # denied before the first poll: it is the one that learns so
     assert session.count(idp.token_endpoint) == 1  # stopped at once
 
 
@@ -98,7 +105,7 @@ def test_cancel_mid_poll_stops_and_sends_nothing_more(idp: LocalIdP) -> None:
 
     thread = threading.Thread(target=run)
     thread.start()
-    assert first_poll_done.wait(15)  # one poll answered authorization_pending; now sleeping 5 s
+    assert first_poll_done.wait(30)  # one poll answered authorization_pending; now sleeping 5 s
     polls_before = session.count(idp.token_endpoint)
     cancel.set()
     thread.join(timeout=30)

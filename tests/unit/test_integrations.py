@@ -51,7 +51,7 @@ class FakeSource:
 
     def get_token(self, *, stale: Token | None = None) -> Token:
         if stale is not None and self._barrier is not None:
-            self._barrier.wait(timeout=10)
+            self._barrier.wait(timeout=30)
         with self._lock:
             self.stales.append(stale)
             self.threads.append(threading.get_ident())

@@ -26,7 +26,7 @@ def _mask_in(start: object) -> set[int]:
         start_daemon(probe, name="probe")
     else:
         threading.Thread(target=probe, daemon=True).start()
-    assert done.wait(5)
+    assert done.wait(30)
     return seen[0]
 
 
@@ -38,12 +38,12 @@ def test_helper_threads_are_born_with_the_asynchronous_signals_blocked() -> None
 
 def test_the_creating_threads_mask_is_restored() -> None:
     before = signal.pthread_sigmask(signal.SIG_BLOCK, [])
-    start_daemon(lambda: None, name="probe").join(5)
+    start_daemon(lambda: None, name="probe").join(30)
     assert signal.pthread_sigmask(signal.SIG_BLOCK, []) == before
 
 
 def test_start_daemon_passes_arguments_and_makes_a_daemon() -> None:
     got: list[tuple[int, str]] = []
     thread = start_daemon(lambda a, b: got.append((a, b)), 1, "x", name="tokensmith-test")
-    thread.join(5)
+    thread.join(30)
     assert got == [(1, "x")] and thread.daemon and thread.name == "tokensmith-test"

@@ -271,6 +271,8 @@ class TerminalPresenter:
             else:  # an absurd lifetime: no countdown
                 countdown = ""
             with self._lock:
+                if self._stop.is_set():  # close() gave up waiting for this thread (held up since the check above)
+                    return  # and may have said how the login ended: nothing goes after that
                 line = f"{frame if self.color else '*'} {self._status} ...{countdown}"
                 self.stream.write("\r\x1b[2K" + line)
                 self.stream.flush()
