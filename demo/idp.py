@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from idp_harness import ALL_CLIENTS, ClientInfo, LocalIdP
+from idp_harness import ALL_CLIENTS, ClientInfo, IdPStartError, LocalIdP
 
 DEFAULT_PORT = 9400
 
@@ -74,6 +74,9 @@ def main(argv: list[str] | None = None) -> int:
             threading.Event().wait()
     except KeyboardInterrupt:  # at any point, even while starting or printing: the server is stopped
         print("\nstopped", file=sys.stderr)
+    except IdPStartError as error:  # e.g. the port is taken: say why (node's own line is in it), no traceback
+        print(f"idp.py: {error}", file=sys.stderr)
+        return 1
     return 0
 
 
