@@ -34,6 +34,7 @@ from ._http import (
     Verify,
     body_too_large,
     check_declared_length,
+    checked_verify,
     connect_message,
     deadline_message,
     exception_chain,
@@ -86,7 +87,7 @@ class AsyncTransport(EndpointPolicy):
         self._httpx_timeout = httpx.Timeout(read, connect=connect)
         self.max_body = max_body
         self.proxies = dict(proxies) if proxies else None
-        self.verify = verify
+        self.verify = checked_verify(verify)
         self._user_agent = user_agent(client.headers.get("User-Agent") if client is not None else None, "python-httpx")
 
     @property

@@ -10,13 +10,13 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterator, Mapping
-from typing import Protocol
+from typing import Protocol, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 from ._protocol.messages import HttpRequest, HttpResponse
 from ._protocol.urls import check_endpoint
 from ._version import __version__
-from .exceptions import ResponseTooLarge
+from .exceptions import ConfigurationError, ResponseTooLarge
 
 #: (connect, read) seconds. The seed module had none: a dead IdP hung the caller forever.
 DEFAULT_TIMEOUT: tuple[float, float] = (10.0, 30.0)
@@ -49,6 +49,18 @@ def safe_url(url: str) -> str:
         return urlunsplit((p.scheme, p.netloc.rpartition("@")[2], p.path, "", ""))
     except ValueError:
         return "<unparsable URL>"
+
+
+V = TypeVar("V")
+
+
+def checked_verify(verify: V) -> V:
+    """``verify`` as given, once a CA bundle path is known to exist: a mistyped path is a ``ConfigurationError``
+    naming it now, not a bare ``OSError``/``FileNotFoundError`` from deep in requests or httpx at the first
+    request (a stat, no network)."""
+    if isinstance(verify, str) and not os.path.exists(os.path.expanduser(verify)):
+        raise ConfigurationError(f"verify={verify!r}: no CA bundle file or directory there")
+    return verify
 
 
 def total_deadline(timeout: Timeout) -> float:

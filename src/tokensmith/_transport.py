@@ -38,6 +38,7 @@ from ._http import (
     Verify,
     body_too_large,
     check_declared_length,
+    checked_verify,
     connect_message,
     deadline_message,
     exception_chain,
@@ -308,7 +309,7 @@ class Transport(EndpointPolicy):
             raise ValueError("the total timeout must be a positive number of seconds")
         self.max_body = max_body
         self.proxies = dict(proxies) if proxies else None
-        self.verify = verify
+        self.verify = checked_verify(verify)
         self._user_agent = self._pick_user_agent()
 
     @property

@@ -242,3 +242,21 @@ def test_a_bad_secret_or_key_file_error_holds_none_of_the_file(tmp_path: Any) ->
     with pytest.raises(ConfigError, match="neither PEM nor valid JWK JSON") as raised:
         cli_main._parse_private_key(str(tmp_path / "key.json"), key.encode(), Settings())
     _assert_clean(everything(raised.value))
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        f"https://svc:{CLIENT_SECRET}@idp.example/token\u00a0",  # whitespace: the first check, before parsing
+        f"ftp://svc:{CLIENT_SECRET}@idp.example/token",  # another scheme
+        f"https://svc:{CLIENT_SECRET}@idp.example:99999999/token",  # cannot be parsed
+        f"https://idp.example/token?client_secret={CLIENT_SECRET}\u200b",  # a secret in the query
+    ],
+)
+def test_an_endpoint_refused_before_any_request_is_not_quoted_with_its_credentials(url: str) -> None:
+    """C25/C10: a URL refused by the endpoint policy is named in the error (to say which setting is wrong), but
+    without its userinfo or query: the first failing check used to quote it whole."""
+    with pytest.raises(tokensmith.InvalidEndpointError) as raised:
+        tokensmith.TokenClient(url, auth=tokensmith.ClientSecretBasic("svc", "other"))
+    assert "idp.example" in str(raised.value)
+    _assert_clean(everything(raised.value))

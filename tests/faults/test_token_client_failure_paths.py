@@ -18,6 +18,7 @@ import tokensmith
 from fake_clock import Clock
 from fault_server import FaultServer, Reply
 from token_replies import DOWN, token_body
+from tokensmith import token_client
 
 
 def _client(server: FaultServer, clock: Clock, **kwargs: object) -> tokensmith.TokenClient:
@@ -241,3 +242,22 @@ def test_the_store_lock_is_free_while_a_renewal_waits_for_the_network(
     thread.join(30)
     assert done.is_set() and len(acquired) == 2
     assert store.load(client.cache_key) is not None
+
+
+# --- a mistyped CA bundle path ------------------------------------------------------------------------------------
+
+
+def test_a_ca_bundle_path_that_does_not_exist_is_a_configuration_error_naming_it(
+    fault_server: FaultServer, tmp_path: object
+) -> None:
+    """It was a bare OSError (requests) or FileNotFoundError (httpx) at the first request; now a typed error at
+    construction, sync, async and compat alike, with nothing sent."""
+    missing = f"{tmp_path}/corp-ca.pem"
+    url = fault_server.url("/token")
+    with pytest.raises(tokensmith.ConfigurationError, match=r"corp-ca\.pem.*no CA bundle"):
+        tokensmith.TokenClient(url, auth=tokensmith.ClientSecretBasic("svc", "s"), verify=missing)
+    with pytest.raises(tokensmith.ConfigurationError, match="no CA bundle"):
+        tokensmith.AsyncTokenClient(url, auth=tokensmith.ClientSecretBasic("svc", "s"), verify=missing)
+    with pytest.raises(tokensmith.ConfigurationError, match="no CA bundle"):
+        token_client.get_token(url, authorization_header="Basic c3ZjOnM=", verify=missing)
+    assert fault_server.count("/token") == 0

@@ -255,6 +255,22 @@ def test_device_authorization_with_control_characters_is_refused(name: str, valu
     assert value not in str(info.value)
 
 
+def test_device_authorization_message_loses_its_control_characters() -> None:
+    """Azure's ready-made ``message`` is shown by callers as is: no terminal escape or newline survives in it."""
+    d = parse_device_authorization(
+        _resp(
+            {
+                "device_code": "d",
+                "user_code": "U",
+                "verification_uri": "https://v",
+                "expires_in": 60,
+                "message": "Open https://v\x1b]52;c;ZXZpbA==\x07 and enter U\nforged: log line",
+            }
+        )
+    )
+    assert d.message == "Open https://v ]52;c;ZXZpbA==  and enter U forged: log line"
+
+
 def test_device_authorization_with_format_characters_is_left_to_the_presenter() -> None:
     """Bidi and zero-width characters are no terminal command; the presenter hides them when it shows them."""
     d = parse_device_authorization(

@@ -122,7 +122,13 @@ def device_authorization_from_json(
         expires_in=expires_in,
         interval=DEFAULT_INTERVAL if interval is None else interval,
         verification_uri_complete=optional_str(obj, "verification_uri_complete", what, status=status),
-        message=optional_str(obj, "message", what, status=status),
+        message=_cleaned(optional_str(obj, "message", what, status=status)),
         raw=obj,
         received_at=received_at,
     )
+
+
+def _cleaned(text: str | None) -> str | None:
+    """Azure's ``message``: instruction prose, not something a person types, so control characters (a terminal
+    escape, a forged log line) become spaces rather than ending the login as in the code and link."""
+    return None if text is None else _CONTROL.sub(" ", text)

@@ -58,7 +58,7 @@ def check_endpoint(url: str, *, allow_insecure: bool = False) -> str:
         raise InvalidEndpointError(f"endpoint must be a string URL, not {type(url).__name__}")
     if has_invisible_characters(url):
         raise InvalidEndpointError(
-            f"endpoint URL {url[:200]!r} contains whitespace or invisible characters; remove them (check the "
+            f"endpoint URL {_shown(url)!r} contains whitespace or invisible characters; remove them (check the "
             "configuration or environment variable it came from)"
         )
     try:
@@ -66,12 +66,12 @@ def check_endpoint(url: str, *, allow_insecure: bool = False) -> str:
         hostname = parts.hostname
         credentials = parts.username or parts.password
     except ValueError as error:
-        raise InvalidEndpointError(f"endpoint URL {url[:200]!r} cannot be parsed: {error}") from None
+        raise InvalidEndpointError(f"endpoint URL {_shown(url)!r} cannot be parsed: {error}") from None
     scheme = parts.scheme.lower()
     if scheme not in ("", "http", "https") or (scheme == "" and url.startswith("//")):
-        raise InvalidEndpointError(f"endpoint URL {url[:200]!r}: only https:// (or http:// to loopback) is allowed")
+        raise InvalidEndpointError(f"endpoint URL {_shown(url)!r}: only https:// (or http:// to loopback) is allowed")
     if scheme in ("http", "https") and not hostname:
-        raise InvalidEndpointError(f"endpoint URL has no host: {url[:200]!r}")
+        raise InvalidEndpointError(f"endpoint URL has no host: {_shown(url)!r}")
     if scheme == "http" and not allow_insecure and not is_loopback_host(hostname or ""):
         raise InsecureEndpointError(
             f"refusing plain http:// for non-loopback host {hostname!r}: OAuth endpoints need TLS "
@@ -79,5 +79,19 @@ def check_endpoint(url: str, *, allow_insecure: bool = False) -> str:
         )
     if credentials:
         # RFC 6749 §2.3.1: credentials MUST NOT appear in the request URI.
-        raise InvalidEndpointError("endpoint URL must not carry credentials (RFC 6749 §2.3.1)")
+        raise InvalidEndpointError(f"endpoint URL {_shown(url)!r} must not carry credentials (RFC 6749 §2.3.1)")
     return url
+
+
+def _shown(url: str) -> str:
+    """``url`` for an error message: at most 200 characters, without userinfo (``user:password@``), query or
+    fragment, which may hold secrets. Works on URLs that cannot be parsed, which is when it is needed."""
+    authority_at = url.find("//")
+    if authority_at >= 0:
+        start = authority_at + 2
+        end = min((i for i in (url.find(c, start) for c in "/?#") if i >= 0), default=len(url))
+        at = url.rfind("@", start, end)
+        if at >= 0:
+            url = f"{url[:start]}***@{url[at + 1 :]}"
+    cut = min((i for i in (url.find("?"), url.find("#")) if i >= 0), default=len(url))
+    return url[:cut][:200] + ("?…" if cut < len(url) else "")
