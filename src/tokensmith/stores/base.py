@@ -59,12 +59,15 @@ class Lease:
     pid: int
     #: ``socket.gethostname()`` of the claimant.
     host: str
+    #: When the claimant's process started, as the OS counts it (Linux: clock ticks since boot, from
+    #: ``/proc/<pid>/stat``); None where unknown. Tells a reused pid from the claimant's.
+    started: int | None = None
 
     def is_live(self, now: float) -> bool:
         """Not expired at ``now``, and its process not known to be gone (checked on the same host only)."""
         if not now < self.expires_at:  # written this way round so that a NaN is never live
             return False
-        return self.host != socket.gethostname() or _process_exists(self.pid)
+        return self.host != socket.gethostname() or _process_exists(self.pid, self.started)
 
 
 @runtime_checkable
@@ -113,14 +116,59 @@ def check_claim(owner: str, kind: str, ttl: float) -> None:
 
 def new_lease(owner: str, kind: str, ttl: float, now: float) -> Lease:
     """The lease this process writes when it claims at ``now``."""
-    return Lease(owner=owner, kind=kind, expires_at=now + ttl, pid=os.getpid(), host=socket.gethostname())
+    pid = os.getpid()
+    return Lease(
+        owner=owner,
+        kind=kind,
+        expires_at=now + ttl,
+        pid=pid,
+        host=socket.gethostname(),
+        started=_process_start(pid),
+    )
 
 
-def _process_exists(pid: int) -> bool:
-    """False only when the OS says there is no such process. ``os.kill(pid, 0)`` only checks on POSIX; on
-    Windows it would *terminate* the process, so there a lease simply lasts until it expires."""
+def _proc_stat(pid: int) -> tuple[str, int] | None:
+    """The state letter and start time (clock ticks since boot) of ``pid`` from ``/proc/<pid>/stat``; None
+    where there is no such file (no process by that pid, or no Linux-style ``/proc``) or it cannot be parsed."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            text = handle.read(4096).decode("ascii", "replace")
+    except OSError:
+        return None
+    # "pid (comm) state ppid ... starttime ...": comm may hold spaces and parentheses, so split after the last ')'.
+    fields = text[text.rfind(")") + 1 :].split()
+    try:
+        return fields[0], int(fields[19])
+    except (IndexError, ValueError):
+        return None
+
+
+def _process_start(pid: int) -> int | None:
+    """When ``pid`` started (see ``Lease.started``), or None where that cannot be told."""
+    if os.name != "posix":
+        return None
+    found = _proc_stat(pid)
+    return None if found is None else found[1]
+
+
+def _process_exists(pid: int, started: int | None = None) -> bool:
+    """False only when the OS says there is no such process: none by that pid, a zombie (killed, not yet
+    reaped by its parent) or, with ``started``, one that started at another time (the pid was reused).
+    ``os.kill(pid, 0)`` only checks on POSIX; on Windows it would *terminate* the process, so there a lease
+    simply lasts until it expires."""
     if os.name != "posix" or pid <= 0:
         return True
+    if os.path.isdir("/proc/self") and pid < 2**32:
+        found = _proc_stat(pid)
+        if found is None:
+            if not os.path.exists(f"/proc/{pid}"):
+                return False
+        else:
+            state, start = found
+            if state in ("Z", "X", "x"):
+                return False
+            if started is not None and start != started:
+                return False
     try:
         os.kill(pid, 0)
     except (ProcessLookupError, OverflowError):

@@ -5,7 +5,8 @@ A token file (``FileStore``) and a keyring secret (``KeyringStore``) hold the sa
 ``decode_token`` raises on anything this module did not write (the caller decides whether to quarantine it),
 and ``NewerFormatError`` for a document written by a newer tokensmith (left alone, never quarantined).
 
-A lease file (``FileStore``) holds ``{"version": 1, "lease": {"owner", "kind", "expires_at", "pid", "host"}}``.
+A lease file (``FileStore``) holds ``{"version": 1, "lease": {"owner", "kind", "expires_at", "pid", "host"}}``,
+plus ``started`` (the claimant's process start time) where the OS tells it; older readers ignore it.
 
 Store keys are file names, so ``check_key`` restricts them; a log line may name a key only by ``short_key``.
 """
@@ -76,6 +77,8 @@ def encode_lease(lease: Lease) -> bytes:
         "pid": lease.pid,
         "host": lease.host,
     }
+    if lease.started is not None:
+        fields["started"] = lease.started
     document = {"version": LEASE_FORMAT_VERSION, "lease": fields}
     return (json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=True) + "\n").encode("ascii")
 
@@ -99,4 +102,7 @@ def decode_lease(data: bytes) -> Lease:
         raise TypeError("expires_at must be a finite number")
     if isinstance(pid, bool) or not isinstance(pid, int) or pid <= 0:
         raise TypeError("pid must be a positive integer")
-    return Lease(owner=owner, kind=kind, expires_at=float(expires_at), pid=pid, host=host)
+    started = fields.get("started")
+    if started is not None and (isinstance(started, bool) or not isinstance(started, int) or started < 0):
+        raise TypeError("started must be a non-negative integer")
+    return Lease(owner=owner, kind=kind, expires_at=float(expires_at), pid=pid, host=host, started=started)

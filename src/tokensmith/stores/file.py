@@ -141,6 +141,8 @@ _ADVICE = {
     errno.EISDIR: "a directory is in the way: remove it",
     errno.ENOTDIR: "a part of the path is not a directory: fix the path or give FileStore another directory",
     errno.ENAMETOOLONG: "the path is too long: give FileStore a shorter directory",
+    errno.ENOSYS: "the file system does not support file locks (flock): tokens can still be read and saved, but "
+    "processes cannot coordinate renewals here; give FileStore a directory on a local file system",
 }
 if hasattr(errno, "EDQUOT"):
     _ADVICE[errno.EDQUOT] = "disk quota exceeded: free some space (a previously stored token is untouched)"
@@ -225,7 +227,13 @@ class _PathLock:
                     "FileStore.lock needs the 'filelock' package: pip install 'tokensmith[file]'"
                 ) from error
             # thread_local=False: one shared state, touched only by the thread holding _thread_lock.
-            self._file_lock = filelock.FileLock(self.path, mode=0o600, thread_local=False)
+            # fallback_to_soft=False: where flock is missing (some NFS, FUSE and SMB mounts), filelock would switch
+            # to an existence lock, which our own pre-created lock file holds forever (and a killed holder's too):
+            # every lock would wait lock_timeout. Without flock, say so at once instead (ENOSYS: StoreError).
+            try:
+                self._file_lock = filelock.FileLock(self.path, mode=0o600, thread_local=False, fallback_to_soft=False)
+            except TypeError:  # filelock < 3.30 has no soft fallback: it raises NotImplementedError instead
+                self._file_lock = filelock.FileLock(self.path, mode=0o600, thread_local=False)
         return self._file_lock
 
     def acquire(self, timeout: float) -> None:
@@ -251,6 +259,8 @@ class _PathLock:
                     raise StoreLockTimeout(
                         f"lock {self.path} still held by another process after {timeout:g} s"
                     ) from None
+                except NotImplementedError:  # filelock < 3.30 on a file system without flock
+                    raise _store_error("lock", self.path, OSError(errno.ENOSYS, os.strerror(errno.ENOSYS))) from None
                 except OSError as error:
                     raise _store_error("lock", self.path, error) from error
             self._depth += 1
