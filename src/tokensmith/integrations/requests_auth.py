@@ -145,6 +145,16 @@ class TokenAuth(AuthBase):
         new: Response = connection.send(retry, **kwargs)
         new.history.append(response)
         new.request = retry
+        if new.is_redirect:
+            # The session builds the redirect of ``new`` from ``request`` (``resolve_redirects`` copies the request
+            # it sent, not this retry, and this hook does not run on ``new``): make it carry the token the retry
+            # carried, or the redirect target gets the rejected one (C12). The 401 keeps a copy as it was sent.
+            response.request = request.copy()
+            if token.is_dpop:
+                self._dpop_for_redirect(request, new, token)
+            else:
+                request.headers["Authorization"] = token.authorization
+                request.headers.pop("DPoP", None)
         return new
 
     def _dpop_for_redirect(self, request: PreparedRequest, response: Response, sent: Token | None) -> None:
