@@ -17,7 +17,7 @@ from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 from requests.auth import AuthBase
-from requests.cookies import extract_cookies_to_jar
+from requests.cookies import extract_cookies_to_jar, get_cookie_header
 from requests.exceptions import UnrewindableBodyError
 from requests.models import PreparedRequest, Response
 from requests.sessions import SessionRedirectMixin
@@ -25,7 +25,7 @@ from requests.utils import requote_uri, rewind_body
 
 from .._protocol.dpop import is_dpop_invalid_token, is_resource_nonce_challenge
 from ..token import Token
-from . import TokenSource, dpop_headers_from, is_invalid_token, note_dpop_nonce
+from . import TokenSource, dpop_headers_from, is_invalid_token, merge_cookie_header, note_dpop_nonce
 
 __all__ = ["TokenAuth"]
 
@@ -38,6 +38,7 @@ _FOLLOWED_MAX = 8
 
 # Untyped in the stubs; this is its signature.
 _extract_cookies: Callable[[CookieJar, PreparedRequest, Any], None] = extract_cookies_to_jar
+_cookie_header: Callable[[CookieJar, PreparedRequest], str | None] = get_cookie_header
 
 
 def _replayable(request: PreparedRequest) -> bool:
@@ -145,7 +146,13 @@ class TokenAuth(AuthBase):
         jar: CookieJar | None = vars(retry).get("_cookies")
         if jar is not None:  # cookies the 401 set, as a browser (and requests' own digest auth) would
             _extract_cookies(jar, request, response.raw)
-            retry.prepare_cookies(jar)
+            # Not ``prepare_cookies``: it (and the cookie jar) does nothing when the request already has a
+            # ``Cookie`` header (any session cookie), and the 401's cookies would be lost.
+            probe = retry.copy()
+            probe.headers.pop("Cookie", None)
+            fresh = _cookie_header(jar, probe)
+            if fresh:
+                retry.headers["Cookie"] = merge_cookie_header(retry.headers.get("Cookie"), fresh)
         if token.is_dpop:
             self._dpop(retry, token)
         else:
