@@ -95,6 +95,20 @@ def note_dpop_nonce(source: object, url: str, nonce: str) -> None:
         update(url, nonce)
 
 
+def merge_cookie_header(sent: str | None, fresh: str) -> str:
+    """The ``Cookie`` header for a retry: the one ``sent`` with the rejected request, with the cookies in
+    ``fresh`` (the client's cookies for the URL, including those the ``401`` set) added or replacing those of the
+    same name, as a browser would send them after the ``Set-Cookie``. Cookies only in ``sent`` (a header the caller
+    set by hand) are kept."""
+    pairs: dict[str, str] = {}
+    for part in [*(sent or "").split(";"), *fresh.split(";")]:
+        pair = part.strip()
+        name = pair.partition("=")[0].strip()
+        if name:
+            pairs[name] = pair
+    return "; ".join(pairs.values())
+
+
 class AsyncTokenSource(Protocol):
     """The async twin of ``TokenSource`` (``tokensmith.AsyncTokenClient`` implements it), for
     ``httpx.AsyncClient``: ``await get_token()``, same meaning of ``stale``."""

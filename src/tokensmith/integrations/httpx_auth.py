@@ -18,7 +18,14 @@ import httpx
 
 from .._protocol.dpop import is_dpop_invalid_token, is_dpop_refusal, is_resource_nonce_challenge, origin
 from ..token import Token
-from . import AsyncTokenSource, TokenSource, dpop_headers_from, is_invalid_token, note_dpop_nonce
+from . import (
+    AsyncTokenSource,
+    TokenSource,
+    dpop_headers_from,
+    is_invalid_token,
+    merge_cookie_header,
+    note_dpop_nonce,
+)
 
 __all__ = ["TokenAuth"]
 
@@ -65,6 +72,7 @@ class TokenAuth(httpx.Auth):
                 token = self._get_token(stale=token)
             elif retry == "redirected":
                 request = response.request
+            _add_cookies_set_by(response, request)
             self._apply(request, token)
             response = yield request
             self._observe(request, response, token)
@@ -90,6 +98,7 @@ class TokenAuth(httpx.Auth):
                 token = await self._token_for(token)
             elif retry == "redirected":
                 request = response.request
+            _add_cookies_set_by(response, request)
             await self._aapply(request, token)
             response = yield request
             self._observe(request, response, token)
@@ -150,6 +159,19 @@ class TokenAuth(httpx.Auth):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self._source!r})"
+
+
+def _add_cookies_set_by(response: httpx.Response, retry: httpx.Request) -> None:
+    """The cookies the rejected response set go with the retry, as a browser would send them (httpx's own
+    ``DigestAuth`` does so too). The client stores them in its jar but does not rebuild the ``Cookie`` header of
+    a request an auth flow re-sends."""
+    if not response.cookies:
+        return
+    probe = httpx.Request(retry.method, retry.url)
+    response.cookies.set_cookie_header(probe)
+    fresh = probe.headers.get("Cookie")
+    if fresh:
+        retry.headers["Cookie"] = merge_cookie_header(retry.headers.get("Cookie"), fresh)
 
 
 def _answered_url(request: httpx.Request, response: httpx.Response) -> str:

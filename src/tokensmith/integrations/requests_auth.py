@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import functools
 import inspect
+import threading
 from collections.abc import Callable
 from http.cookiejar import CookieJar
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 from requests.auth import AuthBase
-from requests.cookies import extract_cookies_to_jar
+from requests.cookies import extract_cookies_to_jar, get_cookie_header
 from requests.exceptions import UnrewindableBodyError
 from requests.models import PreparedRequest, Response
 from requests.sessions import SessionRedirectMixin
@@ -24,7 +25,7 @@ from requests.utils import requote_uri, rewind_body
 
 from .._protocol.dpop import is_dpop_invalid_token, is_resource_nonce_challenge
 from ..token import Token
-from . import TokenSource, dpop_headers_from, is_invalid_token, note_dpop_nonce
+from . import TokenSource, dpop_headers_from, is_invalid_token, merge_cookie_header, note_dpop_nonce
 
 __all__ = ["TokenAuth"]
 
@@ -32,9 +33,12 @@ __all__ = ["TokenAuth"]
 # the server rejects it; the source may have moved on by then) and whether it is already the one retry.
 _SENT_TOKEN = "_tokensmith_token"
 _IS_RETRY = "_tokensmith_retry"
+#: How many Bearer tokens a handler remembers having sent into a redirect (see ``TokenAuth._followed``).
+_FOLLOWED_MAX = 8
 
 # Untyped in the stubs; this is its signature.
 _extract_cookies: Callable[[CookieJar, PreparedRequest, Any], None] = extract_cookies_to_jar
+_cookie_header: Callable[[CookieJar, PreparedRequest], str | None] = get_cookie_header
 
 
 def _replayable(request: PreparedRequest) -> bool:
@@ -81,6 +85,11 @@ class TokenAuth(AuthBase):
         # Bound once: attribute lookups on each request would allocate a new bound method every time.
         self._get_token = source.get_token
         self._hook = self._on_response
+        # ``Authorization`` value -> Bearer token, for tokens sent with a request the session then redirected.
+        # The session's copy of a redirected request keeps our hook and its ``Authorization`` (same host) but not
+        # the per-request state: a 401 invalid_token there is found to be about one of our tokens by its header.
+        self._followed: dict[str, Token] = {}
+        self._followed_lock = threading.Lock()
 
     def __call__(self, r: PreparedRequest) -> PreparedRequest:
         token = self._get_token()
@@ -105,10 +114,15 @@ class TokenAuth(AuthBase):
         nonce = response.headers.get("DPoP-Nonce")
         if sent is not None and sent.is_dpop and nonce is not None:
             note_dpop_nonce(self._source, request.url or "", nonce)  # RFC 9449 §9
-        if response.is_redirect and "DPoP" in request.headers:
-            self._dpop_for_redirect(request, response, sent)
+        if response.is_redirect:
+            if "DPoP" in request.headers:
+                self._dpop_for_redirect(request, response, sent)
+            elif sent is not None:
+                self._remember(sent)
         if response.status_code != 401:
             return response
+        if sent is None:
+            sent = self._followed_token(request)
         if sent is None or request.__dict__.get(_IS_RETRY):
             return response  # not ours, or already the retry: hand the second 401 to the caller
         challenge = response.headers.get("WWW-Authenticate")
@@ -132,7 +146,13 @@ class TokenAuth(AuthBase):
         jar: CookieJar | None = vars(retry).get("_cookies")
         if jar is not None:  # cookies the 401 set, as a browser (and requests' own digest auth) would
             _extract_cookies(jar, request, response.raw)
-            retry.prepare_cookies(jar)
+            # Not ``prepare_cookies``: it (and the cookie jar) does nothing when the request already has a
+            # ``Cookie`` header (any session cookie), and the 401's cookies would be lost.
+            probe = retry.copy()
+            probe.headers.pop("Cookie", None)
+            fresh = _cookie_header(jar, probe)
+            if fresh:
+                retry.headers["Cookie"] = merge_cookie_header(retry.headers.get("Cookie"), fresh)
         if token.is_dpop:
             self._dpop(retry, token)
         else:
@@ -145,7 +165,36 @@ class TokenAuth(AuthBase):
         new: Response = connection.send(retry, **kwargs)
         new.history.append(response)
         new.request = retry
+        if new.is_redirect:
+            # The session builds the redirect of ``new`` from ``request`` (``resolve_redirects`` copies the request
+            # it sent, not this retry, and this hook does not run on ``new``): make it carry the token the retry
+            # carried, or the redirect target gets the rejected one (C12). The 401 keeps a copy as it was sent.
+            response.request = request.copy()
+            if token.is_dpop:
+                self._dpop_for_redirect(request, new, token)
+            else:
+                request.headers["Authorization"] = token.authorization
+                request.headers.pop("DPoP", None)
+                # Not remembered: this call has had its one renewal; a 401 after that redirect is returned.
         return new
+
+    def _remember(self, token: Token) -> None:
+        """``token`` goes into a redirect the session will follow (its copy carries our hook, not our state)."""
+        if token.is_dpop:
+            return  # a DPoP redirect copy gets its proof from ``_dpop_for_redirect``; its 401 is returned as is
+        with self._followed_lock:
+            self._followed[token.authorization] = token
+            while len(self._followed) > _FOLLOWED_MAX:
+                del self._followed[next(iter(self._followed))]
+
+    def _followed_token(self, request: PreparedRequest) -> Token | None:
+        """The token a session's redirect copy of one of our requests carries, if it kept its ``Authorization``
+        (requests strips it when the redirect goes to another host: then there is none, and no renewal)."""
+        authorization = request.headers.get("Authorization")
+        if authorization is None:
+            return None
+        with self._followed_lock:
+            return self._followed.get(authorization)
 
     def _dpop_for_redirect(self, request: PreparedRequest, response: Response, sent: Token | None) -> None:
         """The session builds the redirect from a copy of ``request``'s headers, after this hook: a proof is for
