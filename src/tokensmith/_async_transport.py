@@ -21,7 +21,6 @@ import weakref
 from collections.abc import AsyncGenerator, Mapping
 from typing import Any
 from urllib.parse import urlencode
-from urllib.request import getproxies
 
 import httpx
 
@@ -36,16 +35,18 @@ from ._http import (
     check_declared_length,
     checked_verify,
     connect_message,
+    credential_urls_secrets,
     deadline_message,
     exception_chain,
     log_exchange,
     safe_url,
+    scrubbed_cause,
     tls_message,
     total_deadline,
     user_agent,
 )
 from ._protocol.messages import HttpRequest, HttpResponse
-from ._redact import request_secrets, scrub_library_text, url_secrets
+from ._redact import request_secrets
 from .exceptions import ConnectError, InvalidEndpointError, RequestTimeout, TLSError, TokensmithError, TransportError
 
 logger = logging.getLogger("tokensmith.http")
@@ -179,7 +180,7 @@ class AsyncTransport(EndpointPolicy):
         secrets: tuple[str, ...],
     ) -> HttpResponse:
         """One exchange. A failure is ours, chained to a copy of httpx's exception that holds none of ``secrets``
-        (see ``_library_cause``), and raised outside the ``except``: httpx's own must not stay its context."""
+        (see ``scrubbed_cause``), and raised outside the ``except``: httpx's own must not stay its context."""
         try:
             async with client.stream(
                 method, url, headers=headers, content=content, timeout=self._httpx_timeout, follow_redirects=False
@@ -194,8 +195,8 @@ class AsyncTransport(EndpointPolicy):
                 return HttpResponse(raw.status_code, received, bytes(body), received_at=time.time())
         except httpx.HTTPError as error:
             failure = _map_error(error, method, shown, self.timeout)
-            proxies = [*(self.proxies or {}).values(), *getproxies().values()]
-            cause = _library_cause(error, (*secrets, *url_secrets([url, *proxies])))
+            cause_secrets = (*secrets, *credential_urls_secrets(url, self.proxies))
+            cause = scrubbed_cause(error, cause_secrets, "httpx", httpx.HTTPError)
         raise failure from cause
 
     async def aclose(self) -> None:
@@ -258,20 +259,6 @@ def _map_error(error: httpx.HTTPError, method: str, shown: str, timeout: Timeout
     if isinstance(error, httpx.UnsupportedProtocol | httpx.InvalidURL):
         return InvalidEndpointError(f"{method} {shown}: not a usable URL ({type(error).__name__})")
     return TransportError(f"{method} {shown}: {type(error).__name__}")
-
-
-def _library_cause(error: httpx.HTTPError, secrets: tuple[str, ...]) -> BaseException:
-    """What is chained under our error: httpx's exception of the same type with its message scrubbed (C10), but not
-    the exception itself, which holds the ``httpx.Request`` (``.request``: the form body with the client secret or
-    refresh token, the ``Authorization`` and ``DPoP`` headers) and httpcore's chain."""
-    message = scrub_library_text(str(error), secrets)
-    # A caller's transport may raise its own subclass, whose constructor we do not know: the nearest httpx class.
-    cls = next(c for c in type(error).__mro__ if c.__module__.startswith("httpx"))
-    try:
-        clean: BaseException = cls(message)
-    except Exception:  # an httpx class that wants more arguments (HTTPStatusError)
-        clean = httpx.HTTPError(message)
-    return clean
 
 
 def _caused_by_tls(error: BaseException) -> bool:

@@ -24,7 +24,7 @@ import uuid
 from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
-from typing import Any, Literal, NoReturn, Protocol, TypeGuard, TypeVar
+from typing import Any, Literal, Protocol, TypeGuard, TypeVar
 
 from ._discovery import cached_discovery
 from ._dpop_binding import DPoPBinding
@@ -538,11 +538,8 @@ class ClientCore(DPoPBinding):
 
     def _ensure_open(self) -> None:
         if self._closed:
-            self._closed_error()
-
-    def _closed_error(self) -> NoReturn:
-        # Not quietly reopened: a new store thread or HTTP client made now would never be closed.
-        raise ClientClosed(f"this {type(self).__name__} was closed; make a new one")
+            # Not quietly reopened: a new store thread or HTTP client made now would never be closed.
+            raise ClientClosed(f"this {type(self).__name__} was closed; make a new one")
 
     def peek(self) -> Token | None:
         """The token in memory if it is fresh; never blocks, never touches the network or the store."""

@@ -12,9 +12,11 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Protocol, TypeVar
 from urllib.parse import urlsplit, urlunsplit
+from urllib.request import getproxies
 
 from ._protocol.messages import HttpRequest, HttpResponse
 from ._protocol.urls import check_endpoint
+from ._redact import scrub_library_text, url_secrets
 from ._version import __version__
 from .exceptions import ConfigurationError, ResponseTooLarge
 
@@ -61,6 +63,33 @@ def checked_verify(verify: V) -> V:
     if isinstance(verify, str) and not os.path.exists(os.path.expanduser(verify)):
         raise ConfigurationError(f"verify={verify!r}: no CA bundle file or directory there")
     return verify
+
+
+def scrubbed_cause(
+    error: BaseException, secrets: tuple[str, ...], package: str, fallback: type[BaseException]
+) -> BaseException:
+    """What is chained under our transport error (C10): the HTTP library's exception of the same type with its
+    message scrubbed, never the exception itself. That one holds the request (``.request``: the form body with the
+    client secret or refresh token, the ``Authorization`` and ``DPoP`` headers) and the library's own chain (its
+    connection pool with proxy headers); every traceback renderer and error tracker would reach them.
+
+    ``package``: the library's module prefix (``"requests."``, ``"httpx"``); a caller's session or transport may
+    raise its own subclass, whose constructor we do not know, so the nearest class of the library is used, and
+    ``fallback`` when that one wants more arguments."""
+    message = scrub_library_text(str(error), secrets)
+    cls = next((c for c in type(error).__mro__ if c.__module__.startswith(package)), fallback)
+    try:
+        clean: BaseException = cls(message)
+    except Exception:  # e.g. requests' JSONDecodeError, httpx's HTTPStatusError
+        clean = fallback(message)
+    return clean
+
+
+def credential_urls_secrets(url: str, *proxy_maps: Mapping[str, str] | None) -> tuple[str, ...]:
+    """Credentials in the request URL and in any proxy URL the HTTP library may have used: the transport's, the
+    session's, and the environment's (``HTTPS_PROXY`` and the like)."""
+    proxies = [str(p) for proxy_map in (*proxy_maps, getproxies()) for p in (proxy_map or {}).values()]
+    return url_secrets([url, *proxies])
 
 
 def total_deadline(timeout: Timeout) -> float:

@@ -19,7 +19,6 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlencode
-from urllib.request import getproxies
 
 import requests
 import requests.adapters
@@ -40,17 +39,19 @@ from ._http import (
     check_declared_length,
     checked_verify,
     connect_message,
+    credential_urls_secrets,
     deadline_message,
     exception_chain,
     insecure_http_allowed,
     log_exchange,
     safe_url,
+    scrubbed_cause,
     tls_message,
     total_deadline,
     user_agent,
 )
 from ._protocol.messages import HttpRequest, HttpResponse
-from ._redact import request_secrets, scrub_library_text, url_secrets
+from ._redact import request_secrets
 from ._requests_errors import connect_error, timeout_error, tls_error
 from ._threads import start_daemon
 from .exceptions import InvalidEndpointError, TransportError
@@ -338,7 +339,7 @@ class Transport(EndpointPolicy):
     ) -> HttpResponse:
         """Every request: endpoint policy first, then the same timeout, proxies, ``verify``, User-Agent,
         no redirects, no netrc, a streamed body read under the cap, all within the total deadline. A failure is
-        ours, chained to a copy of requests' own exception that holds none of ``secrets`` (see ``_library_cause``)."""
+        ours, chained to a copy of requests' own exception that holds none of ``secrets`` (see ``scrubbed_cause``)."""
         self.check(url)
         if self._user_agent:
             headers.setdefault("User-Agent", self._user_agent)
@@ -376,21 +377,18 @@ class Transport(EndpointPolicy):
             error = exchange.error
             if isinstance(error, requests.exceptions.RequestException):
                 failure = _map_transport_error(error, method, shown, self.timeout)
-                raise failure from _library_cause(error, (*secrets, *self._proxy_secrets(url)))
+                session_proxies = getattr(self.session, "proxies", None)
+                cause_secrets = credential_urls_secrets(
+                    url, self.proxies, session_proxies if isinstance(session_proxies, Mapping) else None
+                )
+                raise failure from scrubbed_cause(
+                    error, (*secrets, *cause_secrets), "requests.", requests.exceptions.RequestException
+                )
             raise error
         response = exchange.result
         assert response is not None
         log_exchange(logger, method, shown, response, started)
         return response
-
-    def _proxy_secrets(self, url: str) -> tuple[str, ...]:
-        """Credentials in the request URL and in any proxy URL requests may have used (ours, the session's, the
-        environment's ``HTTPS_PROXY``)."""
-        proxies = [*(self.proxies or {}).values(), *getproxies().values()]
-        session_proxies = getattr(self.session, "proxies", None)
-        if isinstance(session_proxies, Mapping):
-            proxies += [str(p) for p in session_proxies.values()]
-        return url_secrets([url, *proxies])
 
     def _read(self, raw: Any, shown: str) -> HttpResponse:
         if not isinstance(raw, requests.Response):
@@ -440,21 +438,6 @@ def _map_transport_error(exc: Exception, method: str, shown: str, timeout: Timeo
     ):
         return InvalidEndpointError(f"{method} {shown}: not a usable URL ({type(exc).__name__})")
     return TransportError(f"{method} {shown}: {type(exc).__name__}")
-
-
-def _library_cause(error: requests.exceptions.RequestException, secrets: tuple[str, ...]) -> BaseException:
-    """What is chained under our error: requests' exception of the same type with its message scrubbed (C10), but
-    not the exception itself. That one holds the ``PreparedRequest`` (``.request``: the form body with the client
-    secret or refresh token, the ``Authorization`` and ``DPoP`` headers) and urllib3's chain (the connection pool
-    with its proxy headers); every traceback renderer and error tracker would reach them."""
-    message = scrub_library_text(str(error), secrets)
-    # A caller's session may raise its own subclass, whose constructor we do not know: the nearest requests class.
-    cls = next(c for c in type(error).__mro__ if c.__module__.startswith("requests."))
-    try:
-        clean: BaseException = cls(message)
-    except Exception:  # a requests class that wants more arguments (its JSONDecodeError)
-        clean = requests.exceptions.RequestException(message)
-    return clean
 
 
 def _never_connected(exc: BaseException) -> bool:
